@@ -1,0 +1,3 @@
+module github.com/streamwatch/streamwatch/devstack
+
+go 1.26.8

@@ -1,0 +1,239 @@
+// Package events defines the versioned event schema that every Streamwatch
+// service shares: the Event record carried on the events.raw topic, the
+// validation of client input, and the batch record codec.
+//
+// Schema versions: v1 is the current version. A consumer accepts every
+// version up to SchemaVersion; a record with a newer version is a permanent
+// error (it goes to the dead-letter topic).
+package events
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// SchemaVersion is the version of Event written by this build.
+const SchemaVersion = 1
+
+// Type names the kind of an event. It decides which typed fields are required.
+type Type string
+
+// Event types accepted by the collector.
+const (
+	// Behaviour events: what a user did on a site or an app.
+	TypePageView Type = "page_view"
+	TypeClick    Type = "click"
+	TypeAddCart  Type = "add_cart"
+	TypePurchase Type = "purchase"
+	TypeSearch   Type = "search"
+	// TypeServiceRequest is one request served by a service (status, latency).
+	TypeServiceRequest Type = "service_request"
+	// TypeHTTPRequest is one request from a web-server access log.
+	TypeHTTPRequest Type = "http_request"
+)
+
+// Kind groups event types by the typed fields they carry.
+type Kind int
+
+// Kinds of events.
+const (
+	KindUnknown Kind = iota
+	KindBehaviour
+	KindServiceRequest
+	KindHTTPRequest
+)
+
+// Kind returns the kind of the type, KindUnknown for an unknown type.
+func (t Type) Kind() Kind {
+	switch t {
+	case TypePageView, TypeClick, TypeAddCart, TypePurchase, TypeSearch:
+		return KindBehaviour
+	case TypeServiceRequest:
+		return KindServiceRequest
+	case TypeHTTPRequest:
+		return KindHTTPRequest
+	}
+	return KindUnknown
+}
+
+// Types lists every accepted event type, for error messages and docs.
+var Types = []Type{TypePageView, TypeClick, TypeAddCart, TypePurchase, TypeSearch, TypeServiceRequest, TypeHTTPRequest}
+
+// Event is one validated event as it travels on events.raw (schema v1).
+//
+// Times are milliseconds since the Unix epoch, UTC. The fields after Source
+// are typed per Kind; fields of other kinds are zero. Key is the entity key
+// that decides the Kafka partition: the user for behaviour events, the
+// service for service requests and the client IP for HTTP requests, so all
+// events of one entity stay in order in one partition.
+type Event struct {
+	// V is the schema version the event was written with (1).
+	V int `json:"v"`
+	// ID is the event id: client-given, derived from the source position
+	// (access logs), or a UUIDv7 assigned by the collector. Consumers
+	// deduplicate by it.
+	ID string `json:"event_id"`
+	// Type is the event type.
+	Type Type `json:"type"`
+	// Time is the event time in ms since the epoch (UTC).
+	Time int64 `json:"event_time"`
+	// ReceiveTime is when the collector received the event, ms since the epoch.
+	ReceiveTime int64 `json:"receive_time"`
+	// Key is the entity key (user id, service name or client IP).
+	Key string `json:"key"`
+	// Source names where the event came from (e.g. a log file name); optional.
+	Source string `json:"source,omitempty"`
+
+	// Behaviour fields.
+	UserID     string            `json:"user_id,omitempty"`
+	SessionID  string            `json:"session_id,omitempty"`
+	Page       string            `json:"page,omitempty"`
+	ProductID  string            `json:"product_id,omitempty"`
+	Amount     float64           `json:"amount,omitempty"`
+	Query      string            `json:"query,omitempty"`
+	Properties map[string]string `json:"properties,omitempty"`
+
+	// Service request fields (Status is shared with HTTP requests).
+	Service   string  `json:"service,omitempty"`
+	Endpoint  string  `json:"endpoint,omitempty"`
+	LatencyMs float64 `json:"latency_ms,omitempty"`
+	Status    int     `json:"status,omitempty"`
+
+	// HTTP access-log request fields.
+	ClientIP  string `json:"client_ip,omitempty"`
+	Method    string `json:"method,omitempty"`
+	Path      string `json:"path,omitempty"`
+	Protocol  string `json:"protocol,omitempty"`
+	Bytes     int64  `json:"bytes,omitempty"`
+	Referrer  string `json:"referrer,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+}
+
+// Limits on field sizes, in bytes (strings) or entries (maps).
+const (
+	MaxIDLen         = 128
+	MaxStringLen     = 2048
+	MaxProperties    = 64
+	MaxPropertyBytes = 1024
+)
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid event")
+
+// FieldError names the field that failed validation and why.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("field %q: %s", e.Field, e.Reason) }
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// StatusClass returns "1xx".."5xx" for an HTTP status, or "other".
+func StatusClass(status int) string {
+	if status >= 100 && status < 600 {
+		return fmt.Sprintf("%dxx", status/100)
+	}
+	return "other"
+}
+
+// Validate checks the event against schema v1: a known type, an id, a
+// positive event time, and the fields its kind requires. It returns every
+// problem joined with errors.Join; each is a *FieldError wrapping ErrInvalid.
+// Validate does not change the event.
+func (e *Event) Validate() error {
+	var errs []error
+	add := func(field, reason string) { errs = append(errs, &FieldError{Field: field, Reason: reason}) }
+	if e.V < 1 || e.V > SchemaVersion {
+		add("v", fmt.Sprintf("unsupported schema version %d (this build reads 1..%d)", e.V, SchemaVersion))
+	}
+	if e.ID == "" {
+		add("event_id", "missing")
+	} else if len(e.ID) > MaxIDLen {
+		add("event_id", fmt.Sprintf("longer than %d bytes", MaxIDLen))
+	}
+	if e.Time <= 0 {
+		add("event_time", "missing or not after the epoch")
+	}
+	for name, v := range map[string]string{
+		"user_id": e.UserID, "session_id": e.SessionID, "page": e.Page, "product_id": e.ProductID,
+		"query": e.Query, "service": e.Service, "endpoint": e.Endpoint, "client_ip": e.ClientIP,
+		"method": e.Method, "path": e.Path, "protocol": e.Protocol, "referrer": e.Referrer,
+		"user_agent": e.UserAgent, "source": e.Source,
+	} {
+		if len(v) > MaxStringLen {
+			add(name, fmt.Sprintf("longer than %d bytes", MaxStringLen))
+		}
+	}
+	if len(e.Properties) > MaxProperties {
+		add("properties", fmt.Sprintf("more than %d entries", MaxProperties))
+	}
+	for k, v := range e.Properties {
+		if len(k)+len(v) > MaxPropertyBytes {
+			add("properties."+k, fmt.Sprintf("entry longer than %d bytes", MaxPropertyBytes))
+		}
+	}
+	switch e.Type.Kind() {
+	case KindBehaviour:
+		if e.UserID == "" {
+			add("user_id", "required for "+string(e.Type))
+		}
+		if e.Amount < 0 {
+			add("amount", "negative")
+		}
+	case KindServiceRequest:
+		if e.Service == "" {
+			add("service", "required for service_request")
+		}
+		if e.Status < 100 || e.Status > 599 {
+			add("status", fmt.Sprintf("%d is not an HTTP status (100..599)", e.Status))
+		}
+		if e.LatencyMs < 0 {
+			add("latency_ms", "negative")
+		}
+	case KindHTTPRequest:
+		if e.ClientIP == "" {
+			add("client_ip", "required for http_request")
+		} else if _, err := netip.ParseAddr(e.ClientIP); err != nil {
+			add("client_ip", fmt.Sprintf("%q is not an IP address", e.ClientIP))
+		}
+		if e.Method == "" {
+			add("method", "required for http_request")
+		}
+		if e.Status < 100 || e.Status > 599 {
+			add("status", fmt.Sprintf("%d is not an HTTP status (100..599)", e.Status))
+		}
+		if e.Bytes < 0 {
+			add("bytes", "negative")
+		}
+	default:
+		names := make([]string, len(Types))
+		for i, t := range Types {
+			names[i] = string(t)
+		}
+		if e.Type == "" {
+			add("type", "missing (one of "+strings.Join(names, ", ")+")")
+		} else {
+			add("type", fmt.Sprintf("unknown type %q (one of %s)", e.Type, strings.Join(names, ", ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// EntityKey returns the entity key for the event's kind: user id, service
+// name or client IP; "" for an unknown kind.
+func (e *Event) EntityKey() string {
+	switch e.Type.Kind() {
+	case KindBehaviour:
+		return e.UserID
+	case KindServiceRequest:
+		return e.Service
+	case KindHTTPRequest:
+		return e.ClientIP
+	}
+	return ""
+}

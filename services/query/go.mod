@@ -1,0 +1,3 @@
+module github.com/streamwatch/streamwatch/services/query
+
+go 1.26.8
