@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"context"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -142,7 +143,24 @@ func NewSubscriber(cfg config.Kafka, group string, logger *slog.Logger) (*kafka.
 // Position returns the Kafka partition and offset of a consumed message; ok
 // is false for messages that did not come from the Kafka subscriber.
 func Position(msg *message.Message) (partition int32, offset int64, ok bool) {
+	if pos, ok := msg.Context().Value(positionKey{}).(position); ok {
+		return pos.partition, pos.offset, true
+	}
 	p, ok1 := kafka.MessagePartitionFromCtx(msg.Context())
 	o, ok2 := kafka.MessagePartitionOffsetFromCtx(msg.Context())
 	return p, o, ok1 && ok2
+}
+
+type positionKey struct{}
+
+type position struct {
+	partition int32
+	offset    int64
+}
+
+// ContextWithPosition returns ctx carrying a Kafka partition and offset that
+// Position reports. It is for transports other than the Kafka subscriber and
+// for tests that drive handlers directly.
+func ContextWithPosition(ctx context.Context, partition int32, offset int64) context.Context {
+	return context.WithValue(ctx, positionKey{}, position{partition, offset})
 }

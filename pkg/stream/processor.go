@@ -1,0 +1,289 @@
+// Package stream runs a stateful, partition-local operator on a Kafka topic
+// with an exactly-once effect, following the invariants of ARCHITECTURE.md:
+//
+//  1. An input record is acked only after its effect on state is durable:
+//     the operator's state, the record's offset and the record's outputs are
+//     committed to Redis in one atomic step (package checkpoint) before the
+//     handler returns.
+//  2. A record at or below the committed offset (a replay after a crash or a
+//     rebalance) has no effect.
+//  3. Outputs are written to the checkpoint as an outbox first and published
+//     after the commit, so a crash between the two re-publishes them on the
+//     next load; operators give every output a deterministic id, so a
+//     re-published output is harmless.
+//
+// State lives per partition and is loaded lazily on the first record of a
+// partition. An instance whose commit loses the compare-and-set (another
+// instance took the partition over) drops its copy and reloads, so two
+// instances never both advance one partition's state.
+//
+// This is the transactional-outbox pattern (Richardson, "Microservices
+// Patterns", ch. 3) applied to Kafka Streams-style partition state.
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/streamwatch/streamwatch/pkg/checkpoint"
+	"github.com/streamwatch/streamwatch/pkg/messaging"
+)
+
+// Output is one record an operator emits.
+type Output struct {
+	// Topic is the destination topic.
+	Topic string `json:"topic"`
+	// Key is the Kafka record key (decides the partition).
+	Key string `json:"key,omitempty"`
+	// UUID is the Watermill message id; deterministic ids let consumers
+	// deduplicate.
+	UUID string `json:"uuid"`
+	// Payload is the record value.
+	Payload []byte `json:"payload"`
+	// Metadata becomes Kafka headers.
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// Operator is the logic of one stateful consumer. Its methods are called for
+// one partition at a time (never concurrently for the same state), so they
+// need no locking of their own.
+type Operator[S any] interface {
+	// NewState returns the empty state of a partition never seen before.
+	NewState(partition int32) S
+	// Apply applies one input record to st and returns the records to emit.
+	// An error wrapped with messaging.Permanent marks a poison record; any
+	// other error is transient and the record is redelivered. On error the
+	// processor discards st (it reloads the last committed state), so Apply
+	// may leave it half-changed.
+	Apply(ctx context.Context, st S, msg *message.Message, offset int64) ([]Output, error)
+	// Tick advances processing-time logic (idle watermarks, timers) at now and
+	// returns records to emit and whether st changed.
+	Tick(ctx context.Context, st S, now time.Time) ([]Output, bool, error)
+}
+
+// Config configures a Processor.
+type Config struct {
+	// Group is the consumer group and the checkpoint namespace. Renaming it
+	// starts from empty state.
+	Group string
+	// Topic is the input topic.
+	Topic string
+	// TickInterval is how often Tick runs for loaded partitions; 0 disables
+	// ticking.
+	TickInterval time.Duration
+}
+
+// Processor runs an Operator on the records of one topic. Use Handle as a
+// Watermill NoPublishHandlerFunc and run Run for ticks.
+type Processor[S any] struct {
+	cfg    Config
+	op     Operator[S]
+	store  *checkpoint.Store
+	pub    message.Publisher
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	parts map[int32]*partition[S]
+}
+
+type partition[S any] struct {
+	mu      sync.Mutex
+	loaded  bool
+	state   S
+	version int64
+	offset  int64
+}
+
+// envelope is what a checkpoint holds: the operator state and the outbox of
+// the last commit.
+type envelope[S any] struct {
+	State  S        `json:"state"`
+	Outbox []Output `json:"outbox,omitempty"`
+}
+
+// New returns a Processor. State is encoded as JSON, so S must marshal and
+// unmarshal losslessly with encoding/json.
+func New[S any](cfg Config, op Operator[S], store *checkpoint.Store, pub message.Publisher, logger *slog.Logger) (*Processor[S], error) {
+	if cfg.Group == "" || cfg.Topic == "" {
+		return nil, errors.New("stream processor: group and topic are required")
+	}
+	return &Processor[S]{cfg: cfg, op: op, store: store, pub: pub, logger: messaging.Logger(logger), parts: map[int32]*partition[S]{}}, nil
+}
+
+func (p *Processor[S]) partition(n int32) *partition[S] {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ps, ok := p.parts[n]
+	if !ok {
+		ps = &partition[S]{}
+		p.parts[n] = ps
+	}
+	return ps
+}
+
+// Handle applies one input record (a Watermill handler). It returns nil
+// after the record's effect and outputs are durable (or when the record is
+// a replay), a messaging.Permanent error for poison, and a transient error
+// when Redis or the broker failed or a rebalance raced it (the record is
+// then redelivered).
+func (p *Processor[S]) Handle(msg *message.Message) error {
+	part, offset, ok := messaging.Position(msg)
+	if !ok {
+		return messaging.Permanent(errors.New("message has no Kafka partition/offset"))
+	}
+	ctx := msg.Context()
+	ps := p.partition(part)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if err := p.ensureLoaded(ctx, part, ps); err != nil {
+		return err
+	}
+	if offset <= ps.offset {
+		return nil // replay: already applied
+	}
+	outs, err := p.op.Apply(ctx, ps.state, msg, offset)
+	if err != nil {
+		ps.loaded = false
+		return err
+	}
+	return p.commitAndPublish(ctx, part, ps, offset, outs)
+}
+
+// ensureLoaded loads the partition's checkpoint if it is not in memory and
+// re-publishes the outbox of its last commit. Call with ps.mu held.
+func (p *Processor[S]) ensureLoaded(ctx context.Context, part int32, ps *partition[S]) error {
+	if ps.loaded {
+		return nil
+	}
+	snap, err := p.store.Load(ctx, p.cfg.Group, p.cfg.Topic, part)
+	if err != nil {
+		return err
+	}
+	var env envelope[S]
+	if snap.Data == nil {
+		env.State = p.op.NewState(part)
+	} else if err := json.Unmarshal(snap.Data, &env); err != nil {
+		return fmt.Errorf("decode checkpoint of %s/%d: %w", p.cfg.Topic, part, err)
+	}
+	if err := p.publish(env.Outbox); err != nil {
+		return err
+	}
+	ps.state, ps.version, ps.offset, ps.loaded = env.State, snap.Version, snap.Offset, true
+	return nil
+}
+
+// commitAndPublish commits state, offset and outbox, then publishes the
+// outbox. Call with ps.mu held.
+func (p *Processor[S]) commitAndPublish(ctx context.Context, part int32, ps *partition[S], offset int64, outs []Output) error {
+	data, err := json.Marshal(envelope[S]{State: ps.state, Outbox: outs})
+	if err != nil {
+		ps.loaded = false
+		return messaging.Permanent(fmt.Errorf("encode state of %s/%d: %w", p.cfg.Topic, part, err))
+	}
+	v, err := p.store.Commit(ctx, p.cfg.Group, p.cfg.Topic, part, ps.version, offset, data)
+	if err != nil {
+		ps.loaded = false // conflict or Redis error: reload before the retry
+		return err
+	}
+	ps.version, ps.offset = v, offset
+	if err := p.publish(outs); err != nil {
+		// The outbox is durable: reloading re-publishes it.
+		ps.loaded = false
+		return err
+	}
+	return nil
+}
+
+func (p *Processor[S]) publish(outs []Output) error {
+	for _, o := range outs {
+		msg := message.NewMessage(o.UUID, o.Payload)
+		if msg.UUID == "" {
+			msg.UUID = watermill.NewUUID()
+		}
+		msg.Metadata = maps.Clone(o.Metadata)
+		if msg.Metadata == nil {
+			msg.Metadata = message.Metadata{}
+		}
+		if o.Key != "" {
+			msg.Metadata.Set(messaging.MetaKey, o.Key)
+		}
+		if err := p.pub.Publish(o.Topic, msg); err != nil {
+			return fmt.Errorf("publish to %s: %w", o.Topic, err)
+		}
+	}
+	return nil
+}
+
+// Run calls Tick on every loaded partition each TickInterval until ctx is
+// done. A tick whose commit conflicts drops the partition from memory: another
+// instance owns it now. Errors are logged, never fatal. Run returns nil.
+func (p *Processor[S]) Run(ctx context.Context) error {
+	if p.cfg.TickInterval <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(p.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			p.TickAll(ctx, now)
+		}
+	}
+}
+
+// TickAll runs one tick at now on every loaded partition.
+func (p *Processor[S]) TickAll(ctx context.Context, now time.Time) {
+	p.mu.Lock()
+	parts := maps.Clone(p.parts)
+	p.mu.Unlock()
+	for n, ps := range parts {
+		if err := p.tick(ctx, n, ps, now); err != nil {
+			p.logger.Warn("tick failed", "group", p.cfg.Group, "partition", n, "error", err.Error())
+		}
+	}
+}
+
+func (p *Processor[S]) tick(ctx context.Context, part int32, ps *partition[S], now time.Time) error {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if !ps.loaded {
+		return nil
+	}
+	outs, changed, err := p.op.Tick(ctx, ps.state, now)
+	if err != nil {
+		ps.loaded = false
+		return err
+	}
+	if !changed && len(outs) == 0 {
+		return nil
+	}
+	err = p.commitAndPublish(ctx, part, ps, ps.offset, outs)
+	if errors.Is(err, checkpoint.ErrConflict) {
+		p.mu.Lock()
+		delete(p.parts, part)
+		p.mu.Unlock()
+		return nil
+	}
+	return err
+}
+
+// Register adds the processor's handler to router: it consumes cfg.Topic
+// from sub in consumer group cfg.Group, and sends poison records to the
+// topic's dead-letter topic through pub. The handler name is the group:
+// renaming it re-consumes the topic from the start.
+func (p *Processor[S]) Register(router *message.Router, sub message.Subscriber) {
+	h := router.AddConsumerHandler(p.cfg.Group, p.cfg.Topic, sub, p.Handle)
+	h.AddMiddleware(messaging.DeadLetter(p.pub, p.cfg.Topic, p.logger))
+}

@@ -1,0 +1,113 @@
+// Package app holds the aggregator's use case: apply batches of raw events
+// to the windowing state of their partition and emit window results and late
+// events.
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/streamwatch/streamwatch/pkg/events"
+	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/pkg/stream"
+	"github.com/streamwatch/streamwatch/services/aggregator/internal/domain/window"
+)
+
+// Settings are what the aggregator's wiring gives the use case.
+type Settings struct {
+	// Definitions are the metrics to compute.
+	Definitions []metrics.Definition
+	// Window holds out-of-orderness, lateness and idle timeout.
+	Window window.Config
+	// Clock returns processing time; nil means time.Now.
+	Clock func() time.Time
+}
+
+// Aggregate is the stream.Operator of the aggregator: one events.raw batch
+// record in, window results (metrics.windows) and late events
+// (events.late) out. Early results go out on ticks, final and revised ones
+// as soon as the watermark or a late event makes them due.
+type Aggregate struct {
+	s Settings
+}
+
+var _ stream.Operator[*window.State] = (*Aggregate)(nil)
+
+// NewAggregate returns the operator.
+func NewAggregate(s Settings) *Aggregate {
+	if s.Clock == nil {
+		s.Clock = time.Now
+	}
+	return &Aggregate{s: s}
+}
+
+// NewState implements stream.Operator.
+func (a *Aggregate) NewState(partition int32) *window.State { return window.NewState(partition) }
+
+// Apply implements stream.Operator: it decodes the batch (a decoding error is
+// permanent: the record goes to events.raw.dlq), adds its events to the
+// windows and returns the due final/revised results, plus one events.late
+// record with the events too late for their windows.
+func (a *Aggregate) Apply(_ context.Context, st *window.State, msg *message.Message, offset int64) ([]stream.Output, error) {
+	evs, err := events.DecodeBatch(msg.Payload)
+	if err != nil {
+		return nil, messaging.Permanent(err)
+	}
+	out := st.Add(a.s.Definitions, a.s.Window, evs, a.s.Clock().UnixMilli())
+	outs, err := resultOutputs(st.Emit(a.s.Definitions, a.s.Window, false))
+	if err != nil {
+		return nil, err
+	}
+	if len(out.Late) > 0 {
+		payload, err := events.EncodeBatch(out.Late)
+		if err != nil {
+			return nil, messaging.Permanent(err)
+		}
+		outs = append(outs, stream.Output{
+			Topic:   messaging.TopicEventsLate,
+			UUID:    fmt.Sprintf("late-%d-%d", st.Partition, offset),
+			Payload: payload,
+			Metadata: map[string]string{
+				messaging.MetaSchema:    events.BatchSchema,
+				messaging.MetaPartition: strconv.Itoa(int(st.Partition)),
+			},
+		})
+	}
+	return outs, nil
+}
+
+// Tick implements stream.Operator: it advances an idle partition's watermark
+// with processing time and emits early results of changed open windows plus
+// any final results now due.
+func (a *Aggregate) Tick(_ context.Context, st *window.State, now time.Time) ([]stream.Output, bool, error) {
+	moved := st.AdvanceIdle(a.s.Window, now.UnixMilli())
+	outs, err := resultOutputs(st.Emit(a.s.Definitions, a.s.Window, true))
+	return outs, moved || len(outs) > 0, err
+}
+
+// resultOutputs encodes results as metrics.windows records keyed by metric
+// and labels, with the deterministic id <result id>|r<revision>.
+func resultOutputs(rs []metrics.Result) ([]stream.Output, error) {
+	outs := make([]stream.Output, 0, len(rs))
+	for i := range rs {
+		r := &rs[i]
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, messaging.Permanent(fmt.Errorf("encode window result: %w", err))
+		}
+		outs = append(outs, stream.Output{
+			Topic:    messaging.TopicMetricsWindows,
+			Key:      r.Metric + "|" + metrics.LabelsKey(r.Labels),
+			UUID:     r.ID() + "|r" + strconv.FormatInt(r.Revision, 10),
+			Payload:  b,
+			Metadata: map[string]string{messaging.MetaSchema: metrics.ResultSchema},
+		})
+	}
+	return outs, nil
+}

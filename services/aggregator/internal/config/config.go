@@ -1,0 +1,57 @@
+// Package config is the aggregator's configuration, loaded from environment
+// variables (see the README's configuration table).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/streamwatch/streamwatch/pkg/config"
+)
+
+// Config is what users set for the aggregator.
+type Config struct {
+	HTTP  config.HTTP
+	Kafka config.Kafka
+	Redis config.Redis
+	Log   config.Log
+	// Window holds the event-time settings.
+	Window Window
+}
+
+// Window holds the aggregator's event-time settings.
+type Window struct {
+	// OutOfOrderness is how far the watermark trails the max event time.
+	OutOfOrderness time.Duration `env:"AGG_OUT_OF_ORDERNESS" envDefault:"5s"`
+	// AllowedLateness is how long after its end a window accepts late events.
+	AllowedLateness time.Duration `env:"AGG_ALLOWED_LATENESS" envDefault:"1m"`
+	// IdleTimeout is how long a partition may be idle before its watermark
+	// advances with processing time.
+	IdleTimeout time.Duration `env:"AGG_IDLE_TIMEOUT" envDefault:"10s"`
+	// EmitInterval is how often early results of open windows go out.
+	EmitInterval time.Duration `env:"AGG_EMIT_INTERVAL" envDefault:"1s"`
+}
+
+// Default returns the configuration before the environment is applied.
+func Default() Config {
+	return Config{HTTP: config.HTTP{Addr: ":8081"}}
+}
+
+// Validate reports every invalid setting.
+func (c *Config) Validate() error {
+	errs := []error{c.HTTP.Validate(), c.Kafka.Validate(), c.Redis.Validate()}
+	if c.Window.OutOfOrderness < 0 {
+		errs = append(errs, fmt.Errorf("AGG_OUT_OF_ORDERNESS: %s is negative", c.Window.OutOfOrderness))
+	}
+	if c.Window.AllowedLateness < 0 {
+		errs = append(errs, fmt.Errorf("AGG_ALLOWED_LATENESS: %s is negative", c.Window.AllowedLateness))
+	}
+	if c.Window.IdleTimeout <= 0 {
+		errs = append(errs, errors.New("AGG_IDLE_TIMEOUT: must be positive"))
+	}
+	if c.Window.EmitInterval <= 0 {
+		errs = append(errs, errors.New("AGG_EMIT_INTERVAL: must be positive"))
+	}
+	return errors.Join(errs...)
+}
