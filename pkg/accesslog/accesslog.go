@@ -339,28 +339,48 @@ func skipSep(s string) (string, bool) {
 }
 
 // quoted reads a double-quoted field at the start of s. It returns the
-// unescaped content and what follows the closing quote.
+// unescaped content and what follows the closing quote: the first `"` that
+// is not escaped by a backslash and is followed by a space or the end of s.
 func quoted(s, field string) (content, rest string, err error) {
-	name := strings.ReplaceAll(field, " ", "_")
 	if s == "" || s[0] != '"' {
-		return "", "", perr(name, fmt.Sprintf("expected '\"' to open the %s field, got %q", field, clip(s, 16)))
+		return "", "", perr(fieldID(field), fmt.Sprintf("expected '\"' to open the %s field, got %q", field, clip(s, 16)))
 	}
 	escaped := false
-	for i := 1; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '\\':
+	for i := 1; i < len(s); {
+		j := strings.IndexByte(s[i:], '"')
+		if j < 0 {
+			break
+		}
+		j += i
+		if b := strings.IndexByte(s[i:j], '\\'); b >= 0 {
 			escaped = true
-			i++ // the next byte is escaped, whatever it is
-		case c == '"' && (i+1 == len(s) || s[i+1] == ' '):
-			content = s[1:i]
+			k := i + b
+			for k < j { // a backslash escapes the byte after it
+				if s[k] == '\\' {
+					k += 2
+				} else {
+					k++
+				}
+			}
+			if k > j { // the quote at j is escaped
+				i = j + 1
+				continue
+			}
+		}
+		if j+1 == len(s) || s[j+1] == ' ' {
+			content = s[1:j]
 			if escaped {
 				content = unescape(content)
 			}
-			return content, s[i+1:], nil
+			return content, s[j+1:], nil
 		}
+		i = j + 1
 	}
-	return "", "", perr(name, "missing closing quote in "+field+" field")
+	return "", "", perr(fieldID(field), "missing closing quote in "+field+" field")
 }
+
+// fieldID turns a field name of a message into its ParseError.Field id.
+func fieldID(name string) string { return strings.ReplaceAll(name, " ", "_") }
 
 // unescape replaces `\"` with `"` and `\\` with `\`; other sequences stay.
 func unescape(s string) string {
