@@ -1,0 +1,44 @@
+# Streamwatch — build, test and run the suite on one machine.
+# `make demo` runs the whole suite on the embedded stack and replays the real
+# access log; `make test` runs every module's tests (unit, integration and the
+# end-to-end test, with real Redis and ClickHouse started by the tests).
+
+SHELL   := /usr/bin/env bash
+GO      ?= go
+BIN     ?= $(CURDIR)/bin
+SERVICES := collector aggregator detector notifier query
+# Every module of the workspace (go.work), as package patterns.
+MODULES  = $(shell $(GO) list -f '{{.Dir}}/...' -m)
+
+.PHONY: all build test test-short test-race lint demo up clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	@for s in $(SERVICES); do (cd services/$$s && $(GO) build -o $(BIN)/$$s ./cmd/$$s) || exit 1; done
+	cd devstack && $(GO) build -o $(BIN)/streamwatch-dev ./cmd/streamwatch-dev
+
+test:
+	$(GO) test -count=1 -timeout 25m $(MODULES)
+
+test-short:
+	$(GO) test -short -count=1 $(MODULES)
+
+test-race:
+	$(GO) test -race -count=1 -timeout 40m $(MODULES)
+
+lint:
+	@out=$$(gofmt -l pkg services devstack); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(MODULES)
+
+# The embedded stack: broker (in process), Redis and ClickHouse (Debian
+# packages, installed when missing), the five services; data under .data/.
+up: build
+	$(BIN)/streamwatch-dev up -bin $(BIN) -data $(CURDIR)/.data
+
+demo: build
+	$(BIN)/streamwatch-dev demo -bin $(BIN) -data $(CURDIR)/.data -log $(CURDIR)/testdata/apache_logs
+
+clean:
+	rm -rf $(BIN)
