@@ -1,0 +1,104 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/streamwatch/streamwatch/pkg/events"
+)
+
+// IngestEvents is a request to ingest client events.
+type IngestEvents struct {
+	// Body is the request body: a JSON array of event objects, or NDJSON
+	// (one object per line). The caller bounds its size.
+	Body io.Reader
+	// NDJSON forces NDJSON (the client sent Content-Type
+	// application/x-ndjson). Otherwise the body is a JSON array when its
+	// first non-space byte is '[' and NDJSON when it is anything else.
+	NDJSON bool
+}
+
+// IngestEventsHandler ingests client events. Safe for concurrent use.
+type IngestEventsHandler struct {
+	pub EventPublisher
+	now func() time.Time
+}
+
+// Handle reads the whole body, parses every item with events.ParseInput
+// (receive time = now; a UUIDv7 id for items without event_id), and
+// publishes the valid events to Topic in input order, returning after the
+// broker acknowledged them.
+//
+// Rejections carry the 0-based array index or the 0-based NDJSON line index
+// (blank NDJSON lines are skipped but counted) and the reason naming the
+// field. A Result with Accepted == 0 and rejections means nothing was valid
+// and nothing was published.
+//
+// Errors: a *RequestError for an empty body, an empty array ("no events")
+// or a JSON array that is not syntactically valid as a whole (naming the
+// byte offset); an error wrapping ErrUnavailable when publishing failed
+// (nothing counts as accepted); an error wrapping ErrBody and the read error
+// (e.g. an *http.MaxBytesError when the body exceeds its limit).
+func (h *IngestEventsHandler) Handle(ctx context.Context, cmd IngestEvents) (Result, error) {
+	body, err := io.ReadAll(cmd.Body)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrBody, err)
+	}
+	receive := h.now()
+	var (
+		valid []events.Event
+		res   Result
+	)
+	add := func(pos int, item []byte) {
+		ev, err := events.ParseInput(item, receive)
+		if err != nil {
+			res.Rejected = append(res.Rejected, Rejection{Position: int64(pos), Err: err})
+			return
+		}
+		valid = append(valid, ev)
+	}
+
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	switch {
+	case len(trimmed) == 0:
+		return Result{}, requestErrorf("no events")
+	case !cmd.NDJSON && trimmed[0] == '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal(body, &items); err != nil {
+			if serr, ok := errors.AsType[*json.SyntaxError](err); ok {
+				return Result{}, requestErrorf("malformed JSON array at byte %d: %s", serr.Offset, serr.Error())
+			}
+			return Result{}, requestErrorf("malformed JSON array: %s", err.Error())
+		}
+		if len(items) == 0 {
+			return Result{}, requestErrorf("no events")
+		}
+		for i, item := range items {
+			add(i, item)
+		}
+	default:
+		n := 0
+		for line := range bytes.Lines(body) {
+			if len(bytes.TrimSpace(line)) > 0 {
+				add(n, line)
+			}
+			n++
+		}
+		if len(valid)+len(res.Rejected) == 0 {
+			return Result{}, requestErrorf("no events")
+		}
+	}
+
+	if len(valid) > 0 {
+		if err := publish(ctx, h.pub, valid); err != nil {
+			return Result{}, err
+		}
+	}
+	res.Accepted = len(valid)
+	return res, nil
+}

@@ -1,0 +1,82 @@
+// Package config holds the collector's configuration, loaded from the
+// environment at startup.
+package config
+
+import (
+	"errors"
+	"fmt"
+
+	swconfig "github.com/streamwatch/streamwatch/pkg/config"
+)
+
+// Defaults of the collector settings.
+const (
+	// DefaultHTTPAddr is the listen address when HTTP_ADDR is unset.
+	DefaultHTTPAddr = ":8080"
+	// DefaultMaxBodyBytes is the request body limit: 5 MiB.
+	DefaultMaxBodyBytes = 5 << 20
+	// DefaultMaxBatch is the most events per Kafka batch record.
+	DefaultMaxBatch = 500
+	// MaxMaxBatch bounds COLLECTOR_MAX_BATCH so that a batch record stays
+	// well below the broker's record size limit.
+	MaxMaxBatch = 10000
+)
+
+// Config is what users set for the collector, from environment variables.
+type Config struct {
+	// HTTP is the ingest listener (HTTP_ADDR, default ":8080";
+	// HTTP_SHUTDOWN_TIMEOUT).
+	HTTP swconfig.HTTP
+	// Kafka is the broker the collector publishes events.raw to
+	// (KAFKA_BROKERS).
+	Kafka swconfig.Kafka
+	// Log is the slog level (LOG_LEVEL).
+	Log swconfig.Log
+	// MaxBodyBytes is the largest accepted request body in bytes; larger
+	// bodies get 413 without being read whole.
+	MaxBodyBytes int64 `env:"COLLECTOR_MAX_BODY_BYTES" envDefault:"5242880"`
+	// MaxBatch is the most events packed into one Kafka batch record.
+	MaxBatch int `env:"COLLECTOR_MAX_BATCH" envDefault:"500"`
+
+	_ struct{} // forces keyed literals
+}
+
+// Default returns the configuration preset with the defaults that have no
+// envDefault tag (the HTTP address ":8080"), ready for swconfig.Load (or
+// boot.Main) to fill from the environment.
+func Default() Config {
+	var cfg Config
+	cfg.setDefaults()
+	return cfg
+}
+
+// Load returns Default filled from the environment and validated. The error
+// names every invalid setting (a value that does not parse is named by its
+// Go field, see the env library).
+func Load() (Config, error) {
+	cfg := Default()
+	if err := swconfig.Load(&cfg); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// setDefaults presets what has no envDefault tag.
+func (c *Config) setDefaults() {
+	if c.HTTP.Addr == "" {
+		c.HTTP.Addr = DefaultHTTPAddr
+	}
+}
+
+// Validate reports every invalid setting, joined with errors.Join; nil when
+// the configuration is usable.
+func (c Config) Validate() error {
+	errs := []error{c.HTTP.Validate(), c.Kafka.Validate()}
+	if c.MaxBodyBytes < 1 {
+		errs = append(errs, fmt.Errorf("COLLECTOR_MAX_BODY_BYTES: %d < 1", c.MaxBodyBytes))
+	}
+	if c.MaxBatch < 1 || c.MaxBatch > MaxMaxBatch {
+		errs = append(errs, fmt.Errorf("COLLECTOR_MAX_BATCH: %d not in 1..%d", c.MaxBatch, MaxMaxBatch))
+	}
+	return errors.Join(errs...)
+}

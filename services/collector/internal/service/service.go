@@ -1,0 +1,165 @@
+// Package service wires the collector: Kafka publisher and batch publisher,
+// the use cases, the echo server with its readiness check, and the HTTP
+// lifecycle.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/labstack/echo/v4"
+
+	"github.com/streamwatch/streamwatch/pkg/httpserver"
+	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/services/collector/internal/app"
+	"github.com/streamwatch/streamwatch/services/collector/internal/config"
+	"github.com/streamwatch/streamwatch/services/collector/internal/ports"
+)
+
+// ClientID is the Kafka client id of the collector's producer.
+const ClientID = "streamwatch-collector"
+
+// Service is the running collector: an HTTP server that publishes to
+// Kafka. Create it with New, serve with Run, release it with Close.
+type Service struct {
+	cfg    config.Config
+	logger *slog.Logger
+	echo   *echo.Echo
+
+	pub   *kafka.Publisher
+	batch *messaging.BatchPublisher
+	meta  sarama.Client
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New connects to the brokers in cfg.Kafka (it fails fast when none is
+// reachable) and builds the HTTP server. A nil logger discards. The caller
+// calls Close when done, also when Run was never called.
+func New(cfg config.Config, logger *slog.Logger) (*Service, error) {
+	logger = messaging.Logger(logger)
+	s := &Service{cfg: cfg, logger: logger}
+	var err error
+	if s.pub, err = messaging.NewPublisher(cfg.Kafka, ClientID, logger); err != nil {
+		return nil, err
+	}
+	if s.batch, err = messaging.NewBatchPublisher(cfg.Kafka, s.pub, cfg.MaxBatch); err != nil {
+		_ = s.pub.Close()
+		return nil, err
+	}
+	if s.meta, err = sarama.NewClient(cfg.Kafka.Brokers, messaging.SaramaConfig(ClientID+"-readiness")); err != nil {
+		_ = s.batch.Close()
+		_ = s.pub.Close()
+		return nil, fmt.Errorf("kafka readiness client: %w", err)
+	}
+
+	s.echo = httpserver.New(logger, map[string]httpserver.ReadyFunc{
+		"kafka": topicReady(s.meta, app.Topic),
+	})
+	ports.NewHTTPServer(app.New(s.batch, nil), cfg.MaxBodyBytes).Register(s.echo)
+	return s, nil
+}
+
+// Handler returns the HTTP handler: the ingest endpoints, /healthz and
+// /readyz.
+func (s *Service) Handler() http.Handler { return s.echo }
+
+// Run serves HTTP on cfg.HTTP.Addr until ctx is done, then stops accepting
+// connections and waits up to cfg.HTTP.ShutdownTimeout for requests in
+// flight (whose events are being published) to finish. It returns nil after
+// a clean shutdown, or the listen or shutdown error. It logs start and stop.
+func (s *Service) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.HTTP.Addr, err)
+	}
+	s.logger.Info("collector started", "addr", ln.Addr().String(), "kafka_brokers", s.cfg.Kafka.Brokers, "topic", app.Topic)
+	err = serve(ctx, s.echo, ln, s.cfg.HTTP.ShutdownTimeout)
+	s.logger.Info("collector stopped")
+	return err
+}
+
+// Close releases the Kafka clients. Call it after Run returned. Safe to call
+// more than once; later calls return the first result.
+func (s *Service) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeErr = errors.Join(s.meta.Close(), s.batch.Close(), s.pub.Close())
+	})
+	return s.closeErr
+}
+
+// serve runs an http.Server with handler h on ln until ctx is done, then
+// shuts it down gracefully within timeout.
+//
+// It stands in for httpserver.Run, whose shutdown stops echo's own (never
+// started) server instead of the one it serves with, so it returns while
+// that server keeps running and no in-flight request is drained.
+func serve(ctx context.Context, h http.Handler, ln net.Listener, timeout time.Duration) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown http %s: %w", ln.Addr(), err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// topicReady returns a readiness check that refreshes the metadata of topic
+// from the brokers and requires at least one partition. A check that does
+// not finish before ctx is done fails; checks never run concurrently.
+func topicReady(client sarama.Client, topic string) httpserver.ReadyFunc {
+	sem := make(chan struct{}, 1)
+	return func(ctx context.Context) error {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("metadata of %s: %w", topic, ctx.Err())
+		}
+		done := make(chan error, 1)
+		go func() {
+			defer func() { <-sem }()
+			if err := client.RefreshMetadata(topic); err != nil {
+				done <- fmt.Errorf("metadata of %s: %w", topic, err)
+				return
+			}
+			ps, err := client.Partitions(topic)
+			if err == nil && len(ps) == 0 {
+				err = errors.New("no partitions")
+			}
+			if err != nil {
+				err = fmt.Errorf("partitions of %s: %w", topic, err)
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("metadata of %s: %w", topic, ctx.Err())
+		}
+	}
+}
