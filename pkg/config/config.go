@@ -103,7 +103,9 @@ type Validator interface{ Validate() error }
 
 // Load fills cfg (a pointer to a struct) from the environment: values already
 // in cfg stay unless a variable or an envDefault overrides them. It then
-// calls cfg.Validate when cfg implements Validator. Errors name the variable.
+// calls cfg.Validate when cfg implements Validator. Validation errors name
+// the variable; a value that does not parse is reported by the env library
+// with the Go field name and the variable's value type.
 func Load(cfg any) error {
 	if err := env.Parse(cfg); err != nil {
 		return fmt.Errorf("load config from environment: %w", err)

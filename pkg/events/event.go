@@ -159,14 +159,14 @@ func (e *Event) Validate() error {
 	if e.Time <= 0 {
 		add("event_time", "missing or not after the epoch")
 	}
-	for name, v := range map[string]string{
-		"user_id": e.UserID, "session_id": e.SessionID, "page": e.Page, "product_id": e.ProductID,
-		"query": e.Query, "service": e.Service, "endpoint": e.Endpoint, "client_ip": e.ClientIP,
-		"method": e.Method, "path": e.Path, "protocol": e.Protocol, "referrer": e.Referrer,
-		"user_agent": e.UserAgent, "source": e.Source,
+	for _, f := range [...]struct{ name, v string }{
+		{"user_id", e.UserID}, {"session_id", e.SessionID}, {"page", e.Page}, {"product_id", e.ProductID},
+		{"query", e.Query}, {"service", e.Service}, {"endpoint", e.Endpoint}, {"client_ip", e.ClientIP},
+		{"method", e.Method}, {"path", e.Path}, {"protocol", e.Protocol}, {"referrer", e.Referrer},
+		{"user_agent", e.UserAgent}, {"source", e.Source},
 	} {
-		if len(v) > MaxStringLen {
-			add(name, fmt.Sprintf("longer than %d bytes", MaxStringLen))
+		if len(f.v) > MaxStringLen {
+			add(f.name, fmt.Sprintf("longer than %d bytes", MaxStringLen))
 		}
 	}
 	if len(e.Properties) > MaxProperties {

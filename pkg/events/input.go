@@ -42,7 +42,8 @@ func (t *Timestamp) UnmarshalJSON(b []byte) error {
 
 // Input is an event as a client sends it to POST /v1/events. Field names are
 // those of Event; event_time may be a string or a number (see Timestamp);
-// event_id, v, key and receive_time are optional.
+// event_id and v are optional. key and receive_time belong to the collector
+// and are refused as unknown fields.
 type Input struct {
 	V          int               `json:"v"`
 	ID         string            `json:"event_id"`

@@ -1,6 +1,6 @@
 // Package httpserver builds the echo server every Streamwatch service runs:
-// JSON errors, request body limits, /healthz and /readyz, and graceful
-// shutdown.
+// JSON errors, panic recovery, /healthz and /readyz, and graceful shutdown.
+// Body limits are the handlers' business (each knows its own).
 package httpserver
 
 import (
@@ -111,27 +111,27 @@ func Run(ctx context.Context, e *echo.Echo, addr string, timeout time.Duration) 
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	e.Listener = ln
 	srv := &http.Server{
+		Handler:           e,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      0, // SSE streams stay open; handlers bound their own work.
 		IdleTimeout:       120 * time.Second,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- e.StartServer(srv) }()
+	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
 		return fmt.Errorf("serve %s: %w", addr, err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	if err := e.Shutdown(sctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown http %s: %w", addr, err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", addr, err)
 	}
 	return nil
 }

@@ -27,9 +27,10 @@ func New(w io.Writer, level, service string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})).With("service", service)
 }
 
-// Watermill adapts logger to Watermill's LoggerAdapter. Watermill's info
-// logs are per-lifecycle; its debug and trace logs are per message, so they
-// are mapped to slog's debug level.
+// Watermill adapts logger to Watermill's LoggerAdapter. Watermill logs
+// every subscription, handler and consumer-group event at info, which is
+// noise next to the services' own lifecycle logs, so its info goes to slog's
+// debug and its trace below debug; warnings and errors keep their level.
 func Watermill(logger *slog.Logger) watermill.LoggerAdapter {
 	return watermill.NewSlogLoggerWithLevelMapping(logger, map[slog.Level]slog.Level{
 		watermill.LevelTrace: slog.LevelDebug - 4,

@@ -19,6 +19,10 @@ import (
 // DefaultMaxBatch is the most events packed into one batch record.
 const DefaultMaxBatch = 500
 
+// MaxRecordBytes bounds the encoded size of one batch record, below Kafka's
+// default message.max.bytes (1,048,588 bytes) with room for headers.
+const MaxRecordBytes = 900_000
+
 // BatchPublisher packs events into batch records, one or more per target
 // partition, so that a synchronous Watermill publisher carries many events
 // per broker round trip (ARCHITECTURE.md, "Measured constraints"). Events of
@@ -95,24 +99,42 @@ func (p *BatchPublisher) PublishEvents(ctx context.Context, topic string, evs []
 	for part, pevs := range byPart {
 		g.Go(func() error {
 			for start := 0; start < len(pevs); start += p.maxBatch {
-				chunk := pevs[start:min(start+p.maxBatch, len(pevs))]
-				payload, err := events.EncodeBatch(chunk)
-				if err != nil {
+				if err := p.publishChunk(ctx, topic, part, pevs[start:min(start+p.maxBatch, len(pevs))]); err != nil {
 					return err
-				}
-				msg := message.NewMessage(watermill.NewUUID(), payload)
-				msg.SetContext(ctx)
-				msg.Metadata.Set(MetaSchema, events.BatchSchema)
-				msg.Metadata.Set(MetaKey, chunk[0].Key)
-				msg.Metadata.Set(MetaPartition, strconv.Itoa(int(part)))
-				if err := p.pub.Publish(topic, msg); err != nil {
-					return fmt.Errorf("publish batch of %d events to %s/%d: %w", len(chunk), topic, part, err)
 				}
 			}
 			return nil
 		})
 	}
 	return g.Wait()
+}
+
+// publishChunk publishes events as one record, or, when the encoding is
+// larger than MaxRecordBytes, as two halves (recursively), in order.
+func (p *BatchPublisher) publishChunk(ctx context.Context, topic string, part int32, chunk []events.Event) error {
+	payload, err := events.EncodeBatch(chunk)
+	if err != nil {
+		return err
+	}
+	if len(payload) > MaxRecordBytes {
+		if len(chunk) == 1 {
+			return fmt.Errorf("event %s encodes to %d bytes, more than the %d a record may hold", chunk[0].ID, len(payload), MaxRecordBytes)
+		}
+		half := len(chunk) / 2
+		if err := p.publishChunk(ctx, topic, part, chunk[:half]); err != nil {
+			return err
+		}
+		return p.publishChunk(ctx, topic, part, chunk[half:])
+	}
+	msg := message.NewMessage(watermill.NewUUID(), payload)
+	msg.SetContext(ctx)
+	msg.Metadata.Set(MetaSchema, events.BatchSchema)
+	msg.Metadata.Set(MetaKey, chunk[0].Key)
+	msg.Metadata.Set(MetaPartition, strconv.Itoa(int(part)))
+	if err := p.pub.Publish(topic, msg); err != nil {
+		return fmt.Errorf("publish batch of %d events to %s/%d: %w", len(chunk), topic, part, err)
+	}
+	return nil
 }
 
 // Logger returns a no-op-safe logger: l, or a discarding logger when nil.

@@ -33,7 +33,8 @@ func Setup(ctx context.Context, service string) (ShutdownFunc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("otlp trace exporter: %w", err)
 	}
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName("streamwatch-"+service)))
+	// Schemaless, so the merge cannot conflict with the SDK's own schema URL.
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(semconv.ServiceName("streamwatch-"+service)))
 	if err != nil {
 		return nil, fmt.Errorf("otel resource: %w", err)
 	}
