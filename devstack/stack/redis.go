@@ -1,0 +1,47 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// startRedis runs redis-server on 127.0.0.1:port with its append-only file
+// under dir, and returns once it answers PING. On failure the process is
+// stopped.
+func startRedis(ctx context.Context, logger *slog.Logger, bin, dir, logPath string, port int) (*process, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	args := []string{
+		"--port", strconv.Itoa(port),
+		"--bind", "127.0.0.1",
+		"--dir", dir,
+		"--appendonly", "yes",
+		"--save", "",
+		"--daemonize", "no",
+	}
+	proc, err := startProcess(logger, "redis", bin, args, os.Environ(), logPath)
+	if err != nil {
+		return nil, err
+	}
+	client := redis.NewClient(&redis.Options{
+		Addr:        hostPort(port),
+		DialTimeout: time.Second,
+		MaxRetries:  -1,
+	})
+	defer client.Close()
+	err = pollUntil(ctx, proc, 20*time.Millisecond, func(ctx context.Context) error {
+		return client.Ping(ctx).Err()
+	})
+	if err != nil {
+		proc.kill()
+		return nil, fmt.Errorf("redis on port %d not ready: %w", port, err)
+	}
+	return proc, nil
+}
