@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
@@ -78,12 +76,8 @@ func (s *Service) Handler() http.Handler { return s.echo }
 // flight (whose events are being published) to finish. It returns nil after
 // a clean shutdown, or the listen or shutdown error. It logs start and stop.
 func (s *Service) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.HTTP.Addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", s.cfg.HTTP.Addr, err)
-	}
-	s.logger.Info("collector started", "addr", ln.Addr().String(), "kafka_brokers", s.cfg.Kafka.Brokers, "topic", app.Topic)
-	err = serve(ctx, s.echo, ln, s.cfg.HTTP.ShutdownTimeout)
+	s.logger.Info("collector starting", "addr", s.cfg.HTTP.Addr, "kafka_brokers", s.cfg.Kafka.Brokers, "topic", app.Topic)
+	err := httpserver.Run(ctx, s.echo, s.cfg.HTTP.Addr, s.cfg.HTTP.ShutdownTimeout)
 	s.logger.Info("collector stopped")
 	return err
 }
@@ -95,37 +89,6 @@ func (s *Service) Close() error {
 		s.closeErr = errors.Join(s.meta.Close(), s.batch.Close(), s.pub.Close())
 	})
 	return s.closeErr
-}
-
-// serve runs an http.Server with handler h on ln until ctx is done, then
-// shuts it down gracefully within timeout.
-//
-// It stands in for httpserver.Run, whose shutdown stops echo's own (never
-// started) server instead of the one it serves with, so it returns while
-// that server keeps running and no in-flight request is drained.
-func serve(ctx context.Context, h http.Handler, ln net.Listener, timeout time.Duration) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown http %s: %w", ln.Addr(), err)
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
-	}
-	return nil
 }
 
 // topicReady returns a readiness check that refreshes the metadata of topic
