@@ -1,0 +1,49 @@
+// Package adapters implements the query service's storage interfaces on
+// ClickHouse (events, metric_windows) and Redis (the live view), plus the
+// batching writer that groups window results into one insert.
+package adapters
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/streamwatch/streamwatch/pkg/config"
+)
+
+// OpenClickHouse connects to ClickHouse over the native protocol and pings
+// it. The connection uses the server's default database: repositories name
+// their tables with cfg.Database, which may not exist before migrations run.
+// The caller closes the connection.
+func OpenClickHouse(ctx context.Context, cfg config.ClickHouse) (driver.Conn, error) {
+	conn, err := clickhouse.Open(&clickhouse.Options{
+		Addr:        []string{cfg.Addr},
+		Auth:        clickhouse.Auth{Username: cfg.User, Password: cfg.Password},
+		DialTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open clickhouse %s: %w", cfg.Addr, err)
+	}
+	if err := conn.Ping(ctx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("ping clickhouse %s: %w", cfg.Addr, err)
+	}
+	return conn, nil
+}
+
+// maxDateTimeSec is the last second ClickHouse's DateTime (UInt32) holds.
+const maxDateTimeSec = 1<<32 - 1
+
+// dateTime converts ms since the epoch to a time for a DateTime column,
+// clamped to DateTime's range so that no value fails an insert (the exact
+// ms go to the *_ms column beside it).
+func dateTime(ms int64) time.Time {
+	sec := ms / 1000
+	if ms < 0 && ms%1000 != 0 {
+		sec--
+	}
+	return time.Unix(min(max(sec, 0), maxDateTimeSec), 0).UTC()
+}

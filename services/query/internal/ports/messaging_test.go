@@ -1,0 +1,260 @@
+package ports_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamwatch/streamwatch/pkg/events"
+	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/services/query/internal/config"
+	"github.com/streamwatch/streamwatch/services/query/internal/ports"
+	"github.com/streamwatch/streamwatch/services/query/internal/service"
+)
+
+const may17 = int64(1431856800000) // 2015-05-17T10:00:00Z
+
+func sampleEvents() []events.Event {
+	return []events.Event{
+		{V: 1, ID: "log:1", Type: events.TypeHTTPRequest, Time: may17 + 3_250, ReceiveTime: may17 + 9_000, Key: "83.149.9.216",
+			Source: "apache_logs", ClientIP: "83.149.9.216", Method: "GET", Path: "/presentations/", Protocol: "HTTP/1.1",
+			Status: 200, Bytes: 7697, Referrer: "-", UserAgent: "Mozilla/5.0"},
+		{V: 1, ID: "u1-click", Type: events.TypeClick, Time: may17 + 4_000, ReceiveTime: may17 + 9_000, Key: "u1",
+			UserID: "u1", Page: "/home", Properties: map[string]string{"b": "2", "a": "1"}},
+		{V: 1, ID: "svc-1", Type: events.TypeServiceRequest, Time: may17 + 5_000, ReceiveTime: may17 + 9_000, Key: "checkout",
+			Service: "checkout", Endpoint: "/pay", LatencyMs: 12.5, Status: 503},
+	}
+}
+
+func batchMessage(t *testing.T, evs []events.Event) *message.Message {
+	t.Helper()
+	payload, err := events.EncodeBatch(evs)
+	require.NoError(t, err)
+	msg := message.NewMessage(watermill.NewUUID(), payload)
+	msg.Metadata.Set(messaging.MetaSchema, events.BatchSchema)
+	return msg
+}
+
+func TestEventsProjectorDeduplicatesReplayedBatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+
+	batch := sampleEvents()
+	require.NoError(t, e.proj.HandleEventsRaw(batchMessage(t, batch)))
+	// The same record again (a replay after a crash), and again as a new
+	// Kafka message with the same events.
+	require.NoError(t, e.proj.HandleEventsRaw(batchMessage(t, batch)))
+	require.NoError(t, e.proj.HandleEventsRaw(batchMessage(t, batch[1:])))
+
+	require.Equal(t, uint64(3), e.count(t, "SELECT count() FROM streamwatch.events FINAL"))
+	require.Equal(t, uint64(1), e.count(t, "SELECT count() FROM streamwatch.events FINAL WHERE event_id = ?", "u1-click"))
+
+	var (
+		eventTime                 time.Time
+		eventTimeMs, receiveMs    int64
+		keys, values              []string
+		status                    int32
+		latency                   float64
+		clientIP, method, typ, id string
+	)
+	require.NoError(t, e.ch.QueryRow(ctx, `SELECT event_id, type, event_time, event_time_ms, receive_time_ms,
+		properties_keys, properties_values FROM streamwatch.events FINAL WHERE event_id = 'u1-click'`).
+		Scan(&id, &typ, &eventTime, &eventTimeMs, &receiveMs, &keys, &values))
+	require.Equal(t, "click", typ)
+	require.Equal(t, time.UnixMilli(may17+4_000).UTC().Truncate(time.Second), eventTime.UTC())
+	require.Equal(t, may17+4_000, eventTimeMs)
+	require.Equal(t, may17+9_000, receiveMs)
+	require.Equal(t, []string{"a", "b"}, keys)
+	require.Equal(t, []string{"1", "2"}, values)
+
+	require.NoError(t, e.ch.QueryRow(ctx, `SELECT status, latency_ms FROM streamwatch.events FINAL WHERE event_id = 'svc-1'`).
+		Scan(&status, &latency))
+	require.Equal(t, int32(503), status)
+	require.InDelta(t, 12.5, latency, 1e-9)
+	require.NoError(t, e.ch.QueryRow(ctx, `SELECT client_ip, method FROM streamwatch.events FINAL WHERE event_id = 'log:1'`).
+		Scan(&clientIP, &method))
+	require.Equal(t, "83.149.9.216", clientIP)
+	require.Equal(t, "GET", method)
+}
+
+func TestEventsProjectorPoisonIsPermanent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+
+	wrongSchema := batchMessage(t, sampleEvents())
+	wrongSchema.Metadata.Set(messaging.MetaSchema, "events.batch.v9")
+	newerEvent := sampleEvents()
+	newerEvent[0].V = 2
+	for name, msg := range map[string]*message.Message{
+		"not json":       message.NewMessage("1", []byte("{nope")),
+		"batch v2":       message.NewMessage("2", []byte(`{"v":2,"events":[]}`)),
+		"event v2":       batchMessage(t, newerEvent),
+		"another schema": wrongSchema,
+	} {
+		err := e.proj.HandleEventsRaw(msg)
+		require.Error(t, err, name)
+		require.True(t, messaging.IsPermanent(err), "%s: %v", name, err)
+	}
+	require.Equal(t, uint64(0), e.count(t, "SELECT count() FROM streamwatch.events"))
+}
+
+func TestEventsProjectorStorageFailureIsTransient(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// A repository on a database that does not exist fails every insert,
+	// like a ClickHouse that is down.
+	broken, err := service.NewStorage(e.ch, "missing_db", e.rdb, keyPrefix, config.WindowBatch{MaxRows: 10, MaxDelay: 50 * time.Millisecond})
+	require.NoError(t, err)
+	proj := ports.NewProjections(service.NewApplication(broken))
+
+	err = proj.HandleEventsRaw(batchMessage(t, sampleEvents()))
+	require.Error(t, err)
+	require.False(t, messaging.IsPermanent(err), "a failed insert must be retried, not dead-lettered: %v", err)
+}
+
+func TestWindowsProjectorKeepsHighestRevisionInAnyOrder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	labels := map[string]string{"status_class": "4xx"}
+	w1, w2 := may17, may17+60_000
+
+	// Revisions 1..5 of window w1 on shards 0 and 1, shuffled, delivered by
+	// concurrent handlers as from several partitions; plus one replay.
+	var msgs []metrics.Result
+	for shard := int32(0); shard < 2; shard++ {
+		for rev := int64(1); rev <= 5; rev++ {
+			msgs = append(msgs, result(labels, shard, w1, rev, float64(10*rev)+float64(shard)))
+		}
+	}
+	msgs = append(msgs, result(labels, 0, w1, 5, 50))
+	rand.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
+	var wg sync.WaitGroup
+	errs := make(chan error, len(msgs))
+	for _, r := range msgs {
+		wg.Go(func() { errs <- e.proj.HandleMetricsWindow(windowMessage(t, r)) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+
+	type row struct {
+		shard    int32
+		revision int64
+		value    float64
+	}
+	readFinal := func() []row {
+		rows, err := e.ch.Query(ctx, `SELECT shard, revision, value FROM streamwatch.metric_windows FINAL
+			WHERE metric = 'requests' ORDER BY window_start_ms, shard`)
+		require.NoError(t, err)
+		defer rows.Close()
+		var out []row
+		for rows.Next() {
+			var r row
+			require.NoError(t, rows.Scan(&r.shard, &r.revision, &r.value))
+			out = append(out, r)
+		}
+		require.NoError(t, rows.Err())
+		return out
+	}
+	require.Equal(t, []row{{0, 5, 50}, {1, 5, 51}}, readFinal())
+
+	live := func(shard int32) metrics.Result {
+		raw, err := e.rdb.HGet(ctx, keyPrefix+"live:requests", metrics.LabelsKey(labels)+"|"+strconv.Itoa(int(shard))).Result()
+		require.NoError(t, err)
+		var r metrics.Result
+		require.NoError(t, json.Unmarshal([]byte(raw), &r))
+		return r
+	}
+	require.Equal(t, int64(5), live(0).Revision)
+	require.Equal(t, int64(5), live(1).Revision)
+
+	// A lower revision arriving late changes nothing.
+	require.NoError(t, e.proj.HandleMetricsWindow(windowMessage(t, result(labels, 0, w1, 2, 999))))
+	require.Equal(t, []row{{0, 5, 50}, {1, 5, 51}}, readFinal())
+	require.Equal(t, int64(5), live(0).Revision)
+
+	// The next window replaces the live value even at revision 1; a late
+	// revision of the older window then goes to ClickHouse only.
+	require.NoError(t, e.proj.HandleMetricsWindow(windowMessage(t, result(labels, 0, w2, 1, 7))))
+	require.NoError(t, e.proj.HandleMetricsWindow(windowMessage(t, result(labels, 0, w1, 6, 60))))
+	require.Equal(t, w2, live(0).WindowStart)
+	require.InDelta(t, 7, live(0).Value, 0)
+	require.Equal(t, []row{{0, 6, 60}, {1, 5, 51}, {0, 1, 7}}, readFinal())
+}
+
+func TestWindowsProjectorPoisonIsPermanent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	invalid := result(nil, 0, may17, 0, 1) // revision 0
+	otherSchema := windowMessage(t, result(nil, 0, may17, 1, 1))
+	otherSchema.Metadata.Set(messaging.MetaSchema, "metrics.window.v2")
+	for name, msg := range map[string]*message.Message{
+		"not json":     message.NewMessage("1", []byte("[1,2")),
+		"wrong type":   message.NewMessage("2", []byte(`{"v":1,"metric":7}`)),
+		"revision 0":   windowMessage(t, invalid),
+		"other schema": otherSchema,
+	} {
+		err := e.proj.HandleMetricsWindow(msg)
+		require.Error(t, err, name)
+		require.True(t, messaging.IsPermanent(err), "%s: %v", name, err)
+	}
+	require.Equal(t, uint64(0), e.count(t, "SELECT count() FROM streamwatch.metric_windows"))
+}
+
+// TestProjectionsThroughRouter runs both handlers in a Watermill router as
+// the service does (DeadLetter, Retry), on the in-memory gochannel pub/sub
+// instead of Kafka: records are projected, poison goes to <topic>.dlq.
+func TestProjectionsThroughRouter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	logger := slog.New(slog.DiscardHandler)
+	ps := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 16, Persistent: true}, watermill.NopLogger{})
+	router, err := messaging.NewRouter(logger)
+	require.NoError(t, err)
+	e.proj.Register(router, ps, ps, ps, logger)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- router.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	<-router.Running()
+
+	dlq, err := ps.Subscribe(ctx, messaging.DLQ(messaging.TopicMetricsWindows))
+	require.NoError(t, err)
+	require.NoError(t, ps.Publish(messaging.TopicEventsRaw, batchMessage(t, sampleEvents())))
+	require.NoError(t, ps.Publish(messaging.TopicMetricsWindows, windowMessage(t, result(nil, 0, may17, 1, 3))))
+	poison := message.NewMessage(watermill.NewUUID(), []byte("not json"))
+	require.NoError(t, ps.Publish(messaging.TopicMetricsWindows, poison))
+
+	select {
+	case m := <-dlq:
+		require.Equal(t, "not json", string(m.Payload))
+		require.Equal(t, messaging.TopicMetricsWindows, m.Metadata.Get(messaging.MetaSourceTopic))
+		require.NotEmpty(t, m.Metadata.Get(messaging.MetaError))
+		m.Ack()
+	case <-time.After(10 * time.Second):
+		t.Fatal("poison record not dead-lettered")
+	}
+	require.Eventually(t, func() bool {
+		return e.count(t, "SELECT count() FROM streamwatch.events FINAL") == 3 &&
+			e.count(t, "SELECT count() FROM streamwatch.metric_windows FINAL") == 1
+	}, 10*time.Second, 20*time.Millisecond)
+}

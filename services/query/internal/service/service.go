@@ -1,0 +1,220 @@
+// Package service wires the query service: ClickHouse and Redis clients,
+// migrations, the use cases, the Watermill router with the projection
+// handlers, and the HTTP server.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/streamwatch/streamwatch/pkg/httpserver"
+	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/services/query/internal/adapters"
+	"github.com/streamwatch/streamwatch/services/query/internal/app"
+	"github.com/streamwatch/streamwatch/services/query/internal/app/command"
+	"github.com/streamwatch/streamwatch/services/query/internal/app/query"
+	"github.com/streamwatch/streamwatch/services/query/internal/config"
+	"github.com/streamwatch/streamwatch/services/query/internal/ports"
+	"github.com/streamwatch/streamwatch/services/query/migrations"
+)
+
+// Storage is what the use cases run on, built by NewStorage.
+type Storage struct {
+	// Events writes raw events.
+	Events *adapters.ClickHouseEventRepository
+	// Windows reads and writes metric_windows.
+	Windows *adapters.ClickHouseWindowRepository
+	// WindowBatcher groups window writes into inserts into Windows; it must
+	// be running (Run) while window results are projected.
+	WindowBatcher *adapters.Batcher[metrics.Result]
+	// Live is the Redis live view.
+	Live *adapters.RedisLiveRepository
+}
+
+// NewStorage builds the repositories on ch (tables in database) and rdb
+// (keys under prefix), with window inserts batched per batch.
+func NewStorage(ch driver.Conn, database string, rdb redis.UniversalClient, prefix string, batch config.WindowBatch) (Storage, error) {
+	windows := adapters.NewClickHouseWindowRepository(ch, database)
+	batcher, err := adapters.NewBatcher(adapters.BatcherConfig{
+		MaxRows: batch.MaxRows, MaxDelay: batch.MaxDelay, Idle: batch.Idle,
+	}, windows.InsertWindows)
+	if err != nil {
+		return Storage{}, err
+	}
+	return Storage{
+		Events:        adapters.NewClickHouseEventRepository(ch, database),
+		Windows:       windows,
+		WindowBatcher: batcher,
+		Live:          adapters.NewRedisLiveRepository(rdb, prefix),
+	}, nil
+}
+
+// NewApplication returns the use cases over s.
+func NewApplication(s Storage) app.Application {
+	return app.Application{
+		Commands: app.Commands{
+			ProjectEvents: command.NewProjectEventsHandler(s.Events),
+			ProjectWindow: command.NewProjectWindowHandler(s.WindowBatcher, s.Live),
+		},
+		Queries: app.Queries{
+			Series: query.NewSeriesHandler(s.Windows),
+			Live:   query.NewLiveHandler(s.Live),
+		},
+	}
+}
+
+// Run builds the service from cfg and runs the HTTP server and the
+// projections until ctx is done or one of them fails, then closes
+// everything. It returns nil after a clean shutdown.
+func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	svc, err := New(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	logger.Info("query service started", "http_addr", cfg.HTTP.Addr, "clickhouse", cfg.ClickHouse.Addr,
+		"redis", cfg.Redis.Addr, "brokers", cfg.Kafka.Brokers)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return svc.RunHTTP(gctx) })
+	g.Go(func() error { return svc.RunProjections(gctx) })
+	err = g.Wait()
+	logger.Info("query service stopped")
+	return errors.Join(err, svc.Close())
+}
+
+// Service is the running query service. Build it with New, run
+// RunProjections and RunHTTP (each until its context ends), then Close.
+type Service struct {
+	cfg     config.Config
+	storage Storage
+	http    *echo.Echo
+	router  *message.Router
+
+	closeOnce sync.Once
+	closeErr  error
+	closers   []func() error // in reverse order of opening
+}
+
+// New connects to ClickHouse (applying migrations when cfg.Migrate), Redis
+// and Kafka, and builds the router and the HTTP server. It fails fast when
+// a dependency is unreachable; what it opened is closed again.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Service, err error) {
+	s := &Service{cfg: cfg}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.Close())
+		}
+	}()
+
+	ch, err := adapters.OpenClickHouse(ctx, cfg.ClickHouse)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, ch.Close)
+	if cfg.Migrate {
+		if err := migrations.Up(ctx, ch, cfg.ClickHouse.Database, logger); err != nil {
+			return nil, fmt.Errorf("migrate clickhouse: %w", err)
+		}
+	}
+	rdb, err := adapters.OpenRedis(ctx, cfg.Redis)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, rdb.Close)
+
+	s.storage, err = NewStorage(ch, cfg.ClickHouse.Database, rdb, cfg.Redis.KeyPrefix, cfg.Windows)
+	if err != nil {
+		return nil, err
+	}
+	application := NewApplication(s.storage)
+
+	dlq, err := messaging.NewPublisher(cfg.Kafka, "query", logger)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, dlq.Close)
+	eventsSub, err := messaging.NewSubscriber(cfg.Kafka, ports.EventsProjector, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, eventsSub.Close)
+	windowsSub, err := messaging.NewSubscriber(cfg.Kafka, ports.WindowsProjector, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, windowsSub.Close)
+	s.router, err = messaging.NewRouter(logger)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.router.Close)
+	ports.NewProjections(application).Register(s.router, eventsSub, windowsSub, dlq, logger)
+
+	router := s.router
+	s.http = httpserver.New(logger, map[string]httpserver.ReadyFunc{
+		"clickhouse": ch.Ping,
+		"redis":      func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		"router": func(context.Context) error {
+			if !router.IsRunning() || router.IsClosed() {
+				return errors.New("not consuming")
+			}
+			return nil
+		},
+	})
+	ports.NewHTTPServer(application).Register(s.http)
+	return s, nil
+}
+
+// RunProjections consumes events.raw and metrics.windows until ctx is
+// done, then lets in-flight messages finish (their window rows are still
+// flushed) and returns nil. It returns an error if the router cannot start
+// or stops while ctx is still live.
+func (s *Service) RunProjections(ctx context.Context) error {
+	// The batcher outlives the router so that handlers waiting on a flush
+	// during shutdown get their answer.
+	batcherCtx, stopBatcher := context.WithCancel(context.WithoutCancel(ctx))
+	var g errgroup.Group
+	g.Go(func() error { return s.storage.WindowBatcher.Run(batcherCtx) })
+	g.Go(func() error {
+		defer stopBatcher()
+		stopClosing := context.AfterFunc(ctx, func() { _ = s.router.Close() })
+		defer stopClosing()
+		if err := s.router.Run(ctx); err != nil {
+			return fmt.Errorf("watermill router: %w", err)
+		}
+		if ctx.Err() == nil {
+			return errors.New("watermill router stopped before shutdown (all handlers stopped)")
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+// RunHTTP serves the REST API on cfg.HTTP.Addr until ctx is done, then
+// shuts down within cfg.HTTP.ShutdownTimeout.
+func (s *Service) RunHTTP(ctx context.Context) error {
+	return httpserver.Run(ctx, s.http, s.cfg.HTTP.Addr, s.cfg.HTTP.ShutdownTimeout)
+}
+
+// Close releases the router, Kafka clients, Redis and ClickHouse. It is
+// safe to call more than once and without Run*; call it after the Run
+// methods returned.
+func (s *Service) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		for i := len(s.closers) - 1; i >= 0; i-- {
+			errs = append(errs, s.closers[i]())
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
