@@ -31,7 +31,11 @@ type ErrorBody struct {
 // health endpoints: GET /healthz answers 200 while the process runs; GET
 // /readyz answers 200 when every check returns nil within 2 s, otherwise 503
 // with the failing check's name and error.
+// A nil logger discards.
 func New(logger *slog.Logger, checks map[string]ReadyFunc) *echo.Echo {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true

@@ -85,7 +85,9 @@ func DeadLetter(pub message.Publisher, topic string, logger *slog.Logger) messag
 				dl.Metadata.Set(MetaSourceOffset, strconv.FormatInt(o, 10))
 			}
 			if perr := pub.Publish(DLQ(topic), dl); perr != nil {
-				return nil, fmt.Errorf("dead-letter %s: %w (original error: %w)", DLQ(topic), perr, err)
+				// Transient on purpose (the original error is only quoted), so
+				// Retry backs off while the dead-letter topic is unreachable.
+				return nil, fmt.Errorf("dead-letter %s: %w (original error: %s)", DLQ(topic), perr, err.Error())
 			}
 			Logger(logger).Warn("record sent to dead-letter topic", "topic", topic, "dlq", DLQ(topic), "error", err.Error())
 			return nil, nil

@@ -5,6 +5,7 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,17 +96,29 @@ func (r *Result) ID() string {
 // ErrInvalidResult is wrapped by Validate errors.
 var ErrInvalidResult = errors.New("invalid window result")
 
+// NameRe is what metric and label names must match (as in the query API).
+var NameRe = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
 // Validate checks the fields a consumer relies on.
 func (r *Result) Validate() error {
 	switch {
 	case r.V != 1:
 		return fmt.Errorf("%w: schema version %d (this build reads 1)", ErrInvalidResult, r.V)
-	case r.Metric == "":
-		return fmt.Errorf("%w: missing metric", ErrInvalidResult)
+	case !NameRe.MatchString(r.Metric):
+		return fmt.Errorf("%w: metric name %q does not match %s", ErrInvalidResult, r.Metric, NameRe)
+	case r.Shard < 0:
+		return fmt.Errorf("%w: negative shard %d", ErrInvalidResult, r.Shard)
+	case r.Kind != KindEarly && r.Kind != KindFinal && r.Kind != KindRevised:
+		return fmt.Errorf("%w: unknown kind %q", ErrInvalidResult, r.Kind)
 	case r.WindowEnd <= r.WindowStart:
 		return fmt.Errorf("%w: window end %d not after start %d", ErrInvalidResult, r.WindowEnd, r.WindowStart)
 	case r.Revision < 1:
 		return fmt.Errorf("%w: revision %d < 1", ErrInvalidResult, r.Revision)
+	}
+	for k := range r.Labels {
+		if !NameRe.MatchString(k) {
+			return fmt.Errorf("%w: label name %q does not match %s", ErrInvalidResult, k, NameRe)
+		}
 	}
 	return nil
 }

@@ -1,5 +1,5 @@
 -- One row per window result emission (metrics.Result). Rows of one window
--- (metric, start, label set, shard) collapse to the highest revision; exact
+-- (metric, start, end, label set, shard) collapse to the highest revision; exact
 -- reads use FINAL. labels are two aligned arrays sorted by name, labels_key
 -- is metrics.LabelsKey of the same set.
 CREATE TABLE IF NOT EXISTS {database}.metric_windows
@@ -24,4 +24,4 @@ CREATE TABLE IF NOT EXISTS {database}.metric_windows
 )
 ENGINE = ReplacingMergeTree(revision)
 PARTITION BY toYYYYMM(window_start)
-ORDER BY (metric, window_start_ms, labels_key, shard);
+ORDER BY (metric, window_start_ms, window_end_ms, labels_key, shard);
