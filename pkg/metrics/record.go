@@ -1,0 +1,74 @@
+package metrics
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// BatchSchema is the schema metadata of a metrics.windows record that holds
+// several results (Batch); ResultSchema marks a record holding one Result.
+const BatchSchema = "metrics.windows.batch.v1"
+
+// ErrUndecodable is wrapped by DecodeRecord errors: the record is poison.
+var ErrUndecodable = errors.New("undecodable window result record")
+
+// Batch is the payload of a metrics.windows record with several results,
+// all with the same record key (metric + labels) or all from one shard.
+type Batch struct {
+	V       int      `json:"v"`
+	Results []Result `json:"results"`
+}
+
+// EncodeBatch encodes results as one record payload (schema BatchSchema).
+func EncodeBatch(rs []Result) ([]byte, error) {
+	b, err := json.Marshal(Batch{V: 1, Results: rs})
+	if err != nil {
+		return nil, fmt.Errorf("encode %d window results: %w", len(rs), err)
+	}
+	return b, nil
+}
+
+// DecodeRecord decodes a metrics.windows record of either schema: schema is
+// the record's schema metadata (ResultSchema, BatchSchema, or "" to detect
+// from the payload: a JSON object with a "results" array is a batch). Every
+// result is validated. Errors wrap ErrUndecodable and name the schema and,
+// for a batch, the index of the bad result.
+func DecodeRecord(schema string, payload []byte) ([]Result, error) {
+	if schema == "" {
+		var probe struct {
+			Results json.RawMessage `json:"results"`
+		}
+		if json.Unmarshal(payload, &probe) == nil && len(probe.Results) > 0 {
+			schema = BatchSchema
+		} else {
+			schema = ResultSchema
+		}
+	}
+	switch schema {
+	case ResultSchema:
+		var r Result
+		if err := json.Unmarshal(payload, &r); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, schema, err)
+		}
+		if err := r.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, schema, err)
+		}
+		return []Result{r}, nil
+	case BatchSchema:
+		var b Batch
+		if err := json.Unmarshal(payload, &b); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, schema, err)
+		}
+		if b.V != 1 {
+			return nil, fmt.Errorf("%w: %s: batch version %d (this build reads 1)", ErrUndecodable, schema, b.V)
+		}
+		for i := range b.Results {
+			if err := b.Results[i].Validate(); err != nil {
+				return nil, fmt.Errorf("%w: %s: result %d: %w", ErrUndecodable, schema, i, err)
+			}
+		}
+		return b.Results, nil
+	}
+	return nil, fmt.Errorf("%w: unknown schema %q", ErrUndecodable, schema)
+}
