@@ -18,8 +18,9 @@ import (
 	"github.com/streamwatch/streamwatch/services/detector/internal/domain/rule"
 )
 
-// Detect is the detector's stream.Operator: one metrics.windows record (a
-// JSON metrics.Result) in, alert state changes out on the alerts topic,
+// Detect is the detector's stream.Operator: one metrics.windows record (one
+// metrics.Result or a batch of them, see metrics.DecodeRecord) in, alert
+// state changes out on the alerts topic,
 // keyed by fingerprint, with the deterministic id fingerprint|starts_at|state.
 type Detect struct {
 	rules []rule.Threshold
@@ -33,17 +34,18 @@ func NewDetect(rules []rule.Threshold) *Detect { return &Detect{rules: rules} }
 // NewState implements stream.Operator.
 func (d *Detect) NewState(int32) *alerting.State { return alerting.NewState() }
 
-// Apply implements stream.Operator. An undecodable or invalid result is
-// permanent (it goes to metrics.windows.dlq).
+// Apply implements stream.Operator. The results of a record are evaluated in
+// their order in the record. An undecodable record or an invalid result is
+// permanent (the whole record goes to metrics.windows.dlq).
 func (d *Detect) Apply(_ context.Context, st *alerting.State, msg *message.Message, _ int64) ([]stream.Output, error) {
-	var res metrics.Result
-	if err := json.Unmarshal(msg.Payload, &res); err != nil {
-		return nil, messaging.Permanent(fmt.Errorf("decode window result: %w", err))
-	}
-	if err := res.Validate(); err != nil {
+	results, err := metrics.DecodeRecord(msg.Metadata.Get(messaging.MetaSchema), msg.Payload)
+	if err != nil {
 		return nil, messaging.Permanent(err)
 	}
-	changes := st.Evaluate(d.rules, &res)
+	var changes []alerts.Alert
+	for i := range results {
+		changes = append(changes, st.Evaluate(d.rules, &results[i])...)
+	}
 	outs := make([]stream.Output, 0, len(changes))
 	for i := range changes {
 		a := &changes[i]
