@@ -111,6 +111,36 @@ func (b *Batcher[T]) Write(ctx context.Context, item T) error {
 	}
 }
 
+// WriteAll adds every item to the next batches (all in one batch unless
+// MaxRows or a deadline splits them) and waits for the flushes holding
+// them. It returns nil once all are durable, else the first error (the
+// items of other flushes may still be durable; flushes must be idempotent).
+func (b *Batcher[T]) WriteAll(ctx context.Context, items []T) error {
+	reqs := make([]request[T], len(items))
+	for i, item := range items {
+		reqs[i] = request[T]{item: item, done: make(chan error, 1)}
+		select {
+		case b.in <- reqs[i]:
+		case <-b.stopped:
+			return ErrBatcherStopped
+		case <-ctx.Done():
+			return fmt.Errorf("wait for batcher: %w", ctx.Err())
+		}
+	}
+	var first error
+	for _, req := range reqs {
+		select {
+		case err := <-req.done:
+			if err != nil && first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("wait for flush: %w", ctx.Err())
+		}
+	}
+	return first
+}
+
 // Run collects and flushes batches until ctx is done, then flushes what is
 // pending and returns nil. Flushes are not cancelled with ctx (each is
 // bounded by FlushTimeout), so an insert in progress at shutdown completes.

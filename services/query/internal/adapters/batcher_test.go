@@ -147,3 +147,13 @@ func TestBatcherConfigValidate(t *testing.T) {
 	require.ErrorContains(t, err, "max rows")
 	require.ErrorContains(t, err, "max delay")
 }
+
+func TestBatcherWriteAllFlushesTogether(t *testing.T) {
+	t.Parallel()
+	r := &recorder{}
+	b := newBatcher(t, adapters.BatcherConfig{MaxRows: 100, MaxDelay: time.Hour, Idle: 50 * time.Millisecond}, r)
+	start(t, b)
+
+	require.NoError(t, b.WriteAll(context.Background(), []int{1, 2, 3}))
+	require.Equal(t, [][]int{{1, 2, 3}}, r.snapshot(), "one record's results in one insert")
+}

@@ -3,7 +3,6 @@
 package ports
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,19 +65,17 @@ func (p Projections) HandleEventsRaw(msg *message.Message) error {
 	return p.app.Commands.ProjectEvents.Handle(msg.Context(), evs)
 }
 
-// HandleMetricsWindow projects one metrics.windows record (one JSON
-// metrics.Result, schema metrics.window.v1) into metric_windows and the
-// live view. A record with another schema, that does not decode or fails
-// Result.Validate is permanent; a failed write is transient.
+// HandleMetricsWindow projects one metrics.windows record (one result,
+// schema metrics.window.v1, or a batch, metrics.windows.batch.v1; decoded
+// by metrics.DecodeRecord) into metric_windows with the record's results in
+// one insert, and into the live view. A record that does not decode or
+// holds an invalid result is permanent; a failed write is transient.
 func (p Projections) HandleMetricsWindow(msg *message.Message) error {
-	if err := checkSchema(msg, metrics.ResultSchema); err != nil {
-		return err
+	rs, err := metrics.DecodeRecord(msg.Metadata.Get(messaging.MetaSchema), msg.Payload)
+	if err != nil {
+		return messaging.Permanent(fmt.Errorf("metrics.windows record %s: %w", msg.UUID, err))
 	}
-	var r metrics.Result
-	if err := json.Unmarshal(msg.Payload, &r); err != nil {
-		return messaging.Permanent(fmt.Errorf("metrics.windows record %s: decode: %w", msg.UUID, err))
-	}
-	err := p.app.Commands.ProjectWindow.Handle(msg.Context(), r)
+	err = p.app.Commands.ProjectWindow.Handle(msg.Context(), rs)
 	if errors.Is(err, metrics.ErrInvalidResult) {
 		return messaging.Permanent(fmt.Errorf("metrics.windows record %s: %w", msg.UUID, err))
 	}

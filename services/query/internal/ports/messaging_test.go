@@ -258,3 +258,32 @@ func TestProjectionsThroughRouter(t *testing.T) {
 			e.count(t, "SELECT count() FROM streamwatch.metric_windows FINAL") == 1
 	}, 10*time.Second, 20*time.Millisecond)
 }
+
+func TestWindowsProjectorDecodesBatchRecords(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rs := []metrics.Result{
+		result(map[string]string{"status": "200"}, 0, may17, 1, 5),
+		result(map[string]string{"status": "404"}, 0, may17, 1, 2),
+		result(map[string]string{"status": "200"}, 0, may17, 2, 6),
+	}
+	payload, err := metrics.EncodeBatch(rs)
+	require.NoError(t, err)
+	msg := message.NewMessage(watermill.NewUUID(), payload)
+	msg.Metadata.Set(messaging.MetaSchema, metrics.BatchSchema)
+	msg.SetContext(context.Background())
+	require.NoError(t, e.proj.HandleMetricsWindow(msg))
+	require.Equal(t, uint64(2), e.count(t, "SELECT count() FROM streamwatch.metric_windows FINAL"))
+	require.Equal(t, uint64(8), e.count(t, "SELECT toUInt64(sum(value)) FROM streamwatch.metric_windows FINAL"))
+
+	// A batch with one invalid result is poison as a whole: nothing written.
+	bad := []metrics.Result{result(nil, 0, may17+60_000, 1, 1), result(nil, 0, may17+60_000, 0, 1)}
+	payload, err = metrics.EncodeBatch(bad)
+	require.NoError(t, err)
+	msg = message.NewMessage(watermill.NewUUID(), payload)
+	msg.Metadata.Set(messaging.MetaSchema, metrics.BatchSchema)
+	msg.SetContext(context.Background())
+	err = e.proj.HandleMetricsWindow(msg)
+	require.True(t, messaging.IsPermanent(err), "%v", err)
+	require.Equal(t, uint64(2), e.count(t, "SELECT count() FROM streamwatch.metric_windows FINAL"))
+}

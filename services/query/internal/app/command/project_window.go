@@ -9,10 +9,10 @@ import (
 
 // WindowWriter stores window result emissions.
 type WindowWriter interface {
-	// Write stores r and returns nil once it is durable. Storing the same
-	// result again must be harmless; of the rows of one window, readers
-	// see the highest revision.
-	Write(ctx context.Context, r metrics.Result) error
+	// WriteAll stores rs and returns nil once all are durable. Storing the
+	// same result again must be harmless; of the rows of one window,
+	// readers see the highest revision.
+	WriteAll(ctx context.Context, rs []metrics.Result) error
 }
 
 // LiveUpdater keeps the latest result per metric, label set and shard.
@@ -36,19 +36,27 @@ func NewProjectWindowHandler(windows WindowWriter, live LiveUpdater) ProjectWind
 	return ProjectWindowHandler{windows: windows, live: live}
 }
 
-// Handle validates r and stores it in both projections. An invalid r
-// returns an error wrapping metrics.ErrInvalidResult (permanent: the record
-// is poison); any other error is transient and the record must be retried;
-// nil means both projections hold r or something newer.
-func (h ProjectWindowHandler) Handle(ctx context.Context, r metrics.Result) error {
-	if err := r.Validate(); err != nil {
-		return err
+// Handle validates rs (the results of one metrics.windows record) and
+// stores them in both projections. An invalid result returns an error
+// wrapping metrics.ErrInvalidResult (permanent: the record is poison) and
+// nothing is written; any other error is transient and the record must be
+// retried; nil means both projections hold every result or something newer.
+func (h ProjectWindowHandler) Handle(ctx context.Context, rs []metrics.Result) error {
+	for i := range rs {
+		if err := rs[i].Validate(); err != nil {
+			return fmt.Errorf("result %d: %w", i, err)
+		}
 	}
-	if err := h.windows.Write(ctx, r); err != nil {
-		return fmt.Errorf("store window %s rev %d: %w", r.ID(), r.Revision, err)
+	if len(rs) == 0 {
+		return nil
 	}
-	if _, err := h.live.UpdateLive(ctx, r); err != nil {
-		return fmt.Errorf("update live view for %s rev %d: %w", r.ID(), r.Revision, err)
+	if err := h.windows.WriteAll(ctx, rs); err != nil {
+		return fmt.Errorf("store %d windows (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
+	}
+	for _, r := range rs {
+		if _, err := h.live.UpdateLive(ctx, r); err != nil {
+			return fmt.Errorf("update live view for %s rev %d: %w", r.ID(), r.Revision, err)
+		}
 	}
 	return nil
 }
