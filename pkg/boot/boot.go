@@ -8,9 +8,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
+	"time"
 
 	"github.com/streamwatch/streamwatch/pkg/config"
 	"github.com/streamwatch/streamwatch/pkg/logging"
@@ -29,7 +33,15 @@ const (
 // returns, sets up telemetry for "streamwatch-<name>", and calls run until it
 // returns. It returns ExitConfig for an invalid configuration (printed to
 // stderr), ExitFailed when telemetry or run fails, ExitOK otherwise.
+//
+// "<binary> healthcheck" instead asks the running service on HTTP_ADDR (or
+// its default) for GET /readyz and returns ExitOK when it answers 200,
+// ExitFailed otherwise: container images without curl use it as their
+// health check.
 func Main[C any](name string, cfg *C, level func(*C) string, run func(context.Context, C, *slog.Logger) error) int {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		return healthcheck(cfg)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := config.Load(cfg); err != nil {
@@ -45,6 +57,41 @@ func Main[C any](name string, cfg *C, level func(*C) string, run func(context.Co
 	defer func() { _ = shutdown(context.Background()) }()
 	if err := run(ctx, *cfg, logger); err != nil {
 		logger.Error(name+" failed", "error", err.Error())
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// healthcheck GETs /readyz of the local service; the address comes from the
+// HTTP_ADDR variable or, when unset, from the Addr preset in cfg's HTTP field.
+func healthcheck[C any](cfg *C) int {
+	addr := os.Getenv("HTTP_ADDR")
+	if addr == "" {
+		if v := reflect.ValueOf(cfg).Elem(); v.Kind() == reflect.Struct {
+			if f := v.FieldByName("HTTP"); f.IsValid() {
+				if h, ok := f.Interface().(config.HTTP); ok {
+					addr = h.Addr
+				}
+			}
+		}
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "healthcheck: HTTP_ADDR %q: %v\n", addr, err)
+		return ExitFailed
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/readyz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck:", err)
+		return ExitFailed
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "healthcheck: /readyz answered", resp.Status)
 		return ExitFailed
 	}
 	return ExitOK
