@@ -1,0 +1,206 @@
+package loadgen
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"golang.org/x/time/rate"
+)
+
+// SendOptions controls Send.
+type SendOptions struct {
+	// CollectorURL is the collector's base URL, e.g. http://127.0.0.1:8080.
+	CollectorURL string
+	// Items is how many items to generate and send.
+	Items int64
+	// Batch is the most items per HTTP request (default 1000).
+	Batch int
+	// Workers is the number of concurrent requests (default 4).
+	Workers int
+	// Rate is the wall-clock rate in items/s; 0 sends as fast as possible.
+	Rate float64
+	// Source names the access-log source; line ids are <Source>:<line>.
+	// Default "gen-<seed>".
+	Source string
+	// Client is the HTTP client (default: 30 s timeout).
+	Client *http.Client
+}
+
+// Report is what Send did. Counts are items (events or log lines).
+type Report struct {
+	Sent     int64         `json:"sent"`
+	Accepted int64         `json:"accepted"`
+	Rejected int64         `json:"rejected"`
+	Failed   int64         `json:"failed"`
+	Requests int64         `json:"requests"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+}
+
+// ItemsPerSecond is the accepted rate over the run.
+func (r Report) ItemsPerSecond() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.Accepted) / r.Elapsed.Seconds()
+}
+
+type request struct {
+	path string
+	body []byte
+	n    int64
+}
+
+// Send generates opt.Items items from g and posts them to the collector:
+// JSON events to /v1/events, access-log lines to /v1/logs with
+// source=<Source>&first_line=<n>, so every line has a stable id. A request
+// answered 503 or failing in transport is retried with exponential backoff
+// (5 tries); items of a request that still fails count as Failed. Send
+// returns an error when any item failed or ctx ended early; the Report is
+// valid either way. Items of one entity may be reordered by at most Workers
+// requests, far less than the aggregator's out-of-orderness.
+func Send(ctx context.Context, g *Generator, opt SendOptions) (Report, error) {
+	if opt.Batch <= 0 {
+		opt.Batch = 1000
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = 4
+	}
+	if opt.Source == "" {
+		opt.Source = fmt.Sprintf("gen-%d", g.cfg.Seed)
+	}
+	if opt.Client == nil {
+		opt.Client = &http.Client{Timeout: 30 * time.Second}
+	}
+	var lim *rate.Limiter
+	if opt.Rate > 0 {
+		lim = rate.NewLimiter(rate.Limit(opt.Rate), max(opt.Batch, int(opt.Rate)))
+	}
+	var rep Report
+	reqs := make(chan request, opt.Workers)
+	var wg sync.WaitGroup
+	var accepted, rejected, failed, requests atomic.Int64
+	var errMu sync.Mutex
+	var firstErr error
+	start := time.Now()
+	for range opt.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range reqs {
+				a, rj, err := post(ctx, opt.Client, opt.CollectorURL+r.path, r.body)
+				requests.Add(1)
+				accepted.Add(a)
+				rejected.Add(rj)
+				if err != nil {
+					failed.Add(r.n - a - rj)
+					errMu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					errMu.Unlock()
+				}
+			}
+		}()
+	}
+	line := int64(1)
+	var genErr error
+	for rep.Sent < opt.Items && genErr == nil {
+		n := min(int64(opt.Batch), opt.Items-rep.Sent)
+		if lim != nil {
+			if genErr = lim.WaitN(ctx, int(n)); genErr != nil {
+				break
+			}
+		}
+		var evs []map[string]any
+		var lines []string
+		for range n {
+			it := g.Next()
+			if it.Line != "" {
+				lines = append(lines, it.Line)
+			} else {
+				evs = append(evs, it.Event)
+			}
+		}
+		rep.Sent += n
+		if len(evs) > 0 {
+			b, err := json.Marshal(evs)
+			if err != nil {
+				genErr = err
+				break
+			}
+			if genErr = enqueue(ctx, reqs, request{path: "/v1/events", body: b, n: int64(len(evs))}); genErr != nil {
+				break
+			}
+		}
+		if len(lines) > 0 {
+			q := url.Values{"format": {"combined"}, "source": {opt.Source}, "first_line": {fmt.Sprint(line)}}
+			line += int64(len(lines))
+			body := []byte(strings.Join(lines, "\n") + "\n")
+			if genErr = enqueue(ctx, reqs, request{path: "/v1/logs?" + q.Encode(), body: body, n: int64(len(lines))}); genErr != nil {
+				break
+			}
+		}
+	}
+	close(reqs)
+	wg.Wait()
+	rep.Elapsed = time.Since(start)
+	rep.Accepted, rep.Rejected, rep.Failed, rep.Requests = accepted.Load(), rejected.Load(), failed.Load(), requests.Load()
+	return rep, errors.Join(genErr, firstErr)
+}
+
+func enqueue(ctx context.Context, reqs chan<- request, r request) error {
+	select {
+	case reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// post sends one request and returns the collector's accepted and rejected
+// counts.
+func post(ctx context.Context, client *http.Client, u string, body []byte) (accepted, rejected int64, err error) {
+	type answer struct {
+		Accepted int64             `json:"accepted"`
+		Rejected []json.RawMessage `json:"rejected"`
+	}
+	ans, err := backoff.Retry(ctx, func() (answer, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+		if err != nil {
+			return answer{}, backoff.Permanent(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if strings.Contains(u, "/v1/logs") {
+			req.Header.Set("Content-Type", "text/plain")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return answer{}, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		var a answer
+		switch {
+		case resp.StatusCode == http.StatusServiceUnavailable:
+			return a, fmt.Errorf("collector unavailable: %s", b)
+		case resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusBadRequest:
+			return a, backoff.Permanent(fmt.Errorf("collector answered %s: %s", resp.Status, b))
+		}
+		if err := json.Unmarshal(b, &a); err != nil {
+			return a, backoff.Permanent(fmt.Errorf("collector answer: %w", err))
+		}
+		return a, nil
+	}, backoff.WithMaxTries(5), backoff.WithBackOff(backoff.NewExponentialBackOff()))
+	return ans.Accepted, int64(len(ans.Rejected)), err
+}
