@@ -45,11 +45,20 @@ type Alert struct {
 	Metric    string  `json:"metric,omitempty"`
 	Value     float64 `json:"value"`
 	Threshold float64 `json:"threshold"`
+	// Score is the anomaly score in [0, 1] that set the state (anomaly
+	// rules; 0 otherwise).
+	Score float64 `json:"score,omitempty"`
+	// Kind is the kind of the rule (threshold, change, absence, sequence,
+	// repetition, negation, anomaly); empty in records of older builds.
+	Kind string `json:"kind,omitempty"`
 	StartsAt  int64   `json:"starts_at"`
 	EndsAt    int64   `json:"ends_at,omitempty"`
 	// WindowStart and WindowEnd link back to the window result (ms).
 	WindowStart int64 `json:"window_start,omitempty"`
 	WindowEnd   int64 `json:"window_end,omitempty"`
+	// EventIDs link a pattern alert back to the events that matched, in
+	// event-time order.
+	EventIDs []string `json:"event_ids,omitempty"`
 }
 
 // ID is the deterministic id of this state change: fingerprint, episode

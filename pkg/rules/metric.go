@@ -1,0 +1,309 @@
+package rules
+
+import (
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/streamwatch/streamwatch/pkg/alerts"
+	"github.com/streamwatch/streamwatch/pkg/metrics"
+)
+
+// SampleStaleness is how long after its last breaching sample a firing
+// sample alert resolves when the series sends nothing more (Prometheus'
+// staleness period), ms.
+const SampleStaleness = int64(5 * time.Minute / time.Millisecond)
+
+// Point is one value of one metric series: a window result or a sample.
+// Times are ms since the epoch; a window is [Start, End), a sample has
+// Start == End.
+type Point struct {
+	Source string
+	Metric string
+	Labels map[string]string
+	Start  int64
+	End    int64
+	Value  float64
+	// Shard is the events.raw partition that computed or carried the point;
+	// Watermark is that shard's watermark (ms) when the point was emitted.
+	Shard     int32
+	Watermark int64
+	// Kind is the window result kind (early, final, revised); "" for samples.
+	Kind string
+	// Complete is false for a per-shard partial window result.
+	Complete bool
+}
+
+// PointFromResult converts a window result.
+func PointFromResult(res *metrics.Result) Point {
+	return Point{
+		Source: SourceWindows, Metric: res.Metric, Labels: res.Labels, Start: res.WindowStart, End: res.WindowEnd,
+		Value: res.Value, Shard: res.Shard, Watermark: res.Watermark, Kind: res.Kind, Complete: res.Complete,
+	}
+}
+
+// Series is the state of one rule on one label set.
+type Series struct {
+	Rule   string            `json:"rule"`
+	Labels map[string]string `json:"labels"`
+	Shard  int32             `json:"shard"`
+	// State is "", pending or firing.
+	State string `json:"state,omitempty"`
+	// Alert is the last emitted pending or firing state change.
+	Alert *alerts.Alert `json:"alert,omitempty"`
+	// StartsAt is when the condition started holding (ms).
+	StartsAt int64 `json:"starts_at,omitempty"`
+	// LastBreachStart and LastBreachEnd delimit the last breaching point.
+	LastBreachStart int64 `json:"last_breach_start,omitempty"`
+	LastBreachEnd   int64 `json:"last_breach_end,omitempty"`
+	// LastSeen is the end of the latest point of the series (ms).
+	LastSeen int64 `json:"last_seen"`
+	// Size is the window size of the series (ms, 0 for samples).
+	Size int64 `json:"size,omitempty"`
+	// History holds recent values for change rules, by point start.
+	History []Value `json:"history,omitempty"`
+	// Model is the anomaly model (anomaly rules).
+	Model *Model `json:"model,omitempty"`
+}
+
+// Value is a timestamped value.
+type Value struct {
+	T int64   `json:"t"`
+	V float64 `json:"v"`
+}
+
+// MetricState is the metric rule state of one input partition. It is plain
+// data (JSON), so it can be checkpointed; its size is bounded by the number
+// of (rule, label set) pairs seen, and series silent for longer than
+// Retention behind the watermark are dropped.
+type MetricState struct {
+	// Watermarks holds the latest watermark of each shard, ms.
+	Watermarks map[int32]int64 `json:"watermarks"`
+	// Series by rule name + "\xff" + canonical labels.
+	Series map[string]*Series `json:"series"`
+}
+
+// Retention is how long a series with no alert in progress is kept after
+// its last point (a day and a window, for day_ago change rules), ms.
+const Retention = Day + int64(time.Hour/time.Millisecond)
+
+// NewMetricState returns an empty state.
+func NewMetricState() *MetricState {
+	return &MetricState{Watermarks: map[int32]int64{}, Series: map[string]*Series{}}
+}
+
+// Evaluate applies one point to the state and returns the alert state
+// changes it causes, in a deterministic order: the point's rules in rule
+// order, then changes due to the watermark sorted by series key.
+func (st *MetricState) Evaluate(set *Set, p *Point) []alerts.Alert {
+	if p.Watermark > st.Watermarks[p.Shard] {
+		st.Watermarks[p.Shard] = p.Watermark
+	}
+	var out []alerts.Alert
+	var rs []*Rule
+	if p.Source == SourceSamples {
+		rs = set.samples[p.Metric]
+	} else {
+		rs = set.byMetric[p.Metric]
+		if !p.Complete {
+			rs = nil // partial values would compare wrongly
+		}
+	}
+	for _, r := range rs {
+		if p.Kind == metrics.KindEarly && !r.Early {
+			continue
+		}
+		if !r.matchLabels(p.Labels) {
+			continue
+		}
+		key := r.Name + "\xff" + metrics.LabelsKey(p.Labels)
+		s := st.Series[key]
+		if s == nil {
+			s = &Series{Rule: r.Name, Labels: p.Labels, Shard: p.Shard}
+			st.Series[key] = s
+		}
+		s.Size = p.End - p.Start
+		if p.End > s.LastSeen {
+			s.LastSeen = p.End
+		}
+		out = append(out, s.apply(r, p)...)
+	}
+	return append(out, st.Advance(set)...)
+}
+
+// Advance emits what the shard watermarks alone decide: absence alerts,
+// resolutions of series that went silent after a breach, and drops series
+// past retention. Call it after every watermark change (Evaluate does).
+func (st *MetricState) Advance(set *Set) []alerts.Alert {
+	var out []alerts.Alert
+	for _, key := range slices.Sorted(maps.Keys(st.Series)) {
+		s := st.Series[key]
+		wm := st.Watermarks[s.Shard]
+		r := set.Rule(s.Rule)
+		if r == nil || r.EventRule() && r.Source != SourceSamples {
+			delete(st.Series, key) // rule deleted or changed kind
+			continue
+		}
+		switch {
+		case r.Kind == KindAbsence:
+			if s.State == "" && wm > s.LastSeen+r.For.Ms() {
+				s.State, s.StartsAt = alerts.StateFiring, s.LastSeen
+				a := s.newAlert(r, alerts.StateFiring, &Point{Metric: r.Metric, Start: s.LastSeen, End: s.LastSeen}, 0, 0)
+				out = append(out, a)
+			}
+		case s.State != "":
+			silence := s.Size
+			if silence == 0 {
+				silence = SampleStaleness
+			}
+			if wm >= s.LastBreachEnd+silence+r.KeepFiringFor.Ms() {
+				out = append(out, s.resolve(s.LastBreachEnd))
+			}
+		}
+		if s.State == "" && wm > s.LastSeen+Retention {
+			delete(st.Series, key)
+		}
+	}
+	return out
+}
+
+// apply evaluates one point of the series under rule r.
+func (s *Series) apply(r *Rule, p *Point) []alerts.Alert {
+	switch r.Kind {
+	case KindThreshold:
+		return s.step(r, p, r.breached(p.Value), p.Value, 0)
+	case KindChange:
+		ref, ok := s.reference(r, p)
+		s.remember(r, p)
+		if !ok || ref == 0 {
+			return s.step(r, p, false, 0, 0)
+		}
+		pct := (p.Value - ref) / abs(ref) * 100
+		return s.step(r, p, r.breached(pct), pct, 0)
+	case KindAnomaly:
+		if s.Model == nil {
+			s.Model = NewModel(r.Anomaly)
+		}
+		score := s.Model.Update(p.Start, p.Value)
+		return s.step(r, p, r.breached(score), p.Value, score)
+	case KindAbsence:
+		if s.State != "" && p.Start >= s.StartsAt {
+			return []alerts.Alert{s.resolve(p.Start)}
+		}
+	}
+	return nil
+}
+
+// step runs the pending → firing → resolved lifecycle for one point whose
+// condition is cond.
+func (s *Series) step(r *Rule, p *Point, cond bool, value, score float64) []alerts.Alert {
+	if !cond {
+		switch {
+		case s.State == "" || p.Start < s.LastBreachEnd:
+			return nil // nothing in progress, or an older window revised
+		case s.State == alerts.StatePending:
+			return []alerts.Alert{s.resolve(p.Start)}
+		case p.Start >= s.LastBreachEnd+r.KeepFiringFor.Ms():
+			return []alerts.Alert{s.resolve(p.Start)}
+		}
+		return nil
+	}
+	var out []alerts.Alert
+	if s.State == alerts.StatePending && p.Start > s.LastBreachEnd && p.Start != p.End {
+		// A gap between breaching windows restarts the `for` clock.
+		out = append(out, s.resolve(s.LastBreachEnd))
+	}
+	if p.Start < s.LastBreachStart {
+		return out // an older window revised: the episode is already tracked
+	}
+	s.LastBreachStart, s.LastBreachEnd = p.Start, p.End
+	switch s.State {
+	case "":
+		s.StartsAt = p.Start
+		if p.End-p.Start >= r.For.Ms() {
+			s.State = alerts.StateFiring
+			return append(out, s.newAlert(r, alerts.StateFiring, p, value, score))
+		}
+		s.State = alerts.StatePending
+		return append(out, s.newAlert(r, alerts.StatePending, p, value, score))
+	case alerts.StatePending:
+		if p.End-s.StartsAt >= r.For.Ms() {
+			s.State = alerts.StateFiring
+			return append(out, s.newAlert(r, alerts.StateFiring, p, value, score))
+		}
+	}
+	return out
+}
+
+func (s *Series) newAlert(r *Rule, state string, p *Point, value, score float64) alerts.Alert {
+	labels := r.alertLabels(s.Labels)
+	a := alerts.Alert{
+		V: 1, Fingerprint: alerts.Fingerprint(r.Name, labels), Rule: r.Name, Kind: string(r.Kind), State: state,
+		Severity: r.Severity, Labels: labels, Metric: r.Metric, Value: value, Threshold: r.Threshold,
+		Score: score, StartsAt: s.StartsAt, WindowStart: p.Start, WindowEnd: p.End,
+	}
+	a.Annotations = r.annotate(&a)
+	s.Alert = &a
+	return a
+}
+
+// resolve ends the series' pending or firing alert at endsAt (ms).
+func (s *Series) resolve(endsAt int64) alerts.Alert {
+	a := *s.Alert
+	a.Labels = maps.Clone(a.Labels)
+	a.State = alerts.StateResolved
+	a.EndsAt = max(endsAt, a.StartsAt)
+	s.State, s.Alert, s.StartsAt = "", nil, 0
+	return a
+}
+
+// reference returns the value the change rule compares p with.
+func (s *Series) reference(r *Rule, p *Point) (float64, bool) {
+	want := p.Start - (p.End - p.Start) // the previous window
+	if r.Compare == CompareDayAgo {
+		want = p.Start - Day
+	}
+	i, ok := slices.BinarySearchFunc(s.History, want, func(v Value, t int64) int { return cmpInt(v.T, t) })
+	if !ok {
+		return 0, false
+	}
+	return s.History[i].V, true
+}
+
+// remember stores p for later change comparisons, keeping only what the
+// rule can still need (the previous window, or a day plus a window).
+func (s *Series) remember(r *Rule, p *Point) {
+	i, ok := slices.BinarySearchFunc(s.History, p.Start, func(v Value, t int64) int { return cmpInt(v.T, t) })
+	if ok {
+		s.History[i].V = p.Value // a revision
+	} else {
+		s.History = slices.Insert(s.History, i, Value{T: p.Start, V: p.Value})
+	}
+	keep := 2 * (p.End - p.Start)
+	if r.Compare == CompareDayAgo {
+		keep = Day + (p.End - p.Start)
+	}
+	last := s.History[len(s.History)-1].T
+	cut := 0
+	for cut < len(s.History) && s.History[cut].T < last-keep {
+		cut++
+	}
+	s.History = s.History[cut:]
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
