@@ -10,7 +10,12 @@ package events
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -32,6 +37,10 @@ const (
 	TypeServiceRequest Type = "service_request"
 	// TypeHTTPRequest is one request from a web-server access log.
 	TypeHTTPRequest Type = "http_request"
+	// TypeMetricSample is one reading of a gauge: a series name, labels, a
+	// value and the event time (added in v1 without a version change: older
+	// consumers never see it unless they read the type).
+	TypeMetricSample Type = "metric_sample"
 )
 
 // Kind groups event types by the typed fields they carry.
@@ -43,6 +52,7 @@ const (
 	KindBehaviour
 	KindServiceRequest
 	KindHTTPRequest
+	KindMetricSample
 )
 
 // Kind returns the kind of the type, KindUnknown for an unknown type.
@@ -54,12 +64,14 @@ func (t Type) Kind() Kind {
 		return KindServiceRequest
 	case TypeHTTPRequest:
 		return KindHTTPRequest
+	case TypeMetricSample:
+		return KindMetricSample
 	}
 	return KindUnknown
 }
 
 // Types lists every accepted event type, for error messages and docs.
-var Types = []Type{TypePageView, TypeClick, TypeAddCart, TypePurchase, TypeSearch, TypeServiceRequest, TypeHTTPRequest}
+var Types = []Type{TypePageView, TypeClick, TypeAddCart, TypePurchase, TypeSearch, TypeServiceRequest, TypeHTTPRequest, TypeMetricSample}
 
 // Event is one validated event as it travels on events.raw (schema v1).
 //
@@ -109,6 +121,12 @@ type Event struct {
 	Bytes     int64  `json:"bytes,omitempty"`
 	Referrer  string `json:"referrer,omitempty"`
 	UserAgent string `json:"user_agent,omitempty"`
+
+	// Metric sample fields: the series name ([a-z_][a-z0-9_]*), its labels
+	// and the reading.
+	Series string            `json:"series,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Value  float64           `json:"value,omitempty"`
 }
 
 // Limits on field sizes, in bytes (strings) or entries (maps).
@@ -210,6 +228,23 @@ func (e *Event) Validate() error {
 		if e.Bytes < 0 {
 			add("bytes", "negative")
 		}
+	case KindMetricSample:
+		if !sampleNameRe.MatchString(e.Series) {
+			add("series", fmt.Sprintf("%q must match %s", e.Series, sampleNameRe))
+		}
+		if len(e.Labels) > MaxProperties {
+			add("labels", fmt.Sprintf("more than %d labels", MaxProperties))
+		}
+		for k, v := range e.Labels {
+			if !sampleNameRe.MatchString(k) {
+				add("labels."+k, fmt.Sprintf("label name must match %s", sampleNameRe))
+			} else if len(v) > MaxPropertyBytes {
+				add("labels."+k, fmt.Sprintf("value longer than %d bytes", MaxPropertyBytes))
+			}
+		}
+		if math.IsNaN(e.Value) || math.IsInf(e.Value, 0) {
+			add("value", "not a finite number")
+		}
 	default:
 		names := make([]string, len(Types))
 		for i, t := range Types {
@@ -234,6 +269,36 @@ func (e *Event) EntityKey() string {
 		return e.Service
 	case KindHTTPRequest:
 		return e.ClientIP
+	case KindMetricSample:
+		return SeriesKey(e.Series, e.Labels)
 	}
 	return ""
+}
+
+// sampleNameRe is what series and label names of samples must match (the
+// metric and label names of the query API).
+var sampleNameRe = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+// SeriesKey is the entity key of a metric sample: the series name followed
+// by its labels sorted by name, as in Prometheus' text format
+// (cpu{host="a",core="1"} becomes cpu{core="1",host="a"}), so every sample
+// of a series lands in one partition, in order.
+func SeriesKey(series string, labels map[string]string) string {
+	if len(labels) == 0 {
+		return series
+	}
+	names := slices.Sorted(maps.Keys(labels))
+	var b strings.Builder
+	b.WriteString(series)
+	b.WriteByte('{')
+	for i, k := range names {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(strconv.Quote(labels[k]))
+	}
+	b.WriteByte('}')
+	return b.String()
 }

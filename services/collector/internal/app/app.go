@@ -80,6 +80,9 @@ type Result struct {
 type Application struct {
 	// IngestEvents ingests client events (POST /v1/events).
 	IngestEvents *IngestEventsHandler
+	// IngestSamples ingests metric samples (POST /v1/samples) as
+	// metric_sample events; same body forms and answers as IngestEvents.
+	IngestSamples *IngestEventsHandler
 	// IngestLogs ingests access-log lines (POST /v1/logs).
 	IngestLogs *IngestLogsHandler
 }
@@ -91,8 +94,9 @@ func New(pub EventPublisher, now func() time.Time) Application {
 		now = time.Now
 	}
 	return Application{
-		IngestEvents: &IngestEventsHandler{pub: pub, now: now},
-		IngestLogs:   &IngestLogsHandler{pub: pub, now: now},
+		IngestEvents:  &IngestEventsHandler{pub: pub, now: now},
+		IngestSamples: &IngestEventsHandler{pub: pub, now: now, parse: events.ParseSample},
+		IngestLogs:    &IngestLogsHandler{pub: pub, now: now},
 	}
 }
 

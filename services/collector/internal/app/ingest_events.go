@@ -23,10 +23,14 @@ type IngestEvents struct {
 	NDJSON bool
 }
 
-// IngestEventsHandler ingests client events. Safe for concurrent use.
+// IngestEventsHandler ingests client events (or, built by New as
+// IngestSamples, metric samples). Safe for concurrent use.
 type IngestEventsHandler struct {
 	pub EventPublisher
 	now func() time.Time
+	// parse turns one item into an event: events.ParseInput (nil) or
+	// events.ParseSample.
+	parse func(data []byte, receive time.Time) (events.Event, error)
 }
 
 // Handle reads the whole body, parses every item with events.ParseInput
@@ -54,8 +58,12 @@ func (h *IngestEventsHandler) Handle(ctx context.Context, cmd IngestEvents) (Res
 		valid []events.Event
 		res   Result
 	)
+	parse := h.parse
+	if parse == nil {
+		parse = events.ParseInput
+	}
 	add := func(pos int, item []byte) {
-		ev, err := events.ParseInput(item, receive)
+		ev, err := parse(item, receive)
 		if err != nil {
 			res.Rejected = append(res.Rejected, Rejection{Position: int64(pos), Err: err})
 			return

@@ -63,9 +63,10 @@ func NewHTTPServer(application app.Application, maxBodyBytes int64) *HTTPServer 
 	return &HTTPServer{app: application, maxBodyBytes: maxBodyBytes}
 }
 
-// Register adds POST /v1/events and POST /v1/logs to e.
+// Register adds POST /v1/events, POST /v1/samples and POST /v1/logs to e.
 func (s *HTTPServer) Register(e *echo.Echo) {
 	e.POST("/v1/events", s.PostEvents)
+	e.POST("/v1/samples", s.PostSamples)
 	e.POST("/v1/logs", s.PostLogs)
 }
 
@@ -88,6 +89,29 @@ func (s *HTTPServer) PostEvents(c echo.Context) error {
 		return err
 	}
 	res, err := s.app.IngestEvents.Handle(c.Request().Context(), app.IngestEvents{
+		Body:   body,
+		NDJSON: isNDJSON(c.Request().Header.Get(echo.HeaderContentType)),
+	})
+	if err != nil {
+		return s.httpError(c, err)
+	}
+	return respond(c, res, func(r app.Rejection) EventRejection {
+		return EventRejection{Index: r.Position, Error: r.ErrorMessage()}
+	})
+}
+
+// PostSamples handles POST /v1/samples: metric samples
+// {"series": "cpu", "labels": {"host": "a"}, "value": 0.93, "timestamp":
+// "2026-11-21T10:00:00Z" or ms}, as a JSON array or NDJSON, published to
+// events.raw as metric_sample events keyed by series and labels. Each
+// sample's event id is derived from its series, labels and timestamp, so a
+// re-sent series is deduplicated. Answers exactly as PostEvents.
+func (s *HTTPServer) PostSamples(c echo.Context) error {
+	body, err := s.body(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.app.IngestSamples.Handle(c.Request().Context(), app.IngestEvents{
 		Body:   body,
 		NDJSON: isNDJSON(c.Request().Header.Get(echo.HeaderContentType)),
 	})

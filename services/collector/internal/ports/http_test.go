@@ -158,7 +158,7 @@ func TestPostEvents(t *testing.T) {
 			wantAccepted: 3,
 			wantRejected: []rejection{
 				{Index: ptr(1), Error: `field "amount": expected a number, got string`},
-				{Index: ptr(3), Error: `field "type": unknown type "nope" (one of page_view, click, add_cart, purchase, search, service_request, http_request)`},
+				{Index: ptr(3), Error: `field "type": unknown type "nope" (one of page_view, click, add_cart, purchase, search, service_request, http_request, metric_sample)`},
 			},
 		},
 		{
@@ -210,7 +210,7 @@ func TestPostEvents(t *testing.T) {
 			name:         "unknown type",
 			req:          request{body: strings.NewReader(`[{"type":"telemetry","event_time":1}]`)},
 			wantStatus:   http.StatusBadRequest,
-			wantRejected: []rejection{{Index: ptr(0), Error: `field "type": unknown type "telemetry" (one of page_view, click, add_cart, purchase, search, service_request, http_request)`}},
+			wantRejected: []rejection{{Index: ptr(0), Error: `field "type": unknown type "telemetry" (one of page_view, click, add_cart, purchase, search, service_request, http_request, metric_sample)`}},
 		},
 		{
 			name:         "unknown field",
