@@ -51,11 +51,32 @@ type Result struct {
 	Sum float64 `json:"sum"`
 	Min float64 `json:"min"`
 	Max float64 `json:"max"`
-	// Value is the metric's headline value: Count for count metrics, Sum for
-	// sum metrics.
+	// Value is the metric's headline value: the value of its first
+	// aggregation (Agg): Count for count metrics, Sum for sum metrics, the
+	// average, a quantile, the distinct estimate, or the rate.
 	Value float64 `json:"value"`
 	// Watermark is the shard's watermark (ms) when the result was emitted.
 	Watermark int64 `json:"watermark"`
+
+	// Agg names the headline aggregation Value holds (see AggCount...);
+	// empty in records of the first producer, where it was count or sum.
+	Agg string `json:"agg,omitempty"`
+	// Unit is the value field's unit from the definition ("bytes", "ms").
+	Unit string `json:"unit,omitempty"`
+	// Distinct is the HyperLogLog estimate of the distinct values of the
+	// definition's distinct field (AggDistinct), within
+	// DistinctRelativeError (standard error).
+	Distinct float64 `json:"distinct,omitempty"`
+	// Quantiles maps "p50", "p90", "p95", "p99" (those the definition
+	// lists) to their DDSketch value, within QuantileRelativeAccuracy.
+	Quantiles map[string]float64 `json:"quantiles,omitempty"`
+	// TopK holds the definition's top N keys with counts (AggTopK).
+	TopK []KeyCount `json:"topk,omitempty"`
+	// DistinctSketch and QuantileSketch carry the serialized sketches
+	// (Distinct.MarshalBinary, Quantiles.MarshalBinary) in partial results
+	// (Complete false), so MergePartials can compute whole values.
+	DistinctSketch []byte `json:"distinct_sketch,omitempty"`
+	QuantileSketch []byte `json:"quantile_sketch,omitempty"`
 }
 
 // LabelsKey returns the canonical form of a label set: name=value pairs

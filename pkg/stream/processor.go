@@ -88,6 +88,7 @@ type Processor[S any] struct {
 	cfg    Config
 	op     Operator[S]
 	store  *checkpoint.Store
+	deltas *DeltaStore
 	pub    message.Publisher
 	logger *slog.Logger
 
@@ -117,6 +118,21 @@ func New[S any](cfg Config, op Operator[S], store *checkpoint.Store, pub message
 		return nil, errors.New("stream processor: group and topic are required")
 	}
 	return &Processor[S]{cfg: cfg, op: op, store: store, pub: pub, logger: messaging.Logger(logger), parts: map[int32]*partition[S]{}}, nil
+}
+
+// UseDeltaStore makes the processor checkpoint incrementally through ds
+// when the operator's state implements DeltaState (otherwise it keeps
+// writing snapshots). Call it before the processor handles records. ds must
+// use the same Redis and prefix as the checkpoint.Store: version and offset
+// share the checkpoint key, so the compare-and-set fences both forms.
+func (p *Processor[S]) UseDeltaStore(ds *DeltaStore) { p.deltas = ds }
+
+func (p *Processor[S]) deltaState(st S) (DeltaState, bool) {
+	if p.deltas == nil {
+		return nil, false
+	}
+	ds, ok := any(st).(DeltaState)
+	return ds, ok
 }
 
 func (p *Processor[S]) partition(n int32) *partition[S] {
@@ -164,15 +180,38 @@ func (p *Processor[S]) ensureLoaded(ctx context.Context, part int32, ps *partiti
 	if ps.loaded {
 		return nil
 	}
-	snap, err := p.store.Load(ctx, p.cfg.Group, p.cfg.Topic, part)
-	if err != nil {
-		return err
-	}
 	var env envelope[S]
-	if snap.Data == nil {
-		env.State = p.op.NewState(part)
-	} else if err := json.Unmarshal(snap.Data, &env); err != nil {
-		return fmt.Errorf("decode checkpoint of %s/%d: %w", p.cfg.Topic, part, err)
+	var snap checkpoint.Snapshot
+	fresh := p.op.NewState(part)
+	if ds, ok := p.deltaState(fresh); ok {
+		dsnap, err := p.deltas.Load(ctx, p.cfg.Group, p.cfg.Topic, part)
+		if err != nil {
+			return err
+		}
+		snap = dsnap.Snapshot
+		if snap.Data != nil {
+			var ob struct {
+				Outbox []Output `json:"outbox,omitempty"`
+			}
+			if err := json.Unmarshal(snap.Data, &ob); err != nil {
+				return fmt.Errorf("decode checkpoint outbox of %s/%d: %w", p.cfg.Topic, part, err)
+			}
+			env.Outbox = ob.Outbox
+		}
+		if err := ds.RestoreEntries(dsnap.Entries); err != nil {
+			return messaging.Permanent(fmt.Errorf("restore state of %s/%d: %w", p.cfg.Topic, part, err))
+		}
+		env.State = fresh
+	} else {
+		var err error
+		if snap, err = p.store.Load(ctx, p.cfg.Group, p.cfg.Topic, part); err != nil {
+			return err
+		}
+		if snap.Data == nil {
+			env.State = fresh
+		} else if err := json.Unmarshal(snap.Data, &env); err != nil {
+			return fmt.Errorf("decode checkpoint of %s/%d: %w", p.cfg.Topic, part, err)
+		}
 	}
 	if err := p.publish(env.Outbox); err != nil {
 		return err
@@ -184,15 +223,35 @@ func (p *Processor[S]) ensureLoaded(ctx context.Context, part int32, ps *partiti
 // commitAndPublish commits state, offset and outbox, then publishes the
 // outbox. Call with ps.mu held.
 func (p *Processor[S]) commitAndPublish(ctx context.Context, part int32, ps *partition[S], offset int64, outs []Output) error {
-	data, err := json.Marshal(envelope[S]{State: ps.state, Outbox: outs})
-	if err != nil {
-		ps.loaded = false
-		return messaging.Permanent(fmt.Errorf("encode state of %s/%d: %w", p.cfg.Topic, part, err))
-	}
-	v, err := p.store.Commit(ctx, p.cfg.Group, p.cfg.Topic, part, ps.version, offset, data)
-	if err != nil {
-		ps.loaded = false // conflict or Redis error: reload before the retry
-		return err
+	var v int64
+	if ds, ok := p.deltaState(ps.state); ok {
+		set, del, err := ds.TakeDelta()
+		if err != nil {
+			ps.loaded = false
+			return messaging.Permanent(fmt.Errorf("encode state delta of %s/%d: %w", p.cfg.Topic, part, err))
+		}
+		data, err := json.Marshal(struct {
+			Outbox []Output `json:"outbox,omitempty"`
+		}{outs})
+		if err != nil {
+			ps.loaded = false
+			return messaging.Permanent(fmt.Errorf("encode outbox of %s/%d: %w", p.cfg.Topic, part, err))
+		}
+		v, err = p.deltas.Commit(ctx, p.cfg.Group, p.cfg.Topic, part, ps.version, offset, data, set, del)
+		if err != nil {
+			ps.loaded = false // conflict or Redis error: reload before the retry
+			return err
+		}
+	} else {
+		data, err := json.Marshal(envelope[S]{State: ps.state, Outbox: outs})
+		if err != nil {
+			ps.loaded = false
+			return messaging.Permanent(fmt.Errorf("encode state of %s/%d: %w", p.cfg.Topic, part, err))
+		}
+		if v, err = p.store.Commit(ctx, p.cfg.Group, p.cfg.Topic, part, ps.version, offset, data); err != nil {
+			ps.loaded = false // conflict or Redis error: reload before the retry
+			return err
+		}
 	}
 	ps.version, ps.offset = v, offset
 	if err := p.publish(outs); err != nil {

@@ -58,6 +58,7 @@ func RunService[S any](ctx context.Context, cfg ServiceConfig, op Operator[S], l
 	if err != nil {
 		return err
 	}
+	proc.UseDeltaStore(NewDeltaStore(rdb, cfg.Redis.KeyPrefix)) // used only by states that implement DeltaState
 	proc.Register(router, sub)
 	e := httpserver.New(logger, map[string]httpserver.ReadyFunc{
 		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },

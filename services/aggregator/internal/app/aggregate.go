@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -21,9 +22,10 @@ import (
 
 // Settings are what the aggregator's wiring gives the use case.
 type Settings struct {
-	// Definitions are the metrics to compute.
+	// Definitions are the compiled metrics to compute.
 	Definitions []metrics.Definition
-	// Window holds out-of-orderness, lateness and idle timeout.
+	// Window holds out-of-orderness, lateness, idle timeout and early
+	// interval.
 	Window window.Config
 	// Clock returns processing time; nil means time.Now.
 	Clock func() time.Time
@@ -34,7 +36,24 @@ type Settings struct {
 // (events.late) out. Early results go out on ticks, final and revised ones
 // as soon as the watermark or a late event makes them due.
 type Aggregate struct {
-	s Settings
+	s      Settings
+	engine *window.Engine
+
+	mu     sync.Mutex
+	gauges map[int32]PartitionGauge
+}
+
+// PartitionGauge is the size of one partition's window state after its
+// last Apply or Tick.
+type PartitionGauge struct {
+	// Windows is the number of active window keys (metric, labels, window).
+	Windows int
+	// SeenIDs is the number of event ids remembered for deduplication.
+	SeenIDs int
+	// Bytes estimates the state's heap in bytes (window.State.MemoryBytes).
+	Bytes int64
+	// Watermark is the partition's watermark, ms.
+	Watermark int64
 }
 
 var _ stream.Operator[*window.State] = (*Aggregate)(nil)
@@ -44,7 +63,33 @@ func NewAggregate(s Settings) *Aggregate {
 	if s.Clock == nil {
 		s.Clock = time.Now
 	}
-	return &Aggregate{s: s}
+	return &Aggregate{s: s, engine: window.NewEngine(s.Definitions, s.Window), gauges: map[int32]PartitionGauge{}}
+}
+
+// Gauges returns the state size per partition this instance processed
+// last (a partition moved away keeps its last values until it comes back).
+// Safe for concurrent use; it is the function behind the active-window and
+// memory gauges (bytes per active window key = Bytes / Windows).
+func (a *Aggregate) Gauges() map[int32]PartitionGauge {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[int32]PartitionGauge, len(a.gauges))
+	for k, v := range a.gauges {
+		out[k] = v
+	}
+	return out
+}
+
+func (a *Aggregate) observe(st *window.State, memory bool) {
+	g := PartitionGauge{Windows: st.ActiveWindows(), SeenIDs: st.SeenIDs(), Watermark: a.engine.Watermark(st)}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if memory {
+		g.Bytes = st.MemoryBytes()
+	} else {
+		g.Bytes = a.gauges[st.Partition].Bytes
+	}
+	a.gauges[st.Partition] = g
 }
 
 // NewState implements stream.Operator.
@@ -59,8 +104,9 @@ func (a *Aggregate) Apply(_ context.Context, st *window.State, msg *message.Mess
 	if err != nil {
 		return nil, messaging.Permanent(err)
 	}
-	out := st.Add(a.s.Definitions, a.s.Window, evs, a.s.Clock().UnixMilli())
-	outs, err := resultOutputs(st.Emit(a.s.Definitions, a.s.Window, false))
+	now := a.s.Clock().UnixMilli()
+	out := a.engine.Add(st, evs, now)
+	outs, err := resultOutputs(a.engine.Emit(st, now, false))
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +125,7 @@ func (a *Aggregate) Apply(_ context.Context, st *window.State, msg *message.Mess
 			},
 		})
 	}
+	a.observe(st, false)
 	return outs, nil
 }
 
@@ -86,8 +133,9 @@ func (a *Aggregate) Apply(_ context.Context, st *window.State, msg *message.Mess
 // with processing time and emits early results of changed open windows plus
 // any final results now due.
 func (a *Aggregate) Tick(_ context.Context, st *window.State, now time.Time) ([]stream.Output, bool, error) {
-	moved := st.AdvanceIdle(a.s.Window, now.UnixMilli())
-	outs, err := resultOutputs(st.Emit(a.s.Definitions, a.s.Window, true))
+	moved := a.engine.AdvanceIdle(st, now.UnixMilli())
+	outs, err := resultOutputs(a.engine.Emit(st, now.UnixMilli(), true))
+	a.observe(st, true)
 	return outs, moved || len(outs) > 0, err
 }
 

@@ -18,6 +18,9 @@ type Config struct {
 	Log   config.Log
 	// Window holds the event-time settings.
 	Window Window
+	// MetricsFile is a YAML metric definitions file replacing the built-in
+	// set (pkg/metrics/defaults.yaml); empty uses the built-in set.
+	MetricsFile string `env:"AGG_METRICS_FILE"`
 }
 
 // Window holds the aggregator's event-time settings.

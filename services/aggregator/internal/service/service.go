@@ -3,6 +3,7 @@
 package service
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 
@@ -21,16 +22,31 @@ const Group = "aggregator.windows"
 // Run runs the aggregator until ctx is done, then shuts down gracefully. It
 // returns an error when a dependency cannot be set up or a component fails.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	defs, err := loadDefinitions(cfg.MetricsFile)
+	if err != nil {
+		return err
+	}
+	logger.Info("metric definitions loaded", "count", len(defs), "file", cmp.Or(cfg.MetricsFile, metrics.DefaultsFile))
 	op := app.NewAggregate(app.Settings{
-		Definitions: metrics.DefaultDefinitions(),
+		Definitions: defs,
 		Window: window.Config{
 			OutOfOrderness:  cfg.Window.OutOfOrderness.Milliseconds(),
 			AllowedLateness: cfg.Window.AllowedLateness.Milliseconds(),
 			IdleTimeout:     cfg.Window.IdleTimeout.Milliseconds(),
+			EarlyInterval:   cfg.Window.EmitInterval.Milliseconds(),
 		},
 	})
 	return stream.RunService(ctx, stream.ServiceConfig{
 		Name: "aggregator", HTTP: cfg.HTTP, Kafka: cfg.Kafka, Redis: cfg.Redis,
 		Group: Group, Topic: messaging.TopicEventsRaw, TickInterval: cfg.Window.EmitInterval,
 	}, op, logger)
+}
+
+// loadDefinitions returns the definitions of path, or the built-in set when
+// path is empty. Errors name the file, line and reason.
+func loadDefinitions(path string) ([]metrics.Definition, error) {
+	if path == "" {
+		return metrics.Defaults()
+	}
+	return metrics.LoadDefinitions(path)
 }

@@ -1,8 +1,9 @@
 // Package window is the aggregator's event-time windowing engine for one
-// Kafka partition: it assigns events to tumbling windows, tracks the
-// partition's watermark, deduplicates events by id, and decides when a window
-// emits an early, final or revised result. It does no I/O; the state is
-// plain data that the stream processor checkpoints.
+// Kafka partition: it assigns events to tumbling, hopping and session
+// windows, tracks the partition's watermark, deduplicates events by id, and
+// decides when a window emits an early, final or revised result. It does no
+// I/O; the state is plain data that the stream processor checkpoints
+// incrementally (see delta.go).
 //
 // Semantics follow the Dataflow model (Akidau et al., "The Dataflow Model",
 // VLDB 2015) as Flink implements it: watermark = max event time seen −
@@ -10,10 +11,12 @@
 // watermark reaches its end; an event for a fired window that is still within
 // allowed lateness revises it (revision + 1); an event later than window end
 // + allowed lateness is dropped from the windows and reported as late.
+// Session windows merge as in Flink's MergingWindowAssigner: an event opens
+// [t, t+gap) and every session it overlaps merges into one.
 package window
 
 import (
-	"hash/fnv"
+	"cmp"
 	"maps"
 	"slices"
 	"strconv"
@@ -22,7 +25,9 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 )
 
-// Config holds the event-time settings, all in milliseconds.
+// Config holds the service-wide event-time settings, all in milliseconds.
+// A definition may override OutOfOrderness, AllowedLateness and
+// EarlyInterval.
 type Config struct {
 	// OutOfOrderness is how far behind the max event time the watermark
 	// trails, in ms.
@@ -33,48 +38,147 @@ type Config struct {
 	// IdleTimeout is how long a partition may get no input before its
 	// watermark advances with processing time, in ms.
 	IdleTimeout int64
+	// EarlyInterval is the least time between two early results of one
+	// window, in ms; 0 emits an early result on every early Emit.
+	EarlyInterval int64
+}
+
+// Engine evaluates a set of compiled definitions under a Config. It holds no
+// partition state and is safe for concurrent use; States are not.
+type Engine struct {
+	defs      []compiled
+	cfg       Config
+	maxSpan   int64 // longest window size or gap, ms
+	maxLate   int64 // longest allowed lateness, ms
+	maxOOO    int64 // largest out-of-orderness, ms
+	defByName map[string]*compiled
+}
+
+type compiled struct {
+	def      *metrics.Definition
+	kind     string
+	size     int64 // tumbling and hopping size, session gap
+	slide    int64
+	ooo      int64
+	lateness int64
+	early    int64
+	headline string
+	complete bool
+	quants   []string
+}
+
+// NewEngine returns an engine for defs, which must be compiled (as
+// metrics.ParseDefinitions returns them).
+func NewEngine(defs []metrics.Definition, cfg Config) *Engine {
+	e := &Engine{cfg: cfg, defByName: map[string]*compiled{}}
+	for i := range defs {
+		d := &defs[i]
+		c := compiled{
+			def: d, kind: d.Window.Kind, size: d.WindowMs(), slide: d.Window.Slide.Milliseconds(),
+			ooo: cfg.OutOfOrderness, lateness: cfg.AllowedLateness, early: cfg.EarlyInterval,
+			headline: d.Headline(), complete: d.Complete(),
+		}
+		if c.kind == metrics.WindowTumbling {
+			c.slide = c.size
+		}
+		if d.OutOfOrderness > 0 {
+			c.ooo = d.OutOfOrderness.Milliseconds()
+		}
+		if d.LatenessSet {
+			c.lateness = d.AllowedLateness.Milliseconds()
+		}
+		if d.EarlyInterval > 0 {
+			c.early = d.EarlyInterval.Milliseconds()
+		}
+		for _, a := range d.Aggregations {
+			if _, ok := metrics.QuantileOf[a]; ok {
+				c.quants = append(c.quants, a)
+			}
+		}
+		e.defs = append(e.defs, c)
+		e.maxSpan = max(e.maxSpan, c.size)
+		e.maxLate = max(e.maxLate, c.lateness)
+		e.maxOOO = max(e.maxOOO, c.ooo)
+	}
+	for i := range e.defs {
+		e.defByName[e.defs[i].def.Name] = &e.defs[i]
+	}
+	return e
 }
 
 // Window is the running aggregate of one window of one metric and label set.
 type Window struct {
-	Metric   string            `json:"m"`
-	Labels   map[string]string `json:"l,omitempty"`
-	Start    int64             `json:"s"`
-	End      int64             `json:"e"`
-	Count    int64             `json:"c"`
-	Sum      float64           `json:"sum"`
-	Min      float64           `json:"min"`
-	Max      float64           `json:"max"`
-	Revision int64             `json:"r"`
+	Metric string
+	Labels map[string]string
+	Start  int64
+	End    int64
+	Count  int64
+	Sum    float64
+	Min    float64
+	Max    float64
+	// Distinct, Quantiles and TopK are nil unless the metric needs them.
+	Distinct  *metrics.Distinct
+	Quantiles *metrics.Quantiles
+	TopK      *metrics.TopK
+	// Revision is the revision of the last emission (0: never emitted).
+	Revision int64
 	// Fired is true once the final result was emitted.
-	Fired bool `json:"f,omitempty"`
+	Fired bool
 	// Dirty is true when the aggregate changed since its last emission.
-	Dirty bool `json:"d,omitempty"`
+	Dirty bool
+	// LastEarly is the processing time (ms) of the last early emission.
+	LastEarly int64
+
+	series *series
+	entry  string // checkpoint entry name
+	dead   bool   // removed from the state
+}
+
+// series holds the windows of one metric and label set.
+type series struct {
+	metric  string
+	group   string // metrics.Definition.AppendGroupKey form
+	labels  map[string]string
+	windows []*Window
 }
 
 // State is the windowing state of one partition. The zero value is not
-// usable; use NewState.
+// usable; use NewState. Not safe for concurrent use.
 type State struct {
-	Partition int32 `json:"partition"`
+	// Partition is the events.raw partition (the results' shard).
+	Partition int32
 	// MaxEventTime is the largest event time accepted, ms.
-	MaxEventTime int64 `json:"max_event_time"`
-	// Watermark is the partition's event-time watermark, ms.
-	Watermark int64 `json:"watermark"`
+	MaxEventTime int64
+	// Clock is the partition's event-time clock: MaxEventTime, or more when
+	// an idle partition advanced with processing time. A definition's
+	// watermark is Clock − its out-of-orderness.
+	Clock int64
 	// LastInput is the processing time of the last input batch, ms.
-	LastInput int64 `json:"last_input"`
-	// Windows holds open windows and fired windows still within lateness,
-	// by metric|labels|start.
-	Windows map[string]*Window `json:"windows"`
-	// Seen holds FNV-1a 64 hashes of the ids of accepted events, bucketed by
-	// the minute of their event time, for as long as a duplicate could still
-	// change a window.
-	Seen map[int64]map[uint64]bool `json:"seen"`
+	LastInput int64
+
+	byMetric map[string]map[string]*series
+	nwin     int
+	// nextScan is the Clock at which some window may fire or be purged.
+	nextScan int64
+	revised  map[*Window]struct{}
+	// seen holds FNV-1a 64 hashes of accepted event ids by the minute of
+	// their event time, for as long as a duplicate could change a window.
+	seen map[int64]map[uint64]struct{}
+
+	delta deltaTracker
 }
 
 // NewState returns the empty state of a partition.
 func NewState(partition int32) *State {
-	return &State{Partition: partition, Windows: map[string]*Window{}, Seen: map[int64]map[uint64]bool{}}
+	s := &State{Partition: partition, byMetric: map[string]map[string]*series{}, revised: map[*Window]struct{}{},
+		seen: map[int64]map[uint64]struct{}{}, nextScan: 1<<63 - 1}
+	s.delta.init()
+	return s
 }
+
+// Watermark returns the partition's watermark under the service-wide
+// out-of-orderness.
+func (e *Engine) Watermark(s *State) int64 { return s.Clock - e.cfg.OutOfOrderness }
 
 // Outcome counts what happened to the events of one Add call.
 type Outcome struct {
@@ -91,180 +195,423 @@ const bucketMs = 60_000
 // Add applies events, received at processing time now (ms), to the state
 // and returns what happened to them. Windows touched become dirty; events
 // for already-fired windows within lateness make them revisions.
-func (s *State) Add(defs []metrics.Definition, cfg Config, evs []events.Event, now int64) Outcome {
+func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 	var out Outcome
-	maxWindow := maxWindowMs(defs)
+	var key []byte
+	byDef := make([]map[string]*series, len(e.defs))
+	for i := range e.defs {
+		m := s.byMetric[e.defs[i].def.Name]
+		if m == nil {
+			m = map[string]*series{}
+			s.byMetric[e.defs[i].def.Name] = m
+		}
+		byDef[i] = m
+	}
 	for i := range evs {
-		e := &evs[i]
-		bucket := floorDiv(e.Time, bucketMs)
-		h := idHash(e.ID)
-		if s.Seen[bucket][h] {
+		ev := &evs[i]
+		bucket := floorDiv(ev.Time, bucketMs)
+		h := idHash(ev.ID)
+		if _, dup := s.seen[bucket][h]; dup {
 			out.Duplicates++
 			continue
 		}
-		accepted := false
-		late := false
-		for d := range defs {
-			def := &defs[d]
-			if !def.Matches(e) {
+		accepted, late := false, false
+		for d := range e.defs {
+			c := &e.defs[d]
+			if !c.def.Matches(ev) {
 				continue
 			}
-			size := def.Window.Milliseconds()
-			start := floorDiv(e.Time, size) * size
-			end := start + size
-			if end+cfg.AllowedLateness <= s.Watermark {
-				late = true
-				continue
+			key = c.def.AppendGroupKey(key[:0], ev)
+			sr := byDef[d][string(key)]
+			if sr == nil {
+				sr = &series{metric: c.def.Name, group: string(key), labels: c.def.Labels(ev)}
+				byDef[d][sr.group] = sr
 			}
-			s.window(def, start, end, e).add(def.ValueOf(e))
-			accepted = true
+			a, l := e.addToSeries(s, c, sr, ev)
+			accepted = accepted || a
+			late = late || l
+			if len(sr.windows) == 0 {
+				delete(byDef[d], sr.group)
+			}
 		}
 		if late && !accepted {
-			out.Late = append(out.Late, *e)
+			out.Late = append(out.Late, *ev)
 			continue
 		}
 		if !accepted {
 			continue // matched no metric: nothing to count, nothing to remember
 		}
 		out.Accepted++
-		if s.Seen[bucket] == nil {
-			s.Seen[bucket] = map[uint64]bool{}
+		b := s.seen[bucket]
+		if b == nil {
+			b = map[uint64]struct{}{}
+			s.seen[bucket] = b
 		}
-		s.Seen[bucket][h] = true
-		if e.Time > s.MaxEventTime {
-			s.MaxEventTime = e.Time
+		b[h] = struct{}{}
+		s.delta.addSeen(bucket, h)
+		if ev.Time > s.MaxEventTime {
+			s.MaxEventTime = ev.Time
 		}
 	}
 	if len(evs) > 0 {
 		s.LastInput = now
 	}
-	s.advance(s.MaxEventTime - cfg.OutOfOrderness)
-	s.pruneSeen(maxWindow, cfg.AllowedLateness)
+	s.Clock = max(s.Clock, s.MaxEventTime)
+	e.pruneSeen(s)
 	return out
 }
 
-// AdvanceIdle moves the watermark with processing time when the partition
-// has had no input for IdleTimeout: to MaxEventTime plus the idle time beyond
-// the timeout. It reports whether the watermark moved.
-func (s *State) AdvanceIdle(cfg Config, now int64) bool {
-	if s.LastInput == 0 || s.MaxEventTime == 0 {
-		return false
+// addToSeries adds ev to the windows of sr it belongs to and reports
+// whether some window took it and whether some window refused it as late.
+func (e *Engine) addToSeries(s *State, c *compiled, sr *series, ev *events.Event) (accepted, late bool) {
+	wm := s.Clock - c.ooo
+	t := ev.Time
+	if c.kind == metrics.WindowSession {
+		end := t + c.size
+		if end+c.lateness <= wm {
+			return false, true
+		}
+		e.addSession(s, c, sr, ev, t, end)
+		return true, false
 	}
-	idle := now - s.LastInput - cfg.IdleTimeout
-	if idle < 0 {
-		return false
+	// Tumbling (slide = size) and hopping: windows [start, start+size) with
+	// start a multiple of slide and start <= t < start+size.
+	for start := floorDiv(t, c.slide) * c.slide; start > t-c.size; start -= c.slide {
+		end := start + c.size
+		if end+c.lateness <= wm {
+			late = true
+			continue
+		}
+		w := sr.find(start)
+		if w == nil {
+			w = e.newWindow(s, c, sr, start, end)
+		}
+		e.update(s, c, w, ev)
+		accepted = true
 	}
-	return s.advance(s.MaxEventTime + idle)
+	return accepted, late
 }
 
-func (s *State) advance(wm int64) bool {
-	if wm <= s.Watermark {
-		return false
+func (e *Engine) addSession(s *State, c *compiled, sr *series, ev *events.Event, start, end int64) {
+	// Every session overlapping [start, end) merges with the new one.
+	var into *Window
+	for i := 0; i < len(sr.windows); {
+		w := sr.windows[i]
+		if w.Start > end || w.End < start { // touching sessions merge, as in Flink
+			i++
+			continue
+		}
+		if into == nil {
+			into = w
+			i++
+			continue
+		}
+		mergeWindow(into, w)
+		s.drop(w)
+		delete(s.revised, w)
+		sr.windows = slices.Delete(sr.windows, i, i+1)
+		s.nwin--
 	}
-	s.Watermark = wm
-	return true
+	if into == nil {
+		into = e.newWindow(s, c, sr, start, end)
+	}
+	if start < into.Start || end > into.End {
+		s.delta.remove(into.entry)
+		into.Start, into.End = min(into.Start, start), max(into.End, end)
+		into.entry = entryName(sr, into.Start)
+	}
+	e.update(s, c, into, ev)
+	s.nextScan = min(s.nextScan, into.End+c.ooo)
 }
 
-// Emit returns the results due at the current watermark and removes windows
-// past their lateness. Every result gets the window's next revision:
-//   - final: a window whose end the watermark reached and that has not fired;
-//   - revised: a fired window changed by late events;
-//   - early (only when early is true): an open window that changed.
-//
-// Results are sorted by metric, labels and window start, so output order is
-// deterministic.
-func (s *State) Emit(defs []metrics.Definition, cfg Config, early bool) []metrics.Result {
-	var res []metrics.Result
-	complete := make(map[string]bool, len(defs))
-	for i := range defs {
-		complete[defs[i].Name] = defs[i].Complete()
-	}
-	for _, k := range slices.Sorted(maps.Keys(s.Windows)) {
-		w := s.Windows[k]
-		var kind string
-		switch {
-		case !w.Fired && s.Watermark >= w.End:
-			kind = metrics.KindFinal
-			w.Fired = true
-		case w.Fired && w.Dirty:
-			kind = metrics.KindRevised
-		case !w.Fired && w.Dirty && early:
-			kind = metrics.KindEarly
-		}
-		if kind != "" {
-			w.Revision++
-			w.Dirty = false
-			res = append(res, s.result(w, kind, complete[w.Metric], defs))
-		}
-		if w.Fired && s.Watermark >= w.End+cfg.AllowedLateness {
-			delete(s.Windows, k)
-		}
-	}
-	return res
+// drop marks w removed; the caller takes it out of its series.
+func (s *State) drop(w *Window) {
+	w.dead = true
+	s.delta.remove(w.entry)
 }
 
-func (s *State) result(w *Window, kind string, complete bool, defs []metrics.Definition) metrics.Result {
-	r := metrics.Result{
-		V: 1, Metric: w.Metric, Labels: maps.Clone(w.Labels), WindowStart: w.Start, WindowEnd: w.End,
-		Shard: s.Partition, Complete: complete, Kind: kind, Revision: w.Revision,
-		Count: w.Count, Sum: w.Sum, Min: w.Min, Max: w.Max, Value: float64(w.Count), Watermark: s.Watermark,
-	}
-	for i := range defs {
-		if defs[i].Name == w.Metric && defs[i].Agg == metrics.AggSum {
-			r.Value = w.Sum
+func (sr *series) find(start int64) *Window {
+	for _, w := range sr.windows {
+		if w.Start == start {
+			return w
 		}
 	}
-	return r
+	return nil
 }
 
-func (s *State) window(def *metrics.Definition, start, end int64, e *events.Event) *Window {
-	labels := def.Labels(e)
-	k := def.Name + "|" + metrics.LabelsKey(labels) + "|" + strconv.FormatInt(start, 10)
-	w, ok := s.Windows[k]
-	if !ok {
-		w = &Window{Metric: def.Name, Labels: labels, Start: start, End: end}
-		s.Windows[k] = w
+func (e *Engine) newWindow(s *State, c *compiled, sr *series, start, end int64) *Window {
+	w := &Window{Metric: c.def.Name, Labels: sr.labels, Start: start, End: end, series: sr, entry: entryName(sr, start)}
+	if c.def.NeedsDistinct() {
+		w.Distinct = metrics.NewDistinct()
 	}
+	if c.def.NeedsQuantiles() {
+		w.Quantiles = metrics.NewQuantiles()
+	}
+	if c.def.NeedsTopK() {
+		w.TopK = metrics.NewTopK(c.def.TopK.N * metrics.TopKCapacityFactor)
+	}
+	sr.windows = append(sr.windows, w)
+	s.nwin++
+	s.nextScan = min(s.nextScan, end+c.ooo)
 	return w
 }
 
-func (w *Window) add(v float64) {
-	if w.Count == 0 || v < w.Min {
-		w.Min = v
-	}
-	if w.Count == 0 || v > w.Max {
-		w.Max = v
+func (e *Engine) update(s *State, c *compiled, w *Window, ev *events.Event) {
+	if c.def.NeedsValue() {
+		v := c.def.ValueOf(ev)
+		if w.Count == 0 || v < w.Min {
+			w.Min = v
+		}
+		if w.Count == 0 || v > w.Max {
+			w.Max = v
+		}
+		w.Sum += v
+		if w.Quantiles != nil {
+			w.Quantiles.Add(v)
+		}
 	}
 	w.Count++
-	w.Sum += v
+	if w.Distinct != nil {
+		w.Distinct.Add(c.def.DistinctOf(ev))
+	}
+	if w.TopK != nil {
+		w.TopK.Add(c.def.TopKOf(ev))
+	}
 	w.Dirty = true
+	if w.Fired {
+		s.revised[w] = struct{}{}
+	}
+	s.delta.touch(w)
+}
+
+// mergeWindow adds b's aggregates to a (session merge).
+func mergeWindow(a, b *Window) {
+	if b.Count > 0 && (a.Count == 0 || b.Min < a.Min) {
+		a.Min = b.Min
+	}
+	if b.Count > 0 && (a.Count == 0 || b.Max > a.Max) {
+		a.Max = b.Max
+	}
+	a.Count += b.Count
+	a.Sum += b.Sum
+	if a.Distinct != nil && b.Distinct != nil {
+		_ = a.Distinct.Merge(b.Distinct) // same precision: cannot fail
+	}
+	if a.Quantiles != nil && b.Quantiles != nil {
+		_ = a.Quantiles.Merge(b.Quantiles) // same mapping: cannot fail
+	}
+	if a.TopK != nil && b.TopK != nil {
+		a.TopK.Merge(b.TopK)
+	}
+	a.Start, a.End = min(a.Start, b.Start), max(a.End, b.End)
+	a.Revision = max(a.Revision, b.Revision)
+	a.Fired = a.Fired && b.Fired
+	a.Dirty = true
+}
+
+// AdvanceIdle moves the clock with processing time when the partition has
+// had no input for IdleTimeout: to MaxEventTime plus the idle time beyond
+// the timeout. It reports whether the clock moved.
+func (e *Engine) AdvanceIdle(s *State, now int64) bool {
+	if s.LastInput == 0 || s.MaxEventTime == 0 {
+		return false
+	}
+	idle := now - s.LastInput - e.cfg.IdleTimeout
+	if idle < 0 || s.MaxEventTime+idle <= s.Clock {
+		return false
+	}
+	s.Clock = s.MaxEventTime + idle
+	s.delta.metaDirty = true
+	return true
+}
+
+// Emit returns the results due at the current clock and removes windows
+// past their lateness. Every result gets the window's next revision:
+//   - final: a window whose end its watermark reached and that has not fired;
+//   - revised: a fired window changed by late events;
+//   - early (only when early is true): an open window that changed and whose
+//     last early result is at least the early interval older than now (ms).
+//
+// Results are sorted by metric, labels and window start, so output order is
+// deterministic. Without early results, Emit costs O(1) unless a window is
+// due: it scans the state only when the clock passed the next window end or
+// purge time.
+func (e *Engine) Emit(s *State, now int64, early bool) []metrics.Result {
+	var res []metrics.Result
+	if early || s.Clock >= s.nextScan {
+		res = e.scan(s, now, early)
+	} else {
+		for w := range s.revised {
+			c := e.defByName[w.Metric]
+			if c == nil {
+				continue
+			}
+			res = append(res, e.emit(s, c, w, metrics.KindRevised))
+		}
+	}
+	clear(s.revised)
+	slices.SortFunc(res, func(a, b metrics.Result) int {
+		return cmp.Or(cmp.Compare(a.Metric, b.Metric), cmp.Compare(metrics.LabelsKey(a.Labels), metrics.LabelsKey(b.Labels)),
+			cmp.Compare(a.WindowStart, b.WindowStart), cmp.Compare(a.WindowEnd, b.WindowEnd))
+	})
+	return res
+}
+
+func (e *Engine) scan(s *State, now int64, early bool) []metrics.Result {
+	var res []metrics.Result
+	next := int64(1<<63 - 1)
+	for name, m := range s.byMetric {
+		c := e.defByName[name]
+		for gk, sr := range m {
+			for i := 0; i < len(sr.windows); {
+				w := sr.windows[i]
+				if c == nil { // metric no longer defined: drop its state
+					s.drop(w)
+					sr.windows = slices.Delete(sr.windows, i, i+1)
+					s.nwin--
+					continue
+				}
+				wm := s.Clock - c.ooo
+				var kind string
+				switch {
+				case !w.Fired && wm >= w.End:
+					kind = metrics.KindFinal
+					w.Fired = true
+				case w.Fired && w.Dirty:
+					kind = metrics.KindRevised
+				case !w.Fired && w.Dirty && early && now-w.LastEarly >= c.early:
+					kind = metrics.KindEarly
+					w.LastEarly = now
+				}
+				if kind != "" {
+					res = append(res, e.emit(s, c, w, kind))
+				}
+				if w.Fired && wm >= w.End+c.lateness {
+					s.drop(w)
+					delete(s.revised, w)
+					sr.windows = slices.Delete(sr.windows, i, i+1)
+					s.nwin--
+					continue
+				}
+				if w.Fired {
+					next = min(next, w.End+c.ooo+c.lateness)
+				} else {
+					next = min(next, w.End+c.ooo)
+				}
+				i++
+			}
+			if len(sr.windows) == 0 {
+				delete(m, gk)
+			}
+		}
+		if len(m) == 0 {
+			delete(s.byMetric, name)
+		}
+	}
+	s.nextScan = next
+	return res
+}
+
+func (e *Engine) emit(s *State, c *compiled, w *Window, kind string) metrics.Result {
+	w.Revision++
+	w.Dirty = false
+	s.delta.touch(w)
+	r := metrics.Result{
+		V: 1, Metric: w.Metric, Labels: maps.Clone(w.Labels), WindowStart: w.Start, WindowEnd: w.End,
+		Shard: s.Partition, Complete: c.complete, Kind: kind, Revision: w.Revision,
+		Count: w.Count, Sum: w.Sum, Min: w.Min, Max: w.Max, Watermark: s.Clock - c.ooo,
+		Agg: c.headline, Unit: c.def.Unit,
+	}
+	if w.Distinct != nil {
+		r.Distinct = float64(w.Distinct.Estimate())
+		if !c.complete {
+			r.DistinctSketch, _ = w.Distinct.MarshalBinary() // precision 14: cannot fail
+		}
+	}
+	if w.Quantiles != nil {
+		r.Quantiles = make(map[string]float64, len(c.quants))
+		for _, q := range c.quants {
+			r.Quantiles[q] = w.Quantiles.Quantile(metrics.QuantileOf[q])
+		}
+		if !c.complete {
+			r.QuantileSketch, _ = w.Quantiles.MarshalBinary()
+		}
+	}
+	if w.TopK != nil {
+		r.TopK = w.TopK.Top(c.def.TopK.N)
+	}
+	r.Value = metrics.Headline(c.headline, &r, float64(w.End-w.Start)/1000)
+	return r
 }
 
 // pruneSeen forgets event ids whose every window is past its lateness: a
 // duplicate of them would be late anyway.
-func (s *State) pruneSeen(maxWindow, lateness int64) {
-	for b := range s.Seen {
-		if (b+1)*bucketMs+maxWindow+lateness <= s.Watermark {
-			delete(s.Seen, b)
+func (e *Engine) pruneSeen(s *State) {
+	wm := s.Clock - e.maxOOO
+	for b := range s.seen {
+		if (b+1)*bucketMs+e.maxSpan+e.maxLate <= wm {
+			delete(s.seen, b)
+			s.delta.dropSeen(b)
 		}
 	}
 }
 
 // ActiveWindows returns how many windows the state holds.
-func (s *State) ActiveWindows() int { return len(s.Windows) }
+func (s *State) ActiveWindows() int { return s.nwin }
 
-func maxWindowMs(defs []metrics.Definition) int64 {
-	var m int64
-	for i := range defs {
-		m = max(m, defs[i].Window.Milliseconds())
+// SeenIDs returns how many event ids the state remembers for deduplication.
+func (s *State) SeenIDs() int {
+	n := 0
+	for _, b := range s.seen {
+		n += len(b)
 	}
-	return m
+	return n
 }
 
+// MemoryBytes estimates the heap the state holds, in bytes: per window its
+// struct, labels and sketches, per remembered event id its map entry. It is
+// the gauge behind "memory per active window key" (MemoryBytes /
+// ActiveWindows); BenchmarkMemoryPerWindow checks it against the runtime.
+func (s *State) MemoryBytes() int64 {
+	const windowBytes, seriesBytes, seenBytes = 240, 120, 24
+	var n int64
+	for _, m := range s.byMetric {
+		for _, sr := range m {
+			n += seriesBytes + int64(len(sr.group))
+			for k, v := range sr.labels {
+				n += int64(len(k) + len(v) + 32)
+			}
+			for _, w := range sr.windows {
+				n += windowBytes
+				if w.Distinct != nil {
+					b, _ := w.Distinct.MarshalBinary()
+					n += int64(len(b))
+				}
+				if w.Quantiles != nil {
+					b, _ := w.Quantiles.MarshalBinary()
+					n += int64(len(b)) * 4
+				}
+				if w.TopK != nil {
+					n += int64(w.TopK.Len()) * 64
+				}
+			}
+		}
+	}
+	return n + int64(s.SeenIDs())*seenBytes
+}
+
+func entryName(sr *series, start int64) string {
+	return "w|" + sr.metric + "|" + sr.group + "|" + strconv.FormatInt(start, 10)
+}
+
+// idHash is FNV-1a 64 of id, inline so it does not allocate.
 func idHash(id string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(id))
-	return h.Sum64()
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		h ^= uint64(id[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // floorDiv divides rounding towards negative infinity.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -13,10 +12,38 @@ import (
 	"github.com/streamwatch/streamwatch/services/aggregator/internal/domain/window"
 )
 
-var defs = []metrics.Definition{
-	{Name: "requests", Types: []events.Type{events.TypeHTTPRequest}, Agg: metrics.AggCount, Window: time.Minute},
-	{Name: "bytes", Types: []events.Type{events.TypeHTTPRequest}, Value: "bytes", Agg: metrics.AggSum, Window: time.Minute},
-	{Name: "requests_by_client", Types: []events.Type{events.TypeHTTPRequest}, GroupBy: []string{"client_ip"}, Agg: metrics.AggCount, Window: time.Minute},
+const testDefs = `
+metrics:
+  - name: requests
+    types: [http_request]
+    window: {size: 1m}
+  - name: bytes
+    types: [http_request]
+    value: bytes
+    aggregations: [sum, count, min, max, avg]
+    window: {size: 1m}
+  - name: requests_by_client
+    types: [http_request]
+    group_by: [client_ip]
+    window: {size: 1m}
+  - name: errors
+    types: [http_request]
+    where: [{field: status, gte: 500}]
+    window: {size: 1m}
+  - name: hop
+    types: [http_request]
+    window: {kind: hopping, size: 3m, slide: 1m}
+  - name: sessions
+    types: [http_request]
+    group_by: [client_ip]
+    window: {kind: session, gap: 30s}
+`
+
+func mustDefs(t testing.TB, y string) []metrics.Definition {
+	t.Helper()
+	defs, err := metrics.ParseDefinitions("test.yaml", []byte(y))
+	require.NoError(t, err)
+	return defs
 }
 
 var cfg = window.Config{OutOfOrderness: 5_000, AllowedLateness: 60_000, IdleTimeout: 10_000}
@@ -38,18 +65,19 @@ func find(rs []metrics.Result, metric string, start int64) *metrics.Result {
 
 func TestTumblingAssignmentAndFinal(t *testing.T) {
 	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
 	s := window.NewState(3)
-	out := s.Add(defs, cfg, []events.Event{
+	out := e.Add(s, []events.Event{
 		ev("a", t0, "1.1.1.1", 10),
 		ev("b", t0+59_999, "1.1.1.1", 20), // last ms of the first window
 		ev("c", t0+60_000, "2.2.2.2", 5),  // first ms of the second window
 	}, 1)
 	require.Equal(t, 3, out.Accepted)
 	// Watermark = t0+60000-5000: the first window has not ended yet.
-	require.Empty(t, s.Emit(defs, cfg, false))
+	require.Nil(t, find(e.Emit(s, 1, false), "requests", t0))
 
-	s.Add(defs, cfg, []events.Event{ev("d", t0+65_000, "2.2.2.2", 1)}, 2) // wm = t0+60000
-	rs := s.Emit(defs, cfg, false)
+	e.Add(s, []events.Event{ev("d", t0+65_000, "2.2.2.2", 1)}, 2) // wm = t0+60000
+	rs := e.Emit(s, 2, false)
 	r := find(rs, "requests", t0)
 	require.NotNil(t, r)
 	require.Equal(t, metrics.KindFinal, r.Kind)
@@ -58,12 +86,15 @@ func TestTumblingAssignmentAndFinal(t *testing.T) {
 	require.Equal(t, t0+60_000, r.WindowEnd)
 	require.EqualValues(t, 3, r.Shard)
 	require.False(t, r.Complete)
+	require.Equal(t, metrics.AggCount, r.Agg)
 	b := find(rs, "bytes", t0)
 	require.NotNil(t, b)
 	require.InDelta(t, 30.0, b.Value, 0)
+	require.Equal(t, metrics.AggSum, b.Agg)
 	require.InDelta(t, 10.0, b.Min, 0)
 	require.InDelta(t, 20.0, b.Max, 0)
 	require.Nil(t, find(rs, "requests", t0+60_000), "second window still open")
+	require.Nil(t, find(rs, "errors", t0), "no event passed the status filter")
 	for _, r := range rs {
 		if r.Metric == "requests_by_client" {
 			require.True(t, r.Complete, "grouped by the entity key")
@@ -71,142 +102,202 @@ func TestTumblingAssignmentAndFinal(t *testing.T) {
 	}
 }
 
-func TestEarlyResultsOnlyWhenAsked(t *testing.T) {
+func TestHoppingAssignsToEveryOverlappingWindow(t *testing.T) {
 	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
 	s := window.NewState(0)
-	s.Add(defs, cfg, []events.Event{ev("a", t0, "1.1.1.1", 1)}, 1)
-	require.Empty(t, s.Emit(defs, cfg, false))
-	rs := s.Emit(defs, cfg, true)
-	r := find(rs, "requests", t0)
+	e.Add(s, []events.Event{ev("a", t0+90_000, "1.1.1.1", 1)}, 1) // in [t0-60s, t0+120s), [t0, t0+180s), [t0+60s, t0+240s)
+	e.Add(s, []events.Event{ev("z", t0+600_000, "1.1.1.1", 1)}, 2)
+	var starts []int64
+	for _, r := range e.Emit(s, 2, false) {
+		if r.Metric == "hop" && r.Kind == metrics.KindFinal {
+			require.EqualValues(t, 1, r.Count)
+			require.Equal(t, r.WindowStart+180_000, r.WindowEnd)
+			starts = append(starts, r.WindowStart)
+		}
+	}
+	require.Equal(t, []int64{t0 - 60_000, t0, t0 + 60_000}, starts)
+}
+
+func TestSessionsMergeAndClose(t *testing.T) {
+	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
+	s := window.NewState(0)
+	// Two sessions 10 s and 50 s apart; then an event bridging them.
+	e.Add(s, []events.Event{ev("a", t0, "1.1.1.1", 1), ev("b", t0+10_000, "1.1.1.1", 1), ev("c", t0+70_000, "1.1.1.1", 1)}, 1)
+	require.Equal(t, 6, sessionWindows(e, s, 1), "two sessions so far (checked via early results)")
+	e.Add(s, []events.Event{ev("d", t0+40_000, "1.1.1.1", 1)}, 2) // [t0+40s, t0+70s) touches both
+	e.Add(s, []events.Event{ev("z", t0+300_000, "9.9.9.9", 1)}, 3)
+	var got []metrics.Result
+	for _, r := range e.Emit(s, 3, false) {
+		if r.Metric == "sessions" && r.Labels["client_ip"] == "1.1.1.1" {
+			got = append(got, r)
+		}
+	}
+	require.Len(t, got, 1)
+	require.Equal(t, t0, got[0].WindowStart)
+	require.Equal(t, t0+100_000, got[0].WindowEnd, "last event + gap")
+	require.EqualValues(t, 4, got[0].Count)
+	require.Equal(t, metrics.KindFinal, got[0].Kind)
+}
+
+// sessionWindows returns 3 × the number of open sessions (count of results
+// of an early emission, sessions metric only, times three for readability).
+func sessionWindows(e *window.Engine, s *window.State, now int64) int {
+	n := 0
+	for _, r := range e.Emit(s, now, true) {
+		if r.Metric == "sessions" {
+			n += 3
+		}
+	}
+	return n
+}
+
+func TestEarlyResultsOnlyWhenAskedAndAfterInterval(t *testing.T) {
+	t.Parallel()
+	c := cfg
+	c.EarlyInterval = 1_000
+	e := window.NewEngine(mustDefs(t, testDefs), c)
+	s := window.NewState(0)
+	e.Add(s, []events.Event{ev("a", t0, "1.1.1.1", 1)}, 1)
+	require.Empty(t, e.Emit(s, 1, false))
+	r := find(e.Emit(s, 5_000, true), "requests", t0)
 	require.NotNil(t, r)
 	require.Equal(t, metrics.KindEarly, r.Kind)
 	require.EqualValues(t, 1, r.Revision)
-	require.Empty(t, s.Emit(defs, cfg, true), "nothing changed since")
-	s.Add(defs, cfg, []events.Event{ev("b", t0+1, "1.1.1.1", 1)}, 2)
-	r = find(s.Emit(defs, cfg, true), "requests", t0)
+	require.Empty(t, e.Emit(s, 6_000, true), "nothing changed since")
+	e.Add(s, []events.Event{ev("b", t0+1, "1.1.1.1", 1)}, 5_500)
+	require.Nil(t, find(e.Emit(s, 5_500, true), "requests", t0), "within the early interval")
+	r = find(e.Emit(s, 6_000, true), "requests", t0)
 	require.EqualValues(t, 2, r.Revision)
 	require.EqualValues(t, 2, r.Count)
 }
 
 func TestLatenessRevisionAndDrop(t *testing.T) {
 	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
 	s := window.NewState(0)
-	s.Add(defs, cfg, []events.Event{ev("a", t0, "1.1.1.1", 1), ev("b", t0+70_000, "1.1.1.1", 1)}, 1) // wm = t0+65000
-	r := find(s.Emit(defs, cfg, false), "requests", t0)
+	e.Add(s, []events.Event{ev("a", t0, "1.1.1.1", 1), ev("b", t0+70_000, "1.1.1.1", 1)}, 1) // wm = t0+65000
+	r := find(e.Emit(s, 1, false), "requests", t0)
 	require.Equal(t, metrics.KindFinal, r.Kind)
 
 	// Within lateness (end + 60 s > wm): revises the fired window.
-	out := s.Add(defs, cfg, []events.Event{ev("late1", t0+30_000, "1.1.1.1", 1)}, 2)
+	out := e.Add(s, []events.Event{ev("late1", t0+30_000, "1.1.1.1", 1)}, 2)
 	require.Equal(t, 1, out.Accepted)
-	r = find(s.Emit(defs, cfg, false), "requests", t0)
+	r = find(e.Emit(s, 2, false), "requests", t0)
 	require.Equal(t, metrics.KindRevised, r.Kind)
 	require.EqualValues(t, 2, r.Revision)
 	require.EqualValues(t, 2, r.Count)
 
-	// Move the watermark to exactly end + lateness: the window is purged and
-	// an event for it is late.
-	s.Add(defs, cfg, []events.Event{ev("c", t0+125_000, "1.1.1.1", 1)}, 3) // wm = t0+120000
-	s.Emit(defs, cfg, false)
-	out = s.Add(defs, cfg, []events.Event{ev("late2", t0+1, "1.1.1.1", 1)}, 4)
+	// Move the watermark past every window holding t0 (the 3-minute hopping
+	// windows last longest): an event for them is late.
+	e.Add(s, []events.Event{ev("c", t0+305_000, "1.1.1.1", 1)}, 3) // wm = t0+300000
+	e.Emit(s, 3, false)
+	out = e.Add(s, []events.Event{ev("late2", t0+1, "1.1.1.1", 1)}, 4)
 	require.Len(t, out.Late, 1)
 	require.Equal(t, "late2", out.Late[0].ID)
 	require.Zero(t, out.Accepted)
 }
 
+func TestWatermarkIsMaxEventTimeMinusOutOfOrderness(t *testing.T) {
+	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
+	s := window.NewState(0)
+	e.Add(s, []events.Event{ev("a", t0+20_000, "1.1.1.1", 1)}, 1)
+	require.Equal(t, t0+15_000, e.Watermark(s))
+	e.Add(s, []events.Event{ev("b", t0+1_000, "1.1.1.1", 1)}, 2) // out of order: watermark stays
+	require.Equal(t, t0+15_000, e.Watermark(s))
+}
+
 func TestDuplicatesHaveNoEffect(t *testing.T) {
 	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
 	s := window.NewState(0)
 	batch := []events.Event{ev("a", t0, "1.1.1.1", 1), ev("b", t0+1, "1.1.1.1", 1)}
-	require.Equal(t, 2, s.Add(defs, cfg, batch, 1).Accepted)
-	out := s.Add(defs, cfg, batch, 2)
+	require.Equal(t, 2, e.Add(s, batch, 1).Accepted)
+	out := e.Add(s, batch, 2)
 	require.Equal(t, 2, out.Duplicates)
 	require.Zero(t, out.Accepted)
-	r := find(s.Emit(defs, cfg, true), "requests", t0)
+	r := find(e.Emit(s, 2, true), "requests", t0)
 	require.EqualValues(t, 2, r.Count)
 }
 
 func TestIdlePartitionAdvancesWithProcessingTime(t *testing.T) {
 	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
 	s := window.NewState(0)
-	s.Add(defs, cfg, []events.Event{ev("a", t0+30_000, "1.1.1.1", 1)}, 1_000)
-	require.False(t, s.AdvanceIdle(cfg, 1_000+9_999), "not idle yet")
-	require.True(t, s.AdvanceIdle(cfg, 1_000+10_000+30_000))
-	require.Equal(t, t0+60_000, s.Watermark)
-	r := find(s.Emit(defs, cfg, false), "requests", t0)
+	e.Add(s, []events.Event{ev("a", t0+30_000, "1.1.1.1", 1)}, 1_000)
+	require.False(t, e.AdvanceIdle(s, 1_000+9_999), "not idle yet")
+	require.True(t, e.AdvanceIdle(s, 1_000+10_000+35_000))
+	require.Equal(t, t0+60_000, e.Watermark(s))
+	r := find(e.Emit(s, 1, false), "requests", t0)
 	require.Equal(t, metrics.KindFinal, r.Kind)
 }
 
-// TestMatchesBruteForce feeds random streams with out-of-order delivery and
-// duplicates, then checks that the last emitted value of every window equals
-// a brute-force count over the distinct events that were not reported late.
-func TestMatchesBruteForce(t *testing.T) {
+func TestPurgeBoundsState(t *testing.T) {
 	t.Parallel()
-	for seed := range uint64(50) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			t.Parallel()
-			rng := rand.New(rand.NewPCG(seed, 7))
-			var stream []events.Event
-			for i := range 400 {
-				tm := t0 + int64(i)*500 + rng.Int64N(20_000) - 10_000 // up to 10 s out of order
-				if rng.IntN(50) == 0 {
-					tm -= 200_000 // far too late
-				}
-				e := ev(fmt.Sprintf("e%d", i), tm, fmt.Sprintf("10.0.0.%d", rng.IntN(5)), rng.Int64N(1000))
-				stream = append(stream, e)
-				if rng.IntN(10) == 0 {
-					stream = append(stream, e) // duplicate delivery
-				}
-			}
-			s := window.NewState(0)
-			latest := map[string]metrics.Result{}
-			accepted := map[string]bool{}
-			for i := 0; i < len(stream); {
-				n := 1 + rng.IntN(20)
-				batch := stream[i:min(i+n, len(stream))]
-				i += n
-				out := s.Add(defs, cfg, batch, int64(i))
-				late := map[string]bool{}
-				for _, e := range out.Late {
-					late[e.ID] = true
-				}
-				for _, e := range batch {
-					if !late[e.ID] {
-						accepted[e.ID] = true
-					}
-				}
-				for _, r := range s.Emit(defs, cfg, rng.IntN(3) == 0) {
-					k := r.ID()
-					if prev, ok := latest[k]; ok {
-						require.Greater(t, r.Revision, prev.Revision)
-					}
-					latest[k] = r
-				}
-			}
-			s.AdvanceIdle(cfg, 1<<50) // flush everything
-			for _, r := range s.Emit(defs, cfg, true) {
-				latest[r.ID()] = r
-			}
-			want := map[string]float64{}
-			seen := map[string]bool{}
-			for _, e := range stream {
-				if seen[e.ID] || !accepted[e.ID] {
-					continue
-				}
-				seen[e.ID] = true
-				start := (e.Time / 60_000) * 60_000
-				want[fmt.Sprintf("requests|%d", start)]++
-				want[fmt.Sprintf("bytes|%d", start)] += float64(e.Bytes)
-				want[fmt.Sprintf("requests_by_client|%s|%d", e.ClientIP, start)]++
-			}
-			got := map[string]float64{}
-			for _, r := range latest {
-				if r.Metric == "requests_by_client" {
-					got[fmt.Sprintf("%s|%s|%d", r.Metric, r.Labels["client_ip"], r.WindowStart)] = r.Value
-				} else {
-					got[fmt.Sprintf("%s|%d", r.Metric, r.WindowStart)] = r.Value
-				}
-			}
-			require.Equal(t, want, got)
-		})
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
+	s := window.NewState(0)
+	for i := range 60 { // an hour of events, one a minute, from 5 clients
+		e.Add(s, []events.Event{ev(fmt.Sprint(i), t0+int64(i)*60_000, fmt.Sprintf("10.0.0.%d", i%5), 1)}, int64(i))
+		e.Emit(s, int64(i), false)
 	}
+	// Open or within lateness: at most ~3 minutes of 1m windows, 5 of the
+	// hopping metric, the sessions of the last minute or two.
+	require.Less(t, s.ActiveWindows(), 30)
+	require.Less(t, s.SeenIDs(), 10)
+	require.Positive(t, s.MemoryBytes())
+}
+
+// TestCheckpointRoundTrip restores a state from its delta entries at random
+// points and checks that it continues exactly as the original.
+func TestCheckpointRoundTrip(t *testing.T) {
+	t.Parallel()
+	defs := mustDefs(t, testDefs+`
+  - name: dist
+    types: [http_request]
+    distinct: client_ip
+    value: bytes
+    aggregations: [distinct, p95, topk]
+    topk: {field: client_ip, n: 2}
+    window: {size: 1m}
+`)
+	e := window.NewEngine(defs, cfg)
+	rng := rand.New(rand.NewPCG(1, 2))
+	orig := window.NewState(1)
+	entries := map[string][]byte{}
+	apply := func() {
+		set, del, err := orig.TakeDelta()
+		require.NoError(t, err)
+		for k, v := range set {
+			entries[k] = v
+		}
+		for _, k := range del {
+			delete(entries, k)
+		}
+	}
+	var copyState *window.State
+	for step := range 300 {
+		batch := []events.Event{}
+		for j := range 5 {
+			id := fmt.Sprintf("e%d-%d", step, j)
+			batch = append(batch, ev(id, t0+int64(step)*2_000+rng.Int64N(20_000), fmt.Sprintf("10.0.0.%d", rng.IntN(7)), rng.Int64N(1000)))
+		}
+		e.Add(orig, batch, int64(step))
+		want := e.Emit(orig, int64(step), step%7 == 0)
+		if copyState != nil {
+			e.Add(copyState, batch, int64(step))
+			require.Equal(t, want, e.Emit(copyState, int64(step), step%7 == 0), "step %d", step)
+		}
+		apply()
+		if step%25 == 0 {
+			copyState = window.NewState(1)
+			require.NoError(t, copyState.RestoreEntries(entries))
+			_, _, err := copyState.TakeDelta()
+			require.NoError(t, err)
+			require.Equal(t, orig.ActiveWindows(), copyState.ActiveWindows())
+			require.Equal(t, orig.SeenIDs(), copyState.SeenIDs())
+		}
+	}
+	require.Less(t, len(entries), 200, "purged windows and id buckets are deleted from the checkpoint")
 }

@@ -1,0 +1,201 @@
+package metrics
+
+import (
+	"cmp"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/DataDog/sketches-go/ddsketch"
+	"github.com/DataDog/sketches-go/ddsketch/mapping"
+	"github.com/DataDog/sketches-go/ddsketch/store"
+	"github.com/axiomhq/hyperloglog"
+	"github.com/cespare/xxhash/v2"
+)
+
+// Accuracy of the approximate aggregations.
+const (
+	// DistinctPrecision is the HyperLogLog precision p (2^p registers).
+	DistinctPrecision = 14
+	// DistinctRelativeError is the HyperLogLog standard error
+	// 1.04/sqrt(2^14) ≈ 0.81% (Flajolet et al. 2007; the HLL++ bias
+	// correction of Heule et al. 2013 keeps it at small cardinalities);
+	// tests allow 3 standard errors.
+	DistinctRelativeError = 0.0081
+	// QuantileRelativeAccuracy is the DDSketch relative accuracy α: a
+	// reported quantile q̂ of a true quantile q satisfies |q̂-q| <= α·|q|
+	// (Masson et al., "DDSketch", VLDB 2019).
+	QuantileRelativeAccuracy = 0.01
+	// quantileMaxBins bounds a DDSketch's memory (2048 bins of 8 bytes per
+	// sign); with α = 1% that covers values over ~18 orders of magnitude
+	// before the lowest bins collapse.
+	quantileMaxBins = 2048
+	// TopKCapacityFactor: a topk aggregation tracks N·TopKCapacityFactor
+	// counters (Space-Saving, Metwally et al. 2005). A value whose count is
+	// above total/(N·factor) is guaranteed to be tracked; each reported
+	// count overestimates by at most the reported Err.
+	TopKCapacityFactor = 10
+)
+
+// Distinct is a HyperLogLog distinct-count sketch (axiomhq/hyperloglog,
+// precision DistinctPrecision). Not safe for concurrent use.
+type Distinct struct{ sk *hyperloglog.Sketch }
+
+// NewDistinct returns an empty sketch.
+func NewDistinct() *Distinct { return &Distinct{sk: hyperloglog.New14()} }
+
+// Add adds a value.
+func (d *Distinct) Add(v string) { d.sk.InsertHash(xxhash.Sum64String(v)) }
+
+// Estimate returns the estimated number of distinct values added.
+func (d *Distinct) Estimate() uint64 { return d.sk.Estimate() }
+
+// Merge adds other's values to d.
+func (d *Distinct) Merge(other *Distinct) error { return d.sk.Merge(other.sk) }
+
+// MarshalBinary encodes the sketch (sparse sketches stay small).
+func (d *Distinct) MarshalBinary() ([]byte, error) { return d.sk.MarshalBinary() }
+
+// DecodeDistinct decodes a sketch written by MarshalBinary.
+func DecodeDistinct(b []byte) (*Distinct, error) {
+	sk := hyperloglog.New14()
+	if err := sk.UnmarshalBinary(b); err != nil {
+		return nil, fmt.Errorf("decode distinct sketch: %w", err)
+	}
+	return &Distinct{sk: sk}, nil
+}
+
+// Quantiles is a DDSketch of a value distribution with relative accuracy
+// QuantileRelativeAccuracy. Not safe for concurrent use.
+type Quantiles struct{ sk *ddsketch.DDSketch }
+
+var quantileMapping = func() mapping.IndexMapping {
+	m, err := mapping.NewLogarithmicMapping(QuantileRelativeAccuracy)
+	if err != nil {
+		panic(err) // constant accuracy: cannot fail
+	}
+	return m
+}()
+
+func quantileStore() store.Store { return store.NewCollapsingLowestDenseStore(quantileMaxBins) }
+
+// NewQuantiles returns an empty sketch.
+func NewQuantiles() *Quantiles {
+	return &Quantiles{sk: ddsketch.NewDDSketch(quantileMapping, quantileStore(), quantileStore())}
+}
+
+// Add adds a value; NaN and infinities are ignored.
+func (q *Quantiles) Add(v float64) {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return
+	}
+	_ = q.sk.Add(v) // only fails for values outside the mapping's range (±1e308)
+}
+
+// Quantile returns the value at quantile p in [0, 1]; 0 for an empty sketch.
+func (q *Quantiles) Quantile(p float64) float64 {
+	v, err := q.sk.GetValueAtQuantile(p)
+	if err != nil {
+		return 0
+	}
+	return v
+}
+
+// Merge adds other's values to q.
+func (q *Quantiles) Merge(other *Quantiles) error { return q.sk.MergeWith(other.sk) }
+
+// MarshalBinary encodes the sketch (DDSketch binary format, mapping omitted).
+func (q *Quantiles) MarshalBinary() ([]byte, error) {
+	var b []byte
+	q.sk.Encode(&b, true)
+	return b, nil
+}
+
+// DecodeQuantiles decodes a sketch written by MarshalBinary.
+func DecodeQuantiles(b []byte) (*Quantiles, error) {
+	sk, err := ddsketch.DecodeDDSketch(b, quantileStore, quantileMapping)
+	if err != nil {
+		return nil, fmt.Errorf("decode quantile sketch: %w", err)
+	}
+	return &Quantiles{sk: sk}, nil
+}
+
+// KeyCount is one entry of a top-k list. Count may overestimate the true
+// count by at most Err.
+type KeyCount struct {
+	Key   string `json:"key"`
+	Count int64  `json:"count"`
+	Err   int64  `json:"err,omitempty"`
+}
+
+// TopK tracks the most frequent keys with the Space-Saving algorithm
+// (Metwally, Agrawal, El Abbadi, "Efficient computation of frequent and
+// top-k elements in data streams", ICDT 2005) in at most Capacity counters.
+// While fewer distinct keys than Capacity were added, the counts are exact.
+// Not safe for concurrent use.
+type TopK struct {
+	Capacity int
+	counts   map[string]*KeyCount
+}
+
+// NewTopK returns an empty TopK tracking capacity keys.
+func NewTopK(capacity int) *TopK {
+	return &TopK{Capacity: capacity, counts: make(map[string]*KeyCount)}
+}
+
+// Add counts one occurrence of key. When the table is full, the key with
+// the smallest count is replaced and the new key inherits its count as Err.
+func (t *TopK) Add(key string) { t.AddCount(key, 1, 0) }
+
+// AddCount counts n occurrences of key with error err.
+func (t *TopK) AddCount(key string, n, err int64) {
+	if kc, ok := t.counts[key]; ok {
+		kc.Count += n
+		kc.Err += err
+		return
+	}
+	if len(t.counts) < t.Capacity {
+		t.counts[key] = &KeyCount{Key: key, Count: n, Err: err}
+		return
+	}
+	var minKC *KeyCount
+	for _, kc := range t.counts {
+		if minKC == nil || kc.Count < minKC.Count || (kc.Count == minKC.Count && kc.Key > minKC.Key) {
+			minKC = kc
+		}
+	}
+	delete(t.counts, minKC.Key)
+	t.counts[key] = &KeyCount{Key: key, Count: minKC.Count + n, Err: minKC.Count + err}
+}
+
+// Top returns the n keys with the highest counts, ties broken by key.
+func (t *TopK) Top(n int) []KeyCount {
+	all := t.Entries()
+	return all[:min(n, len(all))]
+}
+
+// Entries returns every tracked key, highest count first, ties by key.
+func (t *TopK) Entries() []KeyCount {
+	all := make([]KeyCount, 0, len(t.counts))
+	for _, kc := range t.counts {
+		all = append(all, *kc)
+	}
+	slices.SortFunc(all, func(a, b KeyCount) int {
+		if c := cmp.Compare(b.Count, a.Count); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Key, b.Key)
+	})
+	return all
+}
+
+// Len returns the number of tracked keys.
+func (t *TopK) Len() int { return len(t.counts) }
+
+// Merge adds other's counters to t (the merged counts keep the Space-Saving
+// overestimate bound as the sum of both errors).
+func (t *TopK) Merge(other *TopK) {
+	for _, kc := range other.Entries() {
+		t.AddCount(kc.Key, kc.Count, kc.Err)
+	}
+}

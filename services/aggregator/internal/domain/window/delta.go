@@ -1,0 +1,238 @@
+package window
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/pkg/stream"
+)
+
+// The state is checkpointed as entries of a Redis hash (see
+// stream.DeltaState), so a commit writes only what one record changed:
+//
+//	meta              JSON of the partition clock (metaEntry)
+//	w|<metric>|<group>|<start>   JSON of one window (windowEntry)
+//	s|<bucket>|<seq>  the FNV-1a 64 hashes (8 bytes little endian each) of
+//	                  the event ids accepted in one commit, of one minute
+//	                  bucket; deleted with the bucket
+var _ stream.DeltaState = (*State)(nil)
+
+type deltaTracker struct {
+	touched   map[*Window]struct{}
+	removed   map[string]struct{}
+	seenNew   map[int64][]uint64
+	seenKeys  map[int64][]string // entries holding each bucket's hashes
+	seenDrop  []string
+	seq       int64
+	metaDirty bool
+}
+
+func (d *deltaTracker) init() {
+	d.touched = map[*Window]struct{}{}
+	d.removed = map[string]struct{}{}
+	d.seenNew = map[int64][]uint64{}
+	d.seenKeys = map[int64][]string{}
+}
+
+func (d *deltaTracker) touch(w *Window)     { d.touched[w] = struct{}{} }
+func (d *deltaTracker) remove(entry string) { d.removed[entry] = struct{}{} }
+func (d *deltaTracker) addSeen(bucket int64, h uint64) {
+	d.seenNew[bucket] = append(d.seenNew[bucket], h)
+}
+
+func (d *deltaTracker) dropSeen(bucket int64) {
+	d.seenDrop = append(d.seenDrop, d.seenKeys[bucket]...)
+	delete(d.seenKeys, bucket)
+	delete(d.seenNew, bucket)
+}
+
+type metaEntry struct {
+	Partition    int32 `json:"p"`
+	MaxEventTime int64 `json:"met"`
+	Clock        int64 `json:"clock"`
+	LastInput    int64 `json:"li"`
+	Seq          int64 `json:"seq"`
+}
+
+type windowEntry struct {
+	Metric    string             `json:"m"`
+	Group     string             `json:"g"`
+	Labels    map[string]string  `json:"l,omitempty"`
+	Start     int64              `json:"s"`
+	End       int64              `json:"e"`
+	Count     int64              `json:"c"`
+	Sum       float64            `json:"sum,omitempty"`
+	Min       float64            `json:"min,omitempty"`
+	Max       float64            `json:"max,omitempty"`
+	Distinct  []byte             `json:"hll,omitempty"`
+	Quantiles []byte             `json:"dd,omitempty"`
+	TopK      []metrics.KeyCount `json:"top,omitempty"`
+	TopKCap   int                `json:"topcap,omitempty"`
+	Revision  int64              `json:"r"`
+	Fired     bool               `json:"f,omitempty"`
+	Dirty     bool               `json:"d,omitempty"`
+	LastEarly int64              `json:"le,omitempty"`
+}
+
+// TakeDelta implements stream.DeltaState: the entries changed since the
+// last call (touched windows, new event-id hashes, the clock) and the
+// entries to delete (purged or renamed windows, forgotten id buckets).
+func (s *State) TakeDelta() (map[string][]byte, []string, error) {
+	d := &s.delta
+	set := make(map[string][]byte, len(d.touched)+len(d.seenNew)+1)
+	for w := range d.touched {
+		if w.dead {
+			continue
+		}
+		b, err := encodeWindow(w)
+		if err != nil {
+			return nil, nil, err
+		}
+		set[w.entry] = b
+	}
+	for bucket, hs := range d.seenNew {
+		d.seq++
+		name := "s|" + strconv.FormatInt(bucket, 10) + "|" + strconv.FormatInt(d.seq, 10)
+		b := make([]byte, 8*len(hs))
+		for i, h := range hs {
+			binary.LittleEndian.PutUint64(b[8*i:], h)
+		}
+		set[name] = b
+		d.seenKeys[bucket] = append(d.seenKeys[bucket], name)
+	}
+	meta, err := json.Marshal(metaEntry{Partition: s.Partition, MaxEventTime: s.MaxEventTime, Clock: s.Clock, LastInput: s.LastInput, Seq: d.seq})
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode window state meta: %w", err)
+	}
+	set["meta"] = meta
+	del := d.seenDrop
+	for name := range d.removed {
+		if _, written := set[name]; !written {
+			del = append(del, name)
+		}
+	}
+	clear(d.touched)
+	clear(d.removed)
+	clear(d.seenNew)
+	d.seenDrop = nil
+	d.metaDirty = false
+	return set, del, nil
+}
+
+func encodeWindow(w *Window) ([]byte, error) {
+	e := windowEntry{
+		Metric: w.Metric, Group: w.series.group, Labels: w.Labels, Start: w.Start, End: w.End, Count: w.Count,
+		Sum: w.Sum, Min: w.Min, Max: w.Max, Revision: w.Revision, Fired: w.Fired, Dirty: w.Dirty, LastEarly: w.LastEarly,
+	}
+	var err error
+	if w.Distinct != nil {
+		if e.Distinct, err = w.Distinct.MarshalBinary(); err != nil {
+			return nil, fmt.Errorf("encode window %s: %w", w.entry, err)
+		}
+	}
+	if w.Quantiles != nil {
+		e.Quantiles, _ = w.Quantiles.MarshalBinary()
+	}
+	if w.TopK != nil {
+		e.TopK, e.TopKCap = w.TopK.Entries(), w.TopK.Capacity
+	}
+	b, err := json.Marshal(&e)
+	if err != nil {
+		return nil, fmt.Errorf("encode window %s: %w", w.entry, err)
+	}
+	return b, nil
+}
+
+// RestoreEntries implements stream.DeltaState: it rebuilds the state from
+// its checkpoint entries. Call it on a state fresh from NewState.
+func (s *State) RestoreEntries(entries map[string][]byte) error {
+	var errs []error
+	for name, b := range entries {
+		switch {
+		case name == "meta":
+			var m metaEntry
+			if err := json.Unmarshal(b, &m); err != nil {
+				errs = append(errs, fmt.Errorf("entry %q: %w", name, err))
+				continue
+			}
+			s.MaxEventTime, s.Clock, s.LastInput = m.MaxEventTime, m.Clock, m.LastInput
+			s.delta.seq = max(s.delta.seq, m.Seq)
+		case strings.HasPrefix(name, "s|"):
+			parts := strings.Split(name, "|")
+			bucket, err := strconv.ParseInt(parts[1], 10, 64)
+			if err != nil || len(parts) != 3 || len(b)%8 != 0 {
+				errs = append(errs, fmt.Errorf("entry %q: malformed id bucket", name))
+				continue
+			}
+			set := s.seen[bucket]
+			if set == nil {
+				set = make(map[uint64]struct{}, len(b)/8)
+				s.seen[bucket] = set
+			}
+			for i := 0; i < len(b); i += 8 {
+				set[binary.LittleEndian.Uint64(b[i:])] = struct{}{}
+			}
+			s.delta.seenKeys[bucket] = append(s.delta.seenKeys[bucket], name)
+			if seq, err := strconv.ParseInt(parts[2], 10, 64); err == nil {
+				s.delta.seq = max(s.delta.seq, seq)
+			}
+		case strings.HasPrefix(name, "w|"):
+			if err := s.restoreWindow(name, b); err != nil {
+				errs = append(errs, err)
+			}
+		default:
+			errs = append(errs, fmt.Errorf("entry %q: unknown kind", name))
+		}
+	}
+	s.nextScan = 0 // the first Emit rescans everything
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("restore window state of partition %d: %w", s.Partition, err)
+	}
+	return nil
+}
+
+func (s *State) restoreWindow(name string, b []byte) error {
+	var e windowEntry
+	if err := json.Unmarshal(b, &e); err != nil {
+		return fmt.Errorf("entry %q: %w", name, err)
+	}
+	m := s.byMetric[e.Metric]
+	if m == nil {
+		m = map[string]*series{}
+		s.byMetric[e.Metric] = m
+	}
+	sr := m[e.Group]
+	if sr == nil {
+		sr = &series{metric: e.Metric, group: e.Group, labels: e.Labels}
+		m[e.Group] = sr
+	}
+	w := &Window{
+		Metric: e.Metric, Labels: sr.labels, Start: e.Start, End: e.End, Count: e.Count, Sum: e.Sum, Min: e.Min, Max: e.Max,
+		Revision: e.Revision, Fired: e.Fired, Dirty: e.Dirty, LastEarly: e.LastEarly, series: sr, entry: name,
+	}
+	var err error
+	if e.Distinct != nil {
+		if w.Distinct, err = metrics.DecodeDistinct(e.Distinct); err != nil {
+			return fmt.Errorf("entry %q: %w", name, err)
+		}
+	}
+	if e.Quantiles != nil {
+		if w.Quantiles, err = metrics.DecodeQuantiles(e.Quantiles); err != nil {
+			return fmt.Errorf("entry %q: %w", name, err)
+		}
+	}
+	if e.TopKCap > 0 {
+		w.TopK = metrics.NewTopK(e.TopKCap)
+		for _, kc := range e.TopK {
+			w.TopK.AddCount(kc.Key, kc.Count, kc.Err)
+		}
+	}
+	sr.windows = append(sr.windows, w)
+	s.nwin++
+	return nil
+}
