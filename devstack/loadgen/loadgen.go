@@ -7,7 +7,9 @@
 //     that run page_view → (search | click)* → add_cart → purchase with funnel
 //     drop-off, the shape of the seed platform's simulated producer;
 //   - service requests: log-normal latencies and a configurable error rate;
-//   - access-log lines in Apache combined format.
+//   - access-log lines in Apache combined format;
+//   - metric samples: a cpu_percent gauge per host every SampleInterval of
+//     event time, with a daily (24 h sinusoidal) pattern plus noise.
 //
 // Incidents (latency spike, error burst, traffic drop, one abusive client)
 // are injected on a schedule in event time, so alert rules fire.
@@ -73,6 +75,11 @@ type Config struct {
 	// ServiceShare and AccessLogShare are the fractions of base events that
 	// are service requests and access-log lines; the rest is clickstream.
 	ServiceShare, AccessLogShare float64
+	// SampleHosts is how many hosts report the cpu_percent gauge; 0 sends no
+	// samples.
+	SampleHosts int
+	// SampleInterval is each host's reporting interval in event time.
+	SampleInterval time.Duration
 	// Incidents are injected on schedule.
 	Incidents []Incident
 }
@@ -86,6 +93,7 @@ func DefaultConfig(seed uint64, start time.Time) Config {
 		Services:  []string{"checkout", "search", "catalog", "auth"},
 		ErrorRate: 0.01, LatencyMedianMs: 80, LatencySigma: 0.6,
 		ServiceShare: 0.3, AccessLogShare: 0.3,
+		SampleHosts: 4, SampleInterval: 10 * time.Second,
 	}
 }
 
@@ -106,6 +114,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ErrorRate < 0 || c.ErrorRate > 1 || c.ServiceShare < 0 || c.AccessLogShare < 0 || c.ServiceShare+c.AccessLogShare > 1 {
 		errs = append(errs, errors.New("ErrorRate and the shares must be fractions, the shares summing to at most 1"))
+	}
+	if c.SampleHosts < 0 || (c.SampleHosts > 0 && c.SampleInterval < time.Millisecond) {
+		errs = append(errs, errors.New("SampleHosts must be >= 0 and SampleInterval >= 1ms when hosts report"))
 	}
 	for i, in := range c.Incidents {
 		switch in.Kind {
@@ -149,7 +160,8 @@ type Generator struct {
 	i              int64 // base events generated
 	abuseSent      map[int]int64
 	sessions       map[int]*session
-	pendingAbusive []Item
+	pendingAbusive []Item // abusive requests and samples due before the next base event
+	nextSample     time.Duration
 	tally          Tally
 }
 
@@ -193,6 +205,7 @@ func (g *Generator) Next() Item {
 		t := g.cfg.Start.Add(time.Duration(float64(g.i) / g.cfg.EventsPerSecond * float64(time.Second)))
 		g.i++
 		g.scheduleAbuse(t)
+		g.scheduleSamples(t)
 		if drop := g.active(TrafficDrop, t); drop != nil && g.rng.Float64() < drop.Magnitude {
 			g.tally.Dropped++
 			continue
@@ -238,6 +251,26 @@ func (g *Generator) scheduleAbuse(t time.Time) {
 		due := min(total, int64(in.Magnitude*float64(off-in.At)/float64(time.Minute))+1)
 		for ; g.abuseSent[i] < due; g.abuseSent[i]++ {
 			g.pendingAbusive = append(g.pendingAbusive, g.accessLine(t, in.ClientIP))
+		}
+	}
+}
+
+// scheduleSamples queues one cpu_percent sample per host for every
+// SampleInterval boundary up to t. Samples of one host never share a
+// timestamp, so their deterministic ids (series + labels + time) are unique.
+func (g *Generator) scheduleSamples(t time.Time) {
+	if g.cfg.SampleHosts == 0 {
+		return
+	}
+	for off := t.Sub(g.cfg.Start); g.nextSample <= off; g.nextSample += g.cfg.SampleInterval {
+		at := g.cfg.Start.Add(g.nextSample)
+		day := float64(at.UTC().Hour()*3600+at.UTC().Minute()*60+at.UTC().Second()) / 86400
+		for h := range g.cfg.SampleHosts {
+			v := 40 + 25*math.Sin(2*math.Pi*day) + 3*g.rng.NormFloat64() + float64(h)
+			g.pendingAbusive = append(g.pendingAbusive, Item{Time: at, Type: "metric_sample", Event: map[string]any{
+				"series": "cpu_percent", "labels": map[string]string{"host": "h" + strconv.Itoa(h)},
+				"value": math.Round(v*100) / 100, "timestamp": at.UnixMilli(),
+			}})
 		}
 	}
 }

@@ -59,7 +59,11 @@ func TestEverythingIsAcceptedByTheCollectorsParsers(t *testing.T) {
 		}
 		b, err := json.Marshal(it.Event)
 		require.NoError(t, err)
-		e, err := events.ParseInput(b, time.Now())
+		parse := events.ParseInput
+		if it.Type == "metric_sample" {
+			parse = events.ParseSample
+		}
+		e, err := parse(b, time.Now())
 		require.NoError(t, err, string(b))
 		require.Equal(t, it.Type, string(e.Type))
 		require.False(t, ids[e.ID], "duplicate id %s", e.ID)
@@ -68,6 +72,8 @@ func TestEverythingIsAcceptedByTheCollectorsParsers(t *testing.T) {
 	tally := g.Tally()
 	require.EqualValues(t, 20_000, tally.Total)
 	require.Equal(t, byType, tally.ByType)
+	// 4 hosts, one round every 10 s of event time from t = 0 up to the last event.
+	require.EqualValues(t, 4*(int64(last.Sub(start)/(10*time.Second))+1), tally.ByType["metric_sample"])
 	for _, typ := range []string{"page_view", "click", "add_cart", "purchase", "search", "service_request", "http_request"} {
 		require.Positive(t, tally.ByType[typ], typ)
 	}

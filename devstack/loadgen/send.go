@@ -62,7 +62,7 @@ type request struct {
 }
 
 // Send generates opt.Items items from g and posts them to the collector:
-// JSON events to /v1/events, access-log lines to /v1/logs with
+// JSON events to /v1/events, metric samples to /v1/samples, access-log lines to /v1/logs with
 // source=<Source>&first_line=<n>, so every line has a stable id. A request
 // answered 503 or failing in transport is retried with exponential backoff
 // (5 tries); items of a request that still fails count as Failed. Send
@@ -122,13 +122,15 @@ func Send(ctx context.Context, g *Generator, opt SendOptions) (Report, error) {
 				break
 			}
 		}
-		var evs []map[string]any
+		var evs, samples []map[string]any
 		var lines []string
 		for range n {
-			it := g.Next()
-			if it.Line != "" {
+			switch it := g.Next(); {
+			case it.Line != "":
 				lines = append(lines, it.Line)
-			} else {
+			case it.Type == "metric_sample":
+				samples = append(samples, it.Event)
+			default:
 				evs = append(evs, it.Event)
 			}
 		}
@@ -140,6 +142,16 @@ func Send(ctx context.Context, g *Generator, opt SendOptions) (Report, error) {
 				break
 			}
 			if genErr = enqueue(ctx, reqs, request{path: "/v1/events", body: b, n: int64(len(evs))}); genErr != nil {
+				break
+			}
+		}
+		if len(samples) > 0 {
+			b, err := json.Marshal(samples)
+			if err != nil {
+				genErr = err
+				break
+			}
+			if genErr = enqueue(ctx, reqs, request{path: "/v1/samples", body: b, n: int64(len(samples))}); genErr != nil {
 				break
 			}
 		}
