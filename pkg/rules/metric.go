@@ -92,10 +92,22 @@ func NewMetricState() *MetricState {
 	return &MetricState{Watermarks: map[int32]int64{}, Series: map[string]*Series{}}
 }
 
-// Evaluate applies one point to the state and returns the alert state
-// changes it causes, in a deterministic order: the point's rules in rule
-// order, then changes due to the watermark sorted by series key.
+// Evaluate applies one point and then, when the point moved its shard's
+// watermark, Advance. It returns the alert state changes in a deterministic
+// order: the point's rules in rule order, then the watermark's changes
+// sorted by series key.
 func (st *MetricState) Evaluate(set *Set, p *Point) []alerts.Alert {
+	moved := p.Watermark > st.Watermarks[p.Shard]
+	out := st.Apply(set, p)
+	if moved {
+		out = append(out, st.Advance(set)...)
+	}
+	return out
+}
+
+// Apply applies one point to the state (and records its watermark) without
+// the watermark's effects; call Advance after a batch of points.
+func (st *MetricState) Apply(set *Set, p *Point) []alerts.Alert {
 	if p.Watermark > st.Watermarks[p.Shard] {
 		st.Watermarks[p.Shard] = p.Watermark
 	}
@@ -103,11 +115,8 @@ func (st *MetricState) Evaluate(set *Set, p *Point) []alerts.Alert {
 	var rs []*Rule
 	if p.Source == SourceSamples {
 		rs = set.samples[p.Metric]
-	} else {
-		rs = set.byMetric[p.Metric]
-		if !p.Complete {
-			rs = nil // partial values would compare wrongly
-		}
+	} else if p.Complete {
+		rs = set.byMetric[p.Metric] // partial values would compare wrongly
 	}
 	for _, r := range rs {
 		if p.Kind == metrics.KindEarly && !r.Early {
@@ -128,43 +137,53 @@ func (st *MetricState) Evaluate(set *Set, p *Point) []alerts.Alert {
 		}
 		out = append(out, s.apply(r, p)...)
 	}
-	return append(out, st.Advance(set)...)
+	return out
 }
 
 // Advance emits what the shard watermarks alone decide: absence alerts,
 // resolutions of series that went silent after a breach, and drops series
 // past retention. Call it after every watermark change (Evaluate does).
 func (st *MetricState) Advance(set *Set) []alerts.Alert {
-	var out []alerts.Alert
-	for _, key := range slices.Sorted(maps.Keys(st.Series)) {
-		s := st.Series[key]
+	var due []string
+	for key, s := range st.Series {
 		wm := st.Watermarks[s.Shard]
 		r := set.Rule(s.Rule)
-		if r == nil || r.EventRule() && r.Source != SourceSamples {
+		if r == nil || r.Source != SourceWindows && r.Source != SourceSamples {
 			delete(st.Series, key) // rule deleted or changed kind
 			continue
 		}
 		switch {
-		case r.Kind == KindAbsence:
-			if s.State == "" && wm > s.LastSeen+r.For.Ms() {
-				s.State, s.StartsAt = alerts.StateFiring, s.LastSeen
-				a := s.newAlert(r, alerts.StateFiring, &Point{Metric: r.Metric, Start: s.LastSeen, End: s.LastSeen}, 0, 0)
-				out = append(out, a)
-			}
-		case s.State != "":
-			silence := s.Size
-			if silence == 0 {
-				silence = SampleStaleness
-			}
-			if wm >= s.LastBreachEnd+silence+r.KeepFiringFor.Ms() {
-				out = append(out, s.resolve(s.LastBreachEnd))
-			}
-		}
-		if s.State == "" && wm > s.LastSeen+Retention {
+		case r.Kind == KindAbsence && s.State == "" && wm > s.LastSeen+r.For.Ms():
+			due = append(due, key)
+		case r.Kind != KindAbsence && s.State != "" && wm >= s.LastBreachEnd+s.silence()+r.KeepFiringFor.Ms():
+			due = append(due, key)
+		case s.State == "" && wm > s.LastSeen+Retention:
 			delete(st.Series, key)
 		}
 	}
+	slices.Sort(due)
+	out := make([]alerts.Alert, 0, len(due))
+	for _, key := range due {
+		s := st.Series[key]
+		r := set.Rule(s.Rule)
+		if r.Kind == KindAbsence {
+			s.State, s.StartsAt = alerts.StateFiring, s.LastSeen
+			out = append(out, s.newAlert(r, alerts.StateFiring, &Point{Start: s.LastSeen, End: s.LastSeen}, 0, 0))
+			continue
+		}
+		out = append(out, s.resolve(s.LastBreachEnd))
+	}
 	return out
+}
+
+// silence is how long after the end of its last breaching point a series
+// with no newer point counts as not breaching: one window, or
+// SampleStaleness for samples.
+func (s *Series) silence() int64 {
+	if s.Size == 0 {
+		return SampleStaleness
+	}
+	return s.Size
 }
 
 // apply evaluates one point of the series under rule r.
