@@ -11,15 +11,19 @@ import (
 	"github.com/streamwatch/streamwatch/services/query/internal/adapters/chtest"
 )
 
+// wantMigrations are the embedded migrations' names in version order.
+var wantMigrations = []string{"events", "metric_windows", "alerts", "notifications"}
+
 func TestAllEmbeddedMigrationsParse(t *testing.T) {
 	t.Parallel()
 	all, err := All()
 	require.NoError(t, err)
-	require.Len(t, all, 2)
-	require.Equal(t, uint32(1), all[0].Version)
-	require.Equal(t, "events", all[0].Name)
-	require.Equal(t, uint32(2), all[1].Version)
-	require.Equal(t, "metric_windows", all[1].Name)
+	names := make([]string, len(all))
+	for i, m := range all {
+		require.Equal(t, uint32(i+1), m.Version, m.Name)
+		names[i] = m.Name
+	}
+	require.Equal(t, wantMigrations, names)
 	for _, m := range all {
 		require.Len(t, m.Statements, 1, m.Name)
 		require.Contains(t, m.Statements[0], databasePlaceholder)
@@ -84,11 +88,11 @@ func TestUpIsIdempotent(t *testing.T) {
 		tables = append(tables, name)
 	}
 	require.NoError(t, rows.Err())
-	require.Equal(t, []string{"events", "metric_windows", "schema_migrations"}, tables)
+	require.Equal(t, []string{"alerts", "events", "metric_windows", "notifications", "schema_migrations"}, tables)
 
 	var recorded uint64
 	require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM sw_test.schema_migrations").Scan(&recorded))
-	require.Equal(t, uint64(2), recorded, "each version recorded once")
+	require.Equal(t, uint64(len(wantMigrations)), recorded, "each version recorded once")
 
 	// A version recorded but whose table was dropped is not re-applied: the
 	// record is the source of truth.

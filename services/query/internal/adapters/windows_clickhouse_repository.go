@@ -12,7 +12,10 @@ import (
 	"github.com/streamwatch/streamwatch/services/query/internal/domain/window"
 )
 
-var _ query.SeriesReader = (*ClickHouseWindowRepository)(nil)
+var (
+	_ query.SeriesReader = (*ClickHouseWindowRepository)(nil)
+	_ query.TopKReader   = (*ClickHouseWindowRepository)(nil)
+)
 
 const windowColumns = "metric, labels_key, label_names, label_values, window_start, window_start_ms, window_end_ms, " +
 	"shard, complete, kind, revision, count, sum, min, max, value, watermark_ms"
@@ -119,7 +122,51 @@ func (r *ClickHouseWindowRepository) seriesSQL(q window.SeriesQuery) (string, []
 	args = append(args, dateTime(q.From()).Unix(), dateTime(q.To()-1).Unix())
 	b.WriteString(" AND window_start_ms >= ? AND window_start_ms < ?")
 	args = append(args, q.From(), q.To())
-	for _, f := range q.Filters() {
+	args = appendLabelFilters(&b, args, q.Filters())
+	b.WriteString(" GROUP BY t, grp ORDER BY grp, t")
+	return b.String(), args
+}
+
+// TopK implements query.TopKReader with one aggregate over metric_windows
+// FINAL: per value of q.By (windows without the label are left out), the
+// sum of value and count over q's range, the largest first (ties by key),
+// at most q.N. Every name and value is a bound argument.
+func (r *ClickHouseWindowRepository) TopK(ctx context.Context, q window.TopKQuery) ([]window.TopKEntry, error) {
+	var b strings.Builder
+	args := []any{q.By()}
+	b.WriteString("SELECT label_values[indexOf(label_names, ?)] AS k, sum(value) AS v, sum(count) AS c FROM ")
+	b.WriteString(r.database)
+	b.WriteString(".metric_windows FINAL WHERE metric = ? AND has(label_names, ?)")
+	args = append(args, q.Metric(), q.By())
+	b.WriteString(" AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) AND window_start_ms >= ? AND window_start_ms < ?")
+	args = append(args, dateTime(q.From()).Unix(), dateTime(q.To()-1).Unix(), q.From(), q.To())
+	args = appendLabelFilters(&b, args, q.Filters())
+	b.WriteString(" GROUP BY k ORDER BY v DESC, k LIMIT ?")
+	args = append(args, q.N())
+
+	rows, err := r.conn.Query(ctx, b.String(), args...)
+	if err != nil {
+		return nil, fmt.Errorf("query top-k: %w", err)
+	}
+	defer rows.Close()
+	var out []window.TopKEntry
+	for rows.Next() {
+		var e window.TopKEntry
+		if err := rows.Scan(&e.Key, &e.Value, &e.Count); err != nil {
+			return nil, fmt.Errorf("scan top-k: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read top-k: %w", err)
+	}
+	return out, nil
+}
+
+// appendLabelFilters writes " AND label = any of values" per filter to b
+// and returns args with the bound values appended.
+func appendLabelFilters(b *strings.Builder, args []any, filters []window.Filter) []any {
+	for _, f := range filters {
 		b.WriteString(" AND label_values[indexOf(label_names, ?)] IN (")
 		args = append(args, f.Label)
 		for i, v := range f.Values {
@@ -131,6 +178,5 @@ func (r *ClickHouseWindowRepository) seriesSQL(q window.SeriesQuery) (string, []
 		}
 		b.WriteString(")")
 	}
-	b.WriteString(" GROUP BY t, grp ORDER BY grp, t")
-	return b.String(), args
+	return args
 }

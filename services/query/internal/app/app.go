@@ -18,12 +18,15 @@ type Application struct {
 
 // Commands change the projections.
 type Commands struct {
-	ProjectEvents command.ProjectEventsHandler
-	ProjectWindow command.ProjectWindowHandler
+	ProjectEvents       command.ProjectEventsHandler
+	ProjectWindow       command.ProjectWindowHandler
+	ProjectAlert        command.ProjectAlertHandler
+	ProjectNotification command.ProjectNotificationHandler
 }
 
 // Queries read the projections.
 type Queries struct {
 	Series query.SeriesHandler
 	Live   query.LiveHandler
+	Search query.SearchHandler
 }

@@ -28,6 +28,13 @@ type Config struct {
 	Migrate bool `env:"QUERY_MIGRATE" envDefault:"true"`
 	// Windows tunes the batching of metric_windows inserts.
 	Windows WindowBatch
+	// RecentAlertsKey is the Redis list of the latest alerts that the
+	// notifier writes (its NOTIFIER_RECENT_KEY, unprefixed); the query
+	// service only reads it.
+	RecentAlertsKey string `env:"QUERY_ALERTS_RECENT_KEY" envDefault:"alerts:recent"`
+	// StreamHeartbeat is the interval of SSE heartbeat comments on
+	// /api/v1/stream (> 0).
+	StreamHeartbeat time.Duration `env:"QUERY_STREAM_HEARTBEAT" envDefault:"15s"`
 
 	_ struct{}
 }
@@ -82,6 +89,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Windows.MaxDelay <= 0 {
 		errs = append(errs, errors.New("QUERY_WINDOWS_BATCH_MAX_DELAY: must be positive"))
+	}
+	if c.RecentAlertsKey == "" {
+		errs = append(errs, errors.New("QUERY_ALERTS_RECENT_KEY: empty"))
+	}
+	if c.StreamHeartbeat <= 0 {
+		errs = append(errs, errors.New("QUERY_STREAM_HEARTBEAT: must be positive"))
 	}
 	if c.Windows.Idle < 0 {
 		errs = append(errs, errors.New("QUERY_WINDOWS_BATCH_IDLE: negative"))

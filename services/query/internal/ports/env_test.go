@@ -30,6 +30,7 @@ import (
 const (
 	database  = "streamwatch"
 	keyPrefix = "sw:"
+	recentKey = "alerts:recent"
 )
 
 // env is the query service minus Kafka, on a real ClickHouse and Redis
@@ -53,7 +54,7 @@ func newEnv(t *testing.T) *env {
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	t.Cleanup(func() { _ = rdb.Close() })
 
-	storage, err := service.NewStorage(conn, database, rdb, keyPrefix,
+	storage, err := service.NewStorage(conn, database, rdb, keyPrefix, recentKey,
 		config.WindowBatch{MaxRows: 1000, MaxDelay: 200 * time.Millisecond, Idle: 5 * time.Millisecond})
 	require.NoError(t, err)
 	runCtx, stop := context.WithCancel(ctx)
@@ -66,7 +67,7 @@ func newEnv(t *testing.T) *env {
 
 	application := service.NewApplication(storage)
 	e := httpserver.New(slog.New(slog.DiscardHandler), nil)
-	ports.NewHTTPServer(application).Register(e)
+	ports.NewHTTPServer(application, ports.StreamConfig{Feed: storage.Hub, Heartbeat: 50 * time.Millisecond}).Register(e)
 	return &env{ch: conn, rdb: rdb, storage: storage, proj: ports.NewProjections(application), http: e}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/streamwatch/streamwatch/pkg/httpserver"
+	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/services/query/internal/app"
 	"github.com/streamwatch/streamwatch/services/query/internal/domain/window"
 )
@@ -24,24 +25,59 @@ const queryTimeout = 30 * time.Second
 // validated before storage is touched; a bad one is answered 400 with an
 // httpserver.ErrorBody naming it. Safe for concurrent use.
 type HTTPServer struct {
-	app app.Application
+	app    app.Application
+	stream StreamConfig
 }
 
-// NewHTTPServer returns the API over a.
-func NewHTTPServer(a app.Application) *HTTPServer {
-	return &HTTPServer{app: a}
+// WindowFeed delivers window results as the projector stores them.
+type WindowFeed interface {
+	// Subscribe returns a channel of the results of metricNames (all when
+	// empty), buffered for size, and a function that unsubscribes.
+	Subscribe(metricNames []string, size int) (<-chan metrics.Result, func())
 }
 
-// Register adds the API routes to e:
+// StreamConfig configures GET /api/v1/stream.
+type StreamConfig struct {
+	// Feed is where results come from; nil answers the stream with 503.
+	Feed WindowFeed
+	// Heartbeat is the interval of ": heartbeat" comments (<= 0: 15 s).
+	Heartbeat time.Duration
+	// Stop, when closed, ends every open stream (server shutdown; open
+	// streams would otherwise hold the graceful shutdown until its
+	// timeout). Nil never stops.
+	Stop <-chan struct{}
+}
+
+// NewHTTPServer returns the API over a, streaming from stream.Feed.
+func NewHTTPServer(a app.Application, stream StreamConfig) *HTTPServer {
+	if stream.Heartbeat <= 0 {
+		stream.Heartbeat = 15 * time.Second
+	}
+	return &HTTPServer{app: a, stream: stream}
+}
+
+// Register adds the API routes to e (documented in api/openapi/query.yml,
+// served at /api/openapi.json):
 //
 //	GET /api/v1/series?metric=NAME&from=T&to=T&step=1m|5m|1h|1d[&group_by=LABEL][&filter=LABEL=VALUE ...]
 //	GET /api/v1/live?metric=NAME[&metric=NAME ...]
+//	GET /api/v1/stream[?metric=NAME ...]  (Server-Sent Events)
+//	GET /api/v1/topk?metric=NAME&by=LABEL&from=T&to=T[&n=N][&filter=LABEL=VALUE ...]
+//	GET /api/v1/events?from=T&to=T[&type=TYPE ...][&field=FIELD=VALUE ...][&limit=N][&cursor=C]
+//	GET /api/v1/alerts[?state=S ...][&severity=S ...][&filter=LABEL=VALUE ...][&from=T][&to=T][&limit=N]
+//	GET /api/v1/alerts/recent[?limit=N]
 //
 // T is RFC 3339 or integer milliseconds since the epoch.
 func (s *HTTPServer) Register(e *echo.Echo) {
+	e.GET("/api/openapi.json", serveOpenAPI)
 	g := e.Group("/api/v1")
 	g.GET("/series", s.series)
 	g.GET("/live", s.live)
+	g.GET("/stream", s.streamWindows)
+	g.GET("/topk", s.topk)
+	g.GET("/events", s.events)
+	g.GET("/alerts", s.alerts)
+	g.GET("/alerts/recent", s.recentAlerts)
 }
 
 // SeriesResponse is the body of GET /api/v1/series.

@@ -3,16 +3,21 @@
 package ports
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/streamwatch/streamwatch/pkg/alerts"
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/services/query/internal/app"
+	"github.com/streamwatch/streamwatch/services/query/internal/app/command"
 )
 
 // Handler names, which are also the Kafka consumer groups of the
@@ -20,9 +25,17 @@ import (
 //
 // Warning: renaming one re-consumes its topic from the oldest offset.
 const (
-	EventsProjector  = "query.events-projector"
-	WindowsProjector = "query.windows-projector"
+	EventsProjector        = "query.events-projector"
+	WindowsProjector       = "query.windows-projector"
+	AlertsProjector        = "query.alerts-projector"
+	NotificationsProjector = "query.notifications-projector"
 )
+
+// Subscribers are the Kafka subscribers of the projections, one per
+// consumer group (the handler names above).
+type Subscribers struct {
+	Events, Windows, Alerts, Notifications message.Subscriber
+}
 
 // Projections are the Watermill handlers that keep the query service's
 // projections. A handler returns nil only after the record's effect is
@@ -39,15 +52,24 @@ func NewProjections(a app.Application) Projections {
 	return Projections{app: a}
 }
 
-// Register adds both handlers to router: events.raw from eventsSub and
-// metrics.windows from windowsSub, whose consumer groups must be
-// EventsProjector and WindowsProjector. Each handler gets DeadLetter
-// middleware publishing poison records through dlq.
-func (p Projections) Register(router *message.Router, eventsSub, windowsSub message.Subscriber, dlq message.Publisher, logger *slog.Logger) {
-	router.AddConsumerHandler(EventsProjector, messaging.TopicEventsRaw, eventsSub, p.HandleEventsRaw).
-		AddMiddleware(messaging.DeadLetter(dlq, messaging.TopicEventsRaw, logger))
-	router.AddConsumerHandler(WindowsProjector, messaging.TopicMetricsWindows, windowsSub, p.HandleMetricsWindow).
-		AddMiddleware(messaging.DeadLetter(dlq, messaging.TopicMetricsWindows, logger))
+// Register adds the four projection handlers to router: events.raw,
+// metrics.windows, alerts and notifications, each from its subscriber in
+// subs (whose consumer group must be the handler's name). Each handler gets
+// DeadLetter middleware publishing poison records through dlq.
+func (p Projections) Register(router *message.Router, subs Subscribers, dlq message.Publisher, logger *slog.Logger) {
+	for _, h := range []struct {
+		name, topic string
+		sub         message.Subscriber
+		fn          message.NoPublishHandlerFunc
+	}{
+		{EventsProjector, messaging.TopicEventsRaw, subs.Events, p.HandleEventsRaw},
+		{WindowsProjector, messaging.TopicMetricsWindows, subs.Windows, p.HandleMetricsWindow},
+		{AlertsProjector, messaging.TopicAlerts, subs.Alerts, p.HandleAlert},
+		{NotificationsProjector, messaging.TopicNotifications, subs.Notifications, p.HandleNotification},
+	} {
+		router.AddConsumerHandler(h.name, h.topic, h.sub, h.fn).
+			AddMiddleware(messaging.DeadLetter(dlq, h.topic, logger))
+	}
 }
 
 // HandleEventsRaw projects one events.raw record (a batch, schema
@@ -78,6 +100,53 @@ func (p Projections) HandleMetricsWindow(msg *message.Message) error {
 	err = p.app.Commands.ProjectWindow.Handle(msg.Context(), rs)
 	if errors.Is(err, metrics.ErrInvalidResult) {
 		return messaging.Permanent(fmt.Errorf("metrics.windows record %s: %w", msg.UUID, err))
+	}
+	return err
+}
+
+// HandleAlert projects one alerts record (JSON alerts.Alert, schema
+// alerts.alert.v1) into the alerts table. A record with another schema,
+// that does not decode or is invalid is permanent; a failed insert is
+// transient.
+func (p Projections) HandleAlert(msg *message.Message) error {
+	if err := checkSchema(msg, alerts.Schema); err != nil {
+		return err
+	}
+	var a alerts.Alert
+	if err := json.Unmarshal(msg.Payload, &a); err != nil {
+		return messaging.Permanent(fmt.Errorf("alerts record %s: decode: %w", msg.UUID, err))
+	}
+	err := p.app.Commands.ProjectAlert.Handle(msg.Context(), a)
+	if errors.Is(err, alerts.ErrInvalid) {
+		return messaging.Permanent(fmt.Errorf("alerts record %s: %w", msg.UUID, err))
+	}
+	return err
+}
+
+// HandleNotification projects one notifications record, whatever its
+// schema (the notifier owns it), keeping the JSON payload. Its id is the
+// payload's string "id" field when present, else "<partition>:<offset>"
+// of the record, else the message UUID (transports without positions). A
+// payload that is not a JSON object is permanent.
+func (p Projections) HandleNotification(msg *message.Message) error {
+	var probe struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(msg.Payload, &probe) // a non-object is rejected by the command
+	id := probe.ID
+	if id == "" {
+		if part, off, ok := messaging.Position(msg); ok {
+			id = strconv.FormatInt(int64(part), 10) + ":" + strconv.FormatInt(off, 10)
+		} else {
+			id = msg.UUID
+		}
+	}
+	err := p.app.Commands.ProjectNotification.Handle(msg.Context(), command.Notification{
+		ID: id, Schema: msg.Metadata.Get(messaging.MetaSchema), Key: msg.Metadata.Get(messaging.MetaKey),
+		ReceivedMs: time.Now().UnixMilli(), Payload: json.RawMessage(msg.Payload),
+	})
+	if errors.Is(err, command.ErrInvalidNotification) {
+		return messaging.Permanent(fmt.Errorf("notifications record %s: %w", msg.UUID, err))
 	}
 	return err
 }

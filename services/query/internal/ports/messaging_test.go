@@ -115,7 +115,7 @@ func TestEventsProjectorStorageFailureIsTransient(t *testing.T) {
 	e := newEnv(t)
 	// A repository on a database that does not exist fails every insert,
 	// like a ClickHouse that is down.
-	broken, err := service.NewStorage(e.ch, "missing_db", e.rdb, keyPrefix, config.WindowBatch{MaxRows: 10, MaxDelay: 50 * time.Millisecond})
+	broken, err := service.NewStorage(e.ch, "missing_db", e.rdb, keyPrefix, recentKey, config.WindowBatch{MaxRows: 10, MaxDelay: 50 * time.Millisecond})
 	require.NoError(t, err)
 	proj := ports.NewProjections(service.NewApplication(broken))
 
@@ -226,7 +226,7 @@ func TestProjectionsThroughRouter(t *testing.T) {
 	ps := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 16, Persistent: true}, watermill.NopLogger{})
 	router, err := messaging.NewRouter(logger)
 	require.NoError(t, err)
-	e.proj.Register(router, ps, ps, ps, logger)
+	e.proj.Register(router, ports.Subscribers{Events: ps, Windows: ps, Alerts: ps, Notifications: ps}, ps, logger)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

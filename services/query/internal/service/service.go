@@ -39,11 +39,18 @@ type Storage struct {
 	WindowBatcher *adapters.Batcher[metrics.Result]
 	// Live is the Redis live view.
 	Live *adapters.RedisLiveRepository
+	// Alerts holds the alerts and notifications projections.
+	Alerts *adapters.ClickHouseAlertRepository
+	// Recent reads the notifier's list of the latest alerts.
+	Recent *adapters.RedisRecentAlerts
+	// Hub fans stored window results out to /api/v1/stream clients.
+	Hub *adapters.Hub
 }
 
 // NewStorage builds the repositories on ch (tables in database) and rdb
-// (keys under prefix), with window inserts batched per batch.
-func NewStorage(ch driver.Conn, database string, rdb redis.UniversalClient, prefix string, batch config.WindowBatch) (Storage, error) {
+// (keys under prefix; recentKey is the notifier's alerts list), with window
+// inserts batched per batch.
+func NewStorage(ch driver.Conn, database string, rdb redis.UniversalClient, prefix, recentKey string, batch config.WindowBatch) (Storage, error) {
 	windows := adapters.NewClickHouseWindowRepository(ch, database)
 	batcher, err := adapters.NewBatcher(adapters.BatcherConfig{
 		MaxRows: batch.MaxRows, MaxDelay: batch.MaxDelay, Idle: batch.Idle,
@@ -56,6 +63,9 @@ func NewStorage(ch driver.Conn, database string, rdb redis.UniversalClient, pref
 		Windows:       windows,
 		WindowBatcher: batcher,
 		Live:          adapters.NewRedisLiveRepository(rdb, prefix),
+		Alerts:        adapters.NewClickHouseAlertRepository(ch, database),
+		Recent:        adapters.NewRedisRecentAlerts(rdb, recentKey),
+		Hub:           adapters.NewHub(),
 	}, nil
 }
 
@@ -63,12 +73,15 @@ func NewStorage(ch driver.Conn, database string, rdb redis.UniversalClient, pref
 func NewApplication(s Storage) app.Application {
 	return app.Application{
 		Commands: app.Commands{
-			ProjectEvents: command.NewProjectEventsHandler(s.Events),
-			ProjectWindow: command.NewProjectWindowHandler(s.WindowBatcher, s.Live),
+			ProjectEvents:       command.NewProjectEventsHandler(s.Events),
+			ProjectWindow:       command.NewProjectWindowHandler(s.WindowBatcher, s.Live, s.Hub),
+			ProjectAlert:        command.NewProjectAlertHandler(s.Alerts),
+			ProjectNotification: command.NewProjectNotificationHandler(s.Alerts),
 		},
 		Queries: app.Queries{
 			Series: query.NewSeriesHandler(s.Windows),
 			Live:   query.NewLiveHandler(s.Live),
+			Search: query.NewSearchHandler(s.Events, s.Windows, s.Alerts, s.Recent),
 		},
 	}
 }
@@ -99,6 +112,9 @@ type Service struct {
 	http    *echo.Echo
 	router  *message.Router
 
+	streamStop     chan struct{} // closed when RunHTTP's context ends
+	streamStopOnce sync.Once
+
 	closeOnce sync.Once
 	closeErr  error
 	closers   []func() error // in reverse order of opening
@@ -108,7 +124,7 @@ type Service struct {
 // and Kafka, and builds the router and the HTTP server. It fails fast when
 // a dependency is unreachable; what it opened is closed again.
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Service, err error) {
-	s := &Service{cfg: cfg}
+	s := &Service{cfg: cfg, streamStop: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, s.Close())
@@ -131,7 +147,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	}
 	s.closers = append(s.closers, rdb.Close)
 
-	s.storage, err = NewStorage(ch, cfg.ClickHouse.Database, rdb, cfg.Redis.KeyPrefix, cfg.Windows)
+	s.storage, err = NewStorage(ch, cfg.ClickHouse.Database, rdb, cfg.Redis.KeyPrefix, cfg.RecentAlertsKey, cfg.Windows)
 	if err != nil {
 		return nil, err
 	}
@@ -142,22 +158,29 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		return nil, err
 	}
 	s.closers = append(s.closers, dlq.Close)
-	eventsSub, err := messaging.NewSubscriber(cfg.Kafka, ports.EventsProjector, logger)
-	if err != nil {
-		return nil, err
+	var subs ports.Subscribers
+	for _, sub := range []struct {
+		group string
+		dst   *message.Subscriber
+	}{
+		{ports.EventsProjector, &subs.Events},
+		{ports.WindowsProjector, &subs.Windows},
+		{ports.AlertsProjector, &subs.Alerts},
+		{ports.NotificationsProjector, &subs.Notifications},
+	} {
+		k, err := messaging.NewSubscriber(cfg.Kafka, sub.group, logger)
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, k.Close)
+		*sub.dst = k
 	}
-	s.closers = append(s.closers, eventsSub.Close)
-	windowsSub, err := messaging.NewSubscriber(cfg.Kafka, ports.WindowsProjector, logger)
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, windowsSub.Close)
 	s.router, err = messaging.NewRouter(logger)
 	if err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.router.Close)
-	ports.NewProjections(application).Register(s.router, eventsSub, windowsSub, dlq, logger)
+	ports.NewProjections(application).Register(s.router, subs, dlq, logger)
 
 	router := s.router
 	s.http = httpserver.New(logger, map[string]httpserver.ReadyFunc{
@@ -170,7 +193,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 			return nil
 		},
 	})
-	ports.NewHTTPServer(application).Register(s.http)
+	ports.NewHTTPServer(application, ports.StreamConfig{Feed: s.storage.Hub, Heartbeat: cfg.StreamHeartbeat, Stop: s.streamStop}).Register(s.http)
 	return s, nil
 }
 
@@ -202,6 +225,8 @@ func (s *Service) RunProjections(ctx context.Context) error {
 // RunHTTP serves the REST API on cfg.HTTP.Addr until ctx is done, then
 // shuts down within cfg.HTTP.ShutdownTimeout.
 func (s *Service) RunHTTP(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { s.streamStopOnce.Do(func() { close(s.streamStop) }) })
+	defer stop()
 	return httpserver.Run(ctx, s.http, s.cfg.HTTP.Addr, s.cfg.HTTP.ShutdownTimeout)
 }
 

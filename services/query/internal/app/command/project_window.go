@@ -24,16 +24,24 @@ type LiveUpdater interface {
 	UpdateLive(ctx context.Context, r metrics.Result) (bool, error)
 }
 
+// WindowNotifier learns of window results once they are stored (the live
+// stream). It must not block.
+type WindowNotifier interface {
+	WindowsStored(rs []metrics.Result)
+}
+
 // ProjectWindowHandler projects one metrics.windows result into the
 // metric_windows table and the live view. Safe for concurrent use.
 type ProjectWindowHandler struct {
-	windows WindowWriter
-	live    LiveUpdater
+	windows  WindowWriter
+	live     LiveUpdater
+	notifier WindowNotifier
 }
 
-// NewProjectWindowHandler returns a handler writing to windows and live.
-func NewProjectWindowHandler(windows WindowWriter, live LiveUpdater) ProjectWindowHandler {
-	return ProjectWindowHandler{windows: windows, live: live}
+// NewProjectWindowHandler returns a handler writing to windows and live
+// and then telling notifier (may be nil).
+func NewProjectWindowHandler(windows WindowWriter, live LiveUpdater, notifier WindowNotifier) ProjectWindowHandler {
+	return ProjectWindowHandler{windows: windows, live: live, notifier: notifier}
 }
 
 // Handle validates rs (the results of one metrics.windows record) and
@@ -57,6 +65,9 @@ func (h ProjectWindowHandler) Handle(ctx context.Context, rs []metrics.Result) e
 		if _, err := h.live.UpdateLive(ctx, r); err != nil {
 			return fmt.Errorf("update live view for %s rev %d: %w", r.ID(), r.Revision, err)
 		}
+	}
+	if h.notifier != nil {
+		h.notifier.WindowsStored(rs)
 	}
 	return nil
 }

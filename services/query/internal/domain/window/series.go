@@ -117,6 +117,11 @@ func NewSeriesQuery(metric string, from, to int64, step Step, groupBy string, fi
 	return SeriesQuery{metric: metric, from: from, to: to, step: step, groupBy: groupBy, filters: merged}, nil
 }
 
+// MergeFilters validates label filters (names, value lengths, at most
+// MaxFilters values) and merges those on the same label, in first-seen
+// label order. Errors are *ParamError for "filter".
+func MergeFilters(filters []Filter) ([]Filter, error) { return mergeFilters(filters) }
+
 // mergeFilters validates filters and merges those on the same label, in
 // first-seen label order.
 func mergeFilters(filters []Filter) ([]Filter, error) {

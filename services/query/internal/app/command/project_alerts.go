@@ -1,0 +1,92 @@
+package command
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/streamwatch/streamwatch/pkg/alerts"
+)
+
+// AlertWriter stores alert state changes.
+type AlertWriter interface {
+	// InsertAlerts stores as in one insert and returns nil once durable.
+	// Storing a state change again must be harmless; readers see the
+	// latest state of each episode (fingerprint, starts_at).
+	InsertAlerts(ctx context.Context, as []alerts.Alert) error
+}
+
+// ProjectAlertHandler projects alerts records into the alerts table. Safe
+// for concurrent use.
+type ProjectAlertHandler struct {
+	store AlertWriter
+}
+
+// NewProjectAlertHandler returns a handler writing to store.
+func NewProjectAlertHandler(store AlertWriter) ProjectAlertHandler {
+	return ProjectAlertHandler{store: store}
+}
+
+// Handle validates a and stores it. An invalid alert returns an error
+// wrapping alerts.ErrInvalid (permanent); any other error is transient.
+func (h ProjectAlertHandler) Handle(ctx context.Context, a alerts.Alert) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	if err := h.store.InsertAlerts(ctx, []alerts.Alert{a}); err != nil {
+		return fmt.Errorf("store alert %s: %w", a.ID(), err)
+	}
+	return nil
+}
+
+// Notification is one record of the notifications topic as projected: its
+// payload is kept as JSON, since its schema belongs to the notifier.
+type Notification struct {
+	// ID is deterministic for the record (see ProjectNotificationHandler).
+	ID string
+	// Schema and Key are the record's metadata.
+	Schema, Key string
+	// ReceivedMs is when the query service read it, ms since the epoch.
+	ReceivedMs int64
+	// Payload is the record's JSON.
+	Payload json.RawMessage
+}
+
+// NotificationWriter stores notification outcomes.
+type NotificationWriter interface {
+	// InsertNotifications stores ns in one insert and returns nil once
+	// durable; rows with the same ID collapse.
+	InsertNotifications(ctx context.Context, ns []Notification) error
+}
+
+// ProjectNotificationHandler projects notifications records. Safe for
+// concurrent use.
+type ProjectNotificationHandler struct {
+	store NotificationWriter
+}
+
+// NewProjectNotificationHandler returns a handler writing to store.
+func NewProjectNotificationHandler(store NotificationWriter) ProjectNotificationHandler {
+	return ProjectNotificationHandler{store: store}
+}
+
+// ErrInvalidNotification is wrapped when a notifications record is not a
+// JSON object or has no id; such a record is poison.
+var ErrInvalidNotification = fmt.Errorf("invalid notification record")
+
+// Handle stores n. Its ID must be set by the caller (the payload's "id",
+// else the record's partition and offset); a payload that is not a JSON
+// object wraps ErrInvalidNotification.
+func (h ProjectNotificationHandler) Handle(ctx context.Context, n Notification) error {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(n.Payload, &obj); err != nil {
+		return fmt.Errorf("%w: payload is not a JSON object: %w", ErrInvalidNotification, err)
+	}
+	if n.ID == "" {
+		return fmt.Errorf("%w: no id", ErrInvalidNotification)
+	}
+	if err := h.store.InsertNotifications(ctx, []Notification{n}); err != nil {
+		return fmt.Errorf("store notification %s: %w", n.ID, err)
+	}
+	return nil
+}
