@@ -10,14 +10,24 @@ SERVICES := collector aggregator detector notifier query
 # Every module of the workspace (go.work), as package patterns.
 MODULES  = $(shell $(GO) list -f '{{.Dir}}/...' -m)
 
-.PHONY: all build test test-short test-race lint demo up clean
+.PHONY: all build dashboard dashboard-check test test-short test-race lint demo up clean
 
 all: build
 
-build:
+build: dashboard
 	@mkdir -p $(BIN)
 	@for s in $(SERVICES); do (cd services/$$s && $(GO) build -o $(BIN)/$$s ./cmd/$$s) || exit 1; done
 	cd devstack && $(GO) build -o $(BIN)/streamwatch-dev ./cmd/streamwatch-dev
+
+# The dashboard's static assets, built from web/dashboard with the versions in
+# its package-lock.json into services/query/internal/dashboard/dist (embedded
+# by the query binary; committed so that Go builds need no Node).
+dashboard:
+	cd web/dashboard && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build
+
+# Rebuilds the dashboard and fails if the committed assets differ.
+dashboard-check: dashboard
+	git diff --exit-code --stat -- services/query/internal/dashboard/dist
 
 test:
 	$(GO) test -count=1 -timeout 25m $(MODULES)
