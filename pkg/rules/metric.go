@@ -131,6 +131,9 @@ func (st *MetricState) Apply(set *Set, p *Point) []alerts.Alert {
 			s = &Series{Rule: r.Name, Labels: p.Labels, Shard: p.Shard}
 			st.Series[key] = s
 		}
+		if p.Start == p.End && s.LastSeen != 0 && p.End <= s.LastSeen {
+			continue // a sample re-sent or out of order: series are in time order
+		}
 		s.Size = p.End - p.Start
 		if p.End > s.LastSeen {
 			s.LastSeen = p.End

@@ -165,6 +165,9 @@ func (st *EventState) Apply(set *Set, e *events.Event) []alerts.Alert {
 			if p == nil {
 				p = &Partial{Rule: r.Name, Labels: labels}
 			}
+			if slices.Contains(p.IDs, e.ID) {
+				continue // a re-sent event counts once
+			}
 			i, _ := slices.BinarySearch(p.Times, e.Time)
 			p.Times = slices.Insert(p.Times, i, e.Time)
 			p.IDs = slices.Insert(p.IDs, i, e.ID)

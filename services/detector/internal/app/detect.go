@@ -1,5 +1,6 @@
-// Package app holds the detector's use case: evaluate window results
-// against threshold rules and publish alert state changes.
+// Package app holds the detector's use cases: evaluate window results and
+// raw events against the live rule set (package rules does the evaluation)
+// and publish alert state changes.
 package app
 
 import (
@@ -13,39 +14,54 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/alerts"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/pkg/rules"
 	"github.com/streamwatch/streamwatch/pkg/stream"
-	"github.com/streamwatch/streamwatch/services/detector/internal/domain/alerting"
-	"github.com/streamwatch/streamwatch/services/detector/internal/domain/rule"
 )
 
-// Detect is the detector's stream.Operator: one metrics.windows record (one
-// metrics.Result or a batch of them, see metrics.DecodeRecord) in, alert
-// state changes out on the alerts topic,
-// keyed by fingerprint, with the deterministic id fingerprint|starts_at|state.
+// Detect is the detector's stream.Operator on metrics.windows: one record
+// (one metrics.Result or a batch of them, see metrics.DecodeRecord) in,
+// alert state changes out on the alerts topic, keyed by fingerprint, with
+// the deterministic id fingerprint|starts_at|state. It runs threshold,
+// change, absence and anomaly rules whose source is windows.
 type Detect struct {
-	rules []rule.Threshold
+	rules *Rules
 }
 
-var _ stream.Operator[*alerting.State] = (*Detect)(nil)
+var _ stream.Operator[*rules.MetricState] = (*Detect)(nil)
 
-// NewDetect returns the operator for rules.
-func NewDetect(rules []rule.Threshold) *Detect { return &Detect{rules: rules} }
+// NewDetect returns the operator for the live rule set rs.
+func NewDetect(rs *Rules) *Detect { return &Detect{rules: rs} }
 
 // NewState implements stream.Operator.
-func (d *Detect) NewState(int32) *alerting.State { return alerting.NewState() }
+func (d *Detect) NewState(int32) *rules.MetricState { return rules.NewMetricState() }
 
 // Apply implements stream.Operator. The results of a record are evaluated in
-// their order in the record. An undecodable record or an invalid result is
-// permanent (the whole record goes to metrics.windows.dlq).
-func (d *Detect) Apply(_ context.Context, st *alerting.State, msg *message.Message, _ int64) ([]stream.Output, error) {
+// their order in the record, then the watermarks they carry are applied. An
+// undecodable record or an invalid result is permanent (the whole record
+// goes to metrics.windows.dlq).
+func (d *Detect) Apply(_ context.Context, st *rules.MetricState, msg *message.Message, _ int64) ([]stream.Output, error) {
 	results, err := metrics.DecodeRecord(msg.Metadata.Get(messaging.MetaSchema), msg.Payload)
 	if err != nil {
 		return nil, messaging.Permanent(err)
 	}
+	set := d.rules.Set()
 	var changes []alerts.Alert
 	for i := range results {
-		changes = append(changes, st.Evaluate(d.rules, &results[i])...)
+		p := rules.PointFromResult(&results[i])
+		changes = append(changes, st.Apply(set, &p)...)
 	}
+	changes = append(changes, st.Advance(set)...)
+	return outputs(changes)
+}
+
+// Tick implements stream.Operator; alert logic is driven by event time only,
+// so ticks change nothing.
+func (d *Detect) Tick(context.Context, *rules.MetricState, time.Time) ([]stream.Output, bool, error) {
+	return nil, false, nil
+}
+
+// outputs turns alert state changes into records of the alerts topic.
+func outputs(changes []alerts.Alert) ([]stream.Output, error) {
 	outs := make([]stream.Output, 0, len(changes))
 	for i := range changes {
 		a := &changes[i]
@@ -59,10 +75,4 @@ func (d *Detect) Apply(_ context.Context, st *alerting.State, msg *message.Messa
 		})
 	}
 	return outs, nil
-}
-
-// Tick implements stream.Operator; alert logic is driven by event time only,
-// so ticks change nothing.
-func (d *Detect) Tick(context.Context, *alerting.State, time.Time) ([]stream.Output, bool, error) {
-	return nil, false, nil
 }

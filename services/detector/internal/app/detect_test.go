@@ -10,8 +10,8 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/alerts"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/pkg/rules"
 	"github.com/streamwatch/streamwatch/services/detector/internal/app"
-	"github.com/streamwatch/streamwatch/services/detector/internal/domain/rule"
 )
 
 func result(ip string, start, value int64) metrics.Result {
@@ -24,9 +24,11 @@ func result(ip string, start, value int64) metrics.Result {
 
 func TestApplyDecodesSingleAndBatchRecords(t *testing.T) {
 	t.Parallel()
-	rules, err := rule.Parse("defaults", []byte(rule.Defaults))
+	file, err := rules.Parse("defaults", []byte(rules.DefaultRules))
 	require.NoError(t, err)
-	d := app.NewDetect(rules)
+	live, err := app.NewRules(file)
+	require.NoError(t, err)
+	d := app.NewDetect(live)
 	st := d.NewState(0)
 
 	single, err := json.Marshal(result("1.1.1.1", 0, 150))

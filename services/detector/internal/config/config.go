@@ -4,6 +4,8 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/streamwatch/streamwatch/pkg/config"
 )
@@ -16,6 +18,12 @@ type Config struct {
 	Log   config.Log
 	// RulesFile is a YAML rules file; empty uses the built-in rules.
 	RulesFile string `env:"DETECTOR_RULES_FILE"`
+	// OutOfOrderness is how far behind the largest event time of an
+	// events.raw partition its watermark stays: negation and absence
+	// decisions wait this long for late events.
+	OutOfOrderness time.Duration `env:"DETECTOR_OUT_OF_ORDERNESS" envDefault:"5s"`
+	// RulesTopic enables reading rule changes from the rules topic.
+	RulesTopic bool `env:"DETECTOR_RULES_TOPIC" envDefault:"true"`
 }
 
 // Default returns the configuration before the environment is applied.
@@ -23,5 +31,9 @@ func Default() Config { return Config{HTTP: config.HTTP{Addr: ":8082"}} }
 
 // Validate reports every invalid setting.
 func (c *Config) Validate() error {
-	return errors.Join(c.HTTP.Validate(), c.Kafka.Validate(), c.Redis.Validate())
+	var errs []error
+	if c.OutOfOrderness < 0 {
+		errs = append(errs, fmt.Errorf("DETECTOR_OUT_OF_ORDERNESS: negative %s", c.OutOfOrderness))
+	}
+	return errors.Join(append(errs, c.HTTP.Validate(), c.Kafka.Validate(), c.Redis.Validate())...)
 }

@@ -1,46 +1,140 @@
-// Package service wires the detector: rules loading and the detection
-// operator on metrics.windows run by the shared stream service.
+// Package service wires the detector: the rule set (file + rules topic),
+// and two exactly-once stream processors — window results on
+// metrics.windows and raw events on events.raw — publishing to alerts.
 package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/streamwatch/streamwatch/pkg/checkpoint"
+	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/pkg/rules"
 	"github.com/streamwatch/streamwatch/pkg/stream"
+	"github.com/streamwatch/streamwatch/services/detector/internal/adapters"
 	"github.com/streamwatch/streamwatch/services/detector/internal/app"
 	"github.com/streamwatch/streamwatch/services/detector/internal/config"
-	"github.com/streamwatch/streamwatch/services/detector/internal/domain/rule"
 )
 
-// Group is the detector's consumer group and checkpoint namespace. Never
-// rename it.
-const Group = "detector.thresholds"
+// Consumer groups and checkpoint namespaces. Never rename them: a new name
+// re-consumes its topic from the start with empty state.
+const (
+	// Group consumes metrics.windows.
+	Group = "detector.thresholds"
+	// EventsGroup consumes events.raw (patterns, event absence, samples).
+	EventsGroup = "detector.events"
+)
 
 // LoadRules reads the rules file, or the built-in rules when path is empty.
 // Errors name the file, the line and the reason.
-func LoadRules(path string) ([]rule.Threshold, error) {
+func LoadRules(path string) ([]rules.Rule, error) {
 	if path == "" {
-		return rule.Parse("built-in rules", []byte(rule.Defaults))
+		return rules.Parse("built-in rules", []byte(rules.DefaultRules))
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read rules: %w", err)
 	}
-	return rule.Parse(path, data)
+	return rules.Parse(path, data)
 }
 
 // Run runs the detector until ctx is done. It fails fast on invalid rules.
+// The stream processors start once the rules topic has been read to the end
+// it had at start-up, so no record is evaluated with stale rules.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	rules, err := LoadRules(cfg.RulesFile)
+	file, err := LoadRules(cfg.RulesFile)
 	if err != nil {
 		return err
 	}
-	logger.Info("rules loaded", "count", len(rules))
-	return stream.RunService(ctx, stream.ServiceConfig{
-		Name: "detector", HTTP: cfg.HTTP, Kafka: cfg.Kafka, Redis: cfg.Redis,
-		Group: Group, Topic: messaging.TopicMetricsWindows,
-	}, app.NewDetect(rules), logger)
+	live, err := app.NewRules(file)
+	if err != nil {
+		return err
+	}
+	logger.Info("rules loaded", "count", len(file), "file", cfg.RulesFile)
+
+	rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB})
+	defer rdb.Close()
+	pub, err := messaging.NewPublisher(cfg.Kafka, "detector", logger)
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	store := checkpoint.New(rdb, cfg.Redis.KeyPrefix)
+	router, err := messaging.NewRouter(logger)
+	if err != nil {
+		return err
+	}
+	windows, err := stream.New(stream.Config{Group: Group, Topic: messaging.TopicMetricsWindows}, app.NewDetect(live), store, pub, logger)
+	if err != nil {
+		return err
+	}
+	evs, err := stream.New(stream.Config{Group: EventsGroup, Topic: messaging.TopicEventsRaw}, app.NewDetectEvents(live, cfg.OutOfOrderness), store, pub, logger)
+	if err != nil {
+		return err
+	}
+	windowsSub, err := messaging.NewSubscriber(cfg.Kafka, Group, logger)
+	if err != nil {
+		return err
+	}
+	defer windowsSub.Close()
+	windows.Register(router, windowsSub)
+	eventsSub, err := messaging.NewSubscriber(cfg.Kafka, EventsGroup, logger)
+	if err != nil {
+		return err
+	}
+	defer eventsSub.Close()
+	evs.Register(router, eventsSub)
+
+	loaded := make(chan struct{})
+	if !cfg.RulesTopic {
+		close(loaded)
+	}
+	e := httpserver.New(logger, map[string]httpserver.ReadyFunc{
+		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		"rules": func(context.Context) error {
+			select {
+			case <-loaded:
+				return nil
+			default:
+				return errors.New("reading the rules topic")
+			}
+		},
+		"router": func(context.Context) error {
+			if !router.IsRunning() {
+				return errors.New("not consuming yet")
+			}
+			return nil
+		},
+	})
+
+	logger.Info("service starting", "http_addr", cfg.HTTP.Addr, "brokers", cfg.Kafka.Brokers,
+		"groups", []string{Group, EventsGroup}, "rules_topic", cfg.RulesTopic)
+	g, gctx := errgroup.WithContext(ctx)
+	if cfg.RulesTopic {
+		rc := adapters.NewRulesConsumer(cfg.Kafka, messaging.TopicRules, live.Apply, logger)
+		g.Go(func() error { return rc.Run(gctx, loaded) })
+	}
+	g.Go(func() error {
+		select {
+		case <-loaded:
+		case <-gctx.Done():
+			return nil
+		}
+		logger.Info("rules topic read", "rules", live.Set().Len())
+		return router.Run(gctx)
+	})
+	g.Go(func() error { return httpserver.Run(gctx, e, cfg.HTTP.Addr, cfg.HTTP.ShutdownTimeout) })
+	err = g.Wait()
+	logger.Info("service stopped")
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("detector: %w", err)
+	}
+	return nil
 }

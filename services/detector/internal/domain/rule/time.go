@@ -1,5 +1,0 @@
-package rule
-
-import "time"
-
-func timeRFC3339(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339) }
