@@ -13,6 +13,15 @@ const (
 	TopicRules          = "rules"
 	TopicSilences       = "silences"
 	TopicNotifications  = "notifications"
+	// TopicAcks carries alert acknowledgements (pkg/silences.Ack), keyed by
+	// alert fingerprint; the query service's admin API publishes them.
+	TopicAcks = "acks"
+	// TopicNotifierDispatch is the notifier's internal, totally ordered
+	// input log: alerts, silences and acks forwarded to partition 0.
+	TopicNotifierDispatch = "notifier.dispatch"
+	// TopicNotifierDeliveries is the notifier's internal queue of due
+	// notifications, one record per receiver integration, keyed by it.
+	TopicNotifierDeliveries = "notifier.deliveries"
 )
 
 // DLQ returns the dead-letter topic of topic: topic + ".dlq".
@@ -21,7 +30,8 @@ func DLQ(topic string) string { return topic + ".dlq" }
 // Topics lists every topic the suite uses, dead-letter topics included, so
 // that a stack can create them up front.
 func Topics() []string {
-	base := []string{TopicEventsRaw, TopicEventsLate, TopicMetricsWindows, TopicAlerts, TopicRules, TopicSilences, TopicNotifications}
+	base := []string{TopicEventsRaw, TopicEventsLate, TopicMetricsWindows, TopicAlerts, TopicRules, TopicSilences, TopicNotifications,
+		TopicAcks, TopicNotifierDispatch, TopicNotifierDeliveries}
 	all := append([]string{}, base...)
 	for _, t := range base {
 		all = append(all, DLQ(t))

@@ -1,22 +1,22 @@
-// Package adapters holds the notifier's receivers: a generic webhook with an
-// Alertmanager-compatible payload and the Redis alerts:recent list.
 package adapters
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"time"
 
-	"github.com/streamwatch/streamwatch/pkg/alerts"
+	"github.com/streamwatch/streamwatch/services/notifier/internal/domain/dispatch"
 )
+
+// WebhookVersion is the version field of WebhookMessage: Alertmanager's
+// webhook payload version 4, which this payload extends compatibly.
+const WebhookVersion = "4"
 
 // WebhookMessage is the JSON body POSTed to webhook receivers. It has the
 // shape of Alertmanager's webhook payload (version "4"), so existing
-// Alertmanager webhook consumers work unchanged.
+// Alertmanager webhook consumers work unchanged; NotificationID is our
+// addition (documented in docs/notifier.md): the same notification
+// redelivered carries the same id, so a consumer can deduplicate.
 type WebhookMessage struct {
 	Version           string            `json:"version"`
 	GroupKey          string            `json:"groupKey"`
@@ -28,6 +28,7 @@ type WebhookMessage struct {
 	CommonAnnotations map[string]string `json:"commonAnnotations"`
 	ExternalURL       string            `json:"externalURL"`
 	Alerts            []WebhookAlert    `json:"alerts"`
+	NotificationID    string            `json:"notificationID"`
 }
 
 // WebhookAlert is one alert in a WebhookMessage. Times are RFC 3339 in
@@ -42,56 +43,77 @@ type WebhookAlert struct {
 	Fingerprint  string            `json:"fingerprint"`
 }
 
-// Webhook POSTs alerts as WebhookMessage JSON to a URL.
+// Webhook POSTs notifications as WebhookMessage JSON to a URL.
 type Webhook struct {
-	name, url, externalURL string
-	client                 *http.Client
+	url, externalURL string
+	maxAlerts        int
+	client           *http.Client
 }
 
-// NewWebhook returns a webhook receiver; timeout bounds each POST.
-func NewWebhook(name, url, externalURL string, timeout time.Duration) *Webhook {
-	return &Webhook{name: name, url: url, externalURL: externalURL, client: &http.Client{Timeout: timeout}}
+// NewWebhook returns a webhook integration posting to url (a secret: never
+// logged). maxAlerts > 0 truncates the alert list (truncatedAlerts counts
+// the rest). Bound each call with the context.
+func NewWebhook(url, externalURL string, maxAlerts int) *Webhook {
+	return &Webhook{url: url, externalURL: externalURL, maxAlerts: maxAlerts, client: &http.Client{}}
 }
 
-// Name implements app.Receiver.
-func (w *Webhook) Name() string { return w.name }
+// Message renders n as the webhook payload.
+func (w *Webhook) Message(n *dispatch.Notification) WebhookMessage {
+	m := WebhookMessage{
+		Version: WebhookVersion, GroupKey: n.GroupKey, Status: n.Status, Receiver: n.Receiver,
+		GroupLabels: nonNil(n.GroupLabels), ExternalURL: w.externalURL, NotificationID: n.ID,
+	}
+	var labels, annots []map[string]string
+	for _, a := range n.Alerts {
+		wa := WebhookAlert{
+			Status: a.State, Labels: nonNil(a.Labels), Annotations: nonNil(a.Annotations),
+			StartsAt: time.UnixMilli(a.StartsAt).UTC(), Fingerprint: a.Fingerprint,
+		}
+		if a.EndsAt > 0 {
+			wa.EndsAt = time.UnixMilli(a.EndsAt).UTC()
+		}
+		labels = append(labels, wa.Labels)
+		annots = append(annots, wa.Annotations)
+		m.Alerts = append(m.Alerts, wa)
+	}
+	m.CommonLabels, m.CommonAnnotations = common(labels), common(annots)
+	if w.maxAlerts > 0 && len(m.Alerts) > w.maxAlerts {
+		m.TruncatedAlerts = len(m.Alerts) - w.maxAlerts
+		m.Alerts = m.Alerts[:w.maxAlerts]
+	}
+	return m
+}
 
-// Notify POSTs one alert. A 2xx answer is success; anything else, or a
-// transport error, is returned (the caller retries). The groupKey is the
-// alert's state-change id, so receivers can deduplicate a redelivery.
-func (w *Webhook) Notify(ctx context.Context, a alerts.Alert) error {
-	wa := WebhookAlert{
-		Status: a.State, Labels: a.Labels, Annotations: a.Annotations,
-		StartsAt: time.UnixMilli(a.StartsAt).UTC(), Fingerprint: a.Fingerprint,
+// Notify POSTs one notification; see postJSON for the error classes.
+func (w *Webhook) Notify(ctx context.Context, n dispatch.Notification) error {
+	_, err := postJSON(ctx, w.client, w.url, w.Message(&n))
+	return err
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
 	}
-	if a.EndsAt > 0 {
-		wa.EndsAt = time.UnixMilli(a.EndsAt).UTC()
+	return m
+}
+
+// common returns the pairs every map has.
+func common(ms []map[string]string) map[string]string {
+	out := map[string]string{}
+	if len(ms) == 0 {
+		return out
 	}
-	if wa.Annotations == nil {
-		wa.Annotations = map[string]string{}
+	for k, v := range ms[0] {
+		all := true
+		for _, m := range ms[1:] {
+			if w, ok := m[k]; !ok || w != v {
+				all = false
+				break
+			}
+		}
+		if all {
+			out[k] = v
+		}
 	}
-	body, err := json.Marshal(WebhookMessage{
-		Version: "4", GroupKey: a.ID(), Status: a.State, Receiver: w.name,
-		GroupLabels: map[string]string{"alertname": a.Rule}, CommonLabels: a.Labels,
-		CommonAnnotations: wa.Annotations, ExternalURL: w.externalURL, Alerts: []WebhookAlert{wa},
-	})
-	if err != nil {
-		return fmt.Errorf("encode webhook message: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("webhook request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "streamwatch-notifier/1")
-	resp, err := w.client.Do(req)
-	if err != nil {
-		return fmt.Errorf("post webhook: %w", err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("webhook answered %s", resp.Status)
-	}
-	return nil
+	return out
 }

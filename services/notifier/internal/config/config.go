@@ -27,8 +27,20 @@ type Config struct {
 	RecentKey string `env:"NOTIFIER_RECENT_KEY" envDefault:"alerts:recent"`
 	// RecentLimit caps the list.
 	RecentLimit int64 `env:"NOTIFIER_RECENT_LIMIT" envDefault:"100"`
-	// MaxTries bounds delivery attempts per receiver before a redelivery.
+	// MaxTries bounds delivery attempts per integration before the
+	// notification goes to the dead-letter topic (an integration's
+	// max_tries wins).
 	MaxTries uint `env:"NOTIFIER_MAX_TRIES" envDefault:"5"`
+	// ConfigFile is the routing file (routes, receivers, inhibition, mute
+	// intervals); empty means the built-in default (DefaultRouting).
+	ConfigFile string `env:"NOTIFIER_CONFIG_FILE"`
+	// TickInterval is how often the dispatcher's clock advances with
+	// processing time and due groups flush.
+	TickInterval time.Duration `env:"NOTIFIER_TICK_INTERVAL" envDefault:"1s"`
+	// RetryInitial and RetryMax shape the delivery backoff (exponential,
+	// factor 2, ±50% jitter).
+	RetryInitial time.Duration `env:"NOTIFIER_RETRY_INITIAL" envDefault:"500ms"`
+	RetryMax     time.Duration `env:"NOTIFIER_RETRY_MAX" envDefault:"30s"`
 }
 
 // Default returns the configuration before the environment is applied.
@@ -42,6 +54,12 @@ func (c *Config) Validate() error {
 			// Never print the URL: it may carry a token.
 			errs = append(errs, errors.New("NOTIFIER_WEBHOOK_URL: not an http(s) URL"))
 		}
+	}
+	if c.TickInterval <= 0 {
+		errs = append(errs, fmt.Errorf("NOTIFIER_TICK_INTERVAL: %s <= 0", c.TickInterval))
+	}
+	if c.MaxTries < 1 {
+		errs = append(errs, errors.New("NOTIFIER_MAX_TRIES: must be >= 1"))
 	}
 	if c.RecentLimit < 1 {
 		errs = append(errs, fmt.Errorf("NOTIFIER_RECENT_LIMIT: %d < 1", c.RecentLimit))

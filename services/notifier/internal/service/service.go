@@ -1,35 +1,176 @@
-// Package service wires the notifier: receivers from config and the
-// delivery operator on the alerts topic run by the shared stream service.
+// Package service wires the notifier: the routing file, the integrations,
+// the forwarders (alerts, silences, acks → dispatch topic), the dispatcher
+// (an exactly-once stream operator) and one delivery consumer per
+// integration, plus the HTTP server with /healthz and /readyz.
 package service
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/streamwatch/streamwatch/pkg/checkpoint"
+	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/stream"
 	"github.com/streamwatch/streamwatch/services/notifier/internal/adapters"
 	"github.com/streamwatch/streamwatch/services/notifier/internal/app"
 	"github.com/streamwatch/streamwatch/services/notifier/internal/config"
+	"github.com/streamwatch/streamwatch/services/notifier/internal/domain/dispatch"
 )
 
-// Group is the notifier's consumer group and checkpoint namespace. Never
-// rename it.
-const Group = "notifier.delivery"
+// Consumer groups (and checkpoint namespaces). Never rename them: a new
+// name re-consumes its topic from the start.
+const (
+	// Group forwards the alerts topic (the name predates routing).
+	Group         = "notifier.delivery"
+	GroupSilences = "notifier.silences"
+	GroupAcks     = "notifier.acks"
+	GroupDispatch = "notifier.dispatch"
+	// GroupDeliverPrefix + integration name (slashes as dots) is the group
+	// of one integration's delivery queue.
+	GroupDeliverPrefix = "notifier.deliver."
+)
+
+// Routing returns the routing of cfg: the file NOTIFIER_CONFIG_FILE, or
+// the built-in default.
+func Routing(cfg *config.Config) (config.Routing, error) {
+	if cfg.ConfigFile == "" {
+		return config.DefaultRouting(cfg), nil
+	}
+	return config.LoadRouting(cfg.ConfigFile)
+}
 
 // Run runs the notifier until ctx is done.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	routing, err := Routing(&cfg)
+	if err != nil {
+		return err
+	}
+	dcfg, err := routing.Dispatch()
+	if err != nil {
+		return err
+	}
+	d, err := dispatch.New(dcfg)
+	if err != nil {
+		return err
+	}
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB})
 	defer rdb.Close()
-	receivers := []app.Receiver{adapters.NewRecentList(rdb, cfg.RecentKey, cfg.RecentLimit)}
-	if cfg.WebhookURL != "" {
-		receivers = append(receivers, adapters.NewWebhook("webhook", cfg.WebhookURL, cfg.ExternalURL, cfg.WebhookTimeout))
+	lookup := func(k string) (string, bool) {
+		if k == "NOTIFIER_WEBHOOK_URL" && cfg.WebhookURL != "" {
+			return cfg.WebhookURL, true
+		}
+		return os.LookupEnv(k)
 	}
-	logger.Info("receivers configured", "count", len(receivers), "webhook", cfg.WebhookURL != "")
-	return stream.RunService(ctx, stream.ServiceConfig{
-		Name: "notifier", HTTP: cfg.HTTP, Kafka: cfg.Kafka, Redis: cfg.Redis,
-		Group: Group, Topic: messaging.TopicAlerts,
-	}, app.NewNotify(receivers, cfg.MaxTries), logger)
+	built, refs, err := BuildIntegrations(&routing, &cfg, rdb, lookup)
+	if err != nil {
+		return err
+	}
+	pub, err := messaging.NewPublisher(cfg.Kafka, "notifier", logger)
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	router, err := messaging.NewRouter(logger)
+	if err != nil {
+		return err
+	}
+	store := checkpoint.New(rdb, cfg.Redis.KeyPrefix)
+	var subs []message.Subscriber
+	defer func() {
+		for _, s := range subs {
+			_ = s.Close()
+		}
+	}()
+	subscribe := func(group string) (message.Subscriber, error) {
+		s, err := messaging.NewSubscriber(cfg.Kafka, group, logger)
+		if err == nil {
+			subs = append(subs, s)
+		}
+		return s, err
+	}
+	for _, f := range []struct{ group, topic, kind string }{
+		{Group, messaging.TopicAlerts, app.KindAlert},
+		{GroupSilences, messaging.TopicSilences, app.KindSilence},
+		{GroupAcks, messaging.TopicAcks, app.KindAck},
+	} {
+		sub, err := subscribe(f.group)
+		if err != nil {
+			return err
+		}
+		proc, err := stream.New(stream.Config{Group: f.group, Topic: f.topic}, app.NewForward(f.kind), store, pub, logger)
+		if err != nil {
+			return err
+		}
+		proc.Register(router, sub)
+	}
+	dsub, err := subscribe(GroupDispatch)
+	if err != nil {
+		return err
+	}
+	dproc, err := stream.New(stream.Config{Group: GroupDispatch, Topic: messaging.TopicNotifierDispatch, TickInterval: cfg.TickInterval},
+		app.NewDispatch(d, refs), store, pub, logger)
+	if err != nil {
+		return err
+	}
+	dproc.Register(router, dsub)
+	done := adapters.NewRedisDone(rdb, cfg.Redis.KeyPrefix)
+	for _, b := range built {
+		group := GroupDeliverPrefix + strings.ReplaceAll(b.Ref.Name, "/", ".")
+		sub, err := subscribe(group)
+		if err != nil {
+			return err
+		}
+		dl := app.NewDeliverer(app.DeliverSettings{
+			Integration: b.Ref.Name, Timeout: b.Timeout, MaxTries: b.MaxTries,
+			InitialBackoff: cfg.RetryInitial, MaxBackoff: cfg.RetryMax,
+		}, b.Target, done, pub, logger)
+		h := router.AddConsumerHandler(group, messaging.TopicNotifierDeliveries, sub, dl.Handle)
+		h.AddMiddleware(messaging.DeadLetter(pub, messaging.TopicNotifierDeliveries, logger))
+	}
+	// Wake the dispatcher so its timers run after a restart without
+	// waiting for the next alert.
+	wake := app.DispatchOutput(app.KindWake, watermill.NewUUID(), []byte("{}"))
+	wm := message.NewMessage(wake.UUID, wake.Payload)
+	for k, v := range wake.Metadata {
+		wm.Metadata.Set(k, v)
+	}
+	wm.Metadata.Set(messaging.MetaKey, wake.Key)
+	if err := pub.Publish(wake.Topic, wm); err != nil {
+		return fmt.Errorf("wake dispatcher: %w", err)
+	}
+
+	names := make([]string, len(built))
+	for i, b := range built {
+		names[i] = b.Ref.Name
+	}
+	logger.Info("notifier starting", "http_addr", cfg.HTTP.Addr, "integrations", names, "config_file", cfg.ConfigFile != "")
+	e := httpserver.New(logger, map[string]httpserver.ReadyFunc{
+		"redis": func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		"router": func(context.Context) error {
+			if !router.IsRunning() {
+				return errors.New("not consuming yet")
+			}
+			return nil
+		},
+	})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return router.Run(gctx) })
+	g.Go(func() error { return dproc.Run(gctx) })
+	g.Go(func() error { return httpserver.Run(gctx, e, cfg.HTTP.Addr, cfg.HTTP.ShutdownTimeout) })
+	err = g.Wait()
+	logger.Info("notifier stopped")
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("notifier: %w", err)
+	}
+	return nil
 }
