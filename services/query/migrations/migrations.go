@@ -255,3 +255,34 @@ func split(sql string) []string {
 	flush()
 	return stmts
 }
+
+// ErrUnknownTable is returned by CreateTableAs for a table no migration
+// creates.
+var ErrUnknownTable = errors.New("no migration creates this table")
+
+// CreateTableAs returns the DDL that creates database.table as the
+// migrations define it, but named database.newName (for a replay that
+// rebuilds a projection into a fresh table). All three must be plain
+// identifiers; the result is idempotent (IF NOT EXISTS).
+func CreateTableAs(database, table, newName string) (string, error) {
+	for _, id := range []string{database, table, newName} {
+		if !identifierRule.MatchString(id) {
+			return "", fmt.Errorf("%w: %q", ErrInvalidDatabase, id)
+		}
+	}
+	all, err := All()
+	if err != nil {
+		return "", err
+	}
+	prefix := "CREATE TABLE IF NOT EXISTS " + databasePlaceholder + "." + table
+	for _, m := range all {
+		for _, stmt := range m.Statements {
+			rest, ok := strings.CutPrefix(stmt, prefix)
+			if !ok || (rest != "" && rest[0] != '\n' && rest[0] != ' ' && rest[0] != '(') {
+				continue
+			}
+			return "CREATE TABLE IF NOT EXISTS " + database + "." + newName + rest, nil
+		}
+	}
+	return "", fmt.Errorf("%w: %s", ErrUnknownTable, table)
+}

@@ -27,14 +27,21 @@ const alertColumns = "fingerprint, rule, state, state_rank, severity, label_name
 // and notification outcomes to <database>.notifications (migrations 0003,
 // 0004) and searches alerts. Safe for concurrent use.
 type ClickHouseAlertRepository struct {
-	conn     driver.Conn
-	database string
+	conn          driver.Conn
+	alerts        string // database.table
+	notifications string // database.table
 }
 
 // NewClickHouseAlertRepository returns a repository on conn for database
 // (a validated identifier; it is part of the SQL text).
 func NewClickHouseAlertRepository(conn driver.Conn, database string) *ClickHouseAlertRepository {
-	return &ClickHouseAlertRepository{conn: conn, database: database}
+	return NewClickHouseAlertRepositoryOn(conn, database, DefaultTables.Alerts, DefaultTables.Notifications)
+}
+
+// NewClickHouseAlertRepositoryOn is NewClickHouseAlertRepository on the
+// given tables of database (validated identifiers).
+func NewClickHouseAlertRepositoryOn(conn driver.Conn, database, alertsTable, notificationsTable string) *ClickHouseAlertRepository {
+	return &ClickHouseAlertRepository{conn: conn, alerts: database + "." + alertsTable, notifications: database + "." + notificationsTable}
 }
 
 // InsertAlerts writes as in one insert. The rows of one episode
@@ -44,7 +51,7 @@ func (r *ClickHouseAlertRepository) InsertAlerts(ctx context.Context, as []alert
 	if len(as) == 0 {
 		return nil
 	}
-	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO "+r.database+".alerts ("+alertColumns+")")
+	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO "+r.alerts+" ("+alertColumns+")")
 	if err != nil {
 		return fmt.Errorf("prepare alerts insert: %w", err)
 	}
@@ -70,7 +77,7 @@ func (r *ClickHouseAlertRepository) InsertNotifications(ctx context.Context, ns 
 	if len(ns) == 0 {
 		return nil
 	}
-	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO "+r.database+".notifications (id, schema, key, received, received_ms, payload)")
+	batch, err := r.conn.PrepareBatch(ctx, "INSERT INTO "+r.notifications+" (id, schema, key, received, received_ms, payload)")
 	if err != nil {
 		return fmt.Errorf("prepare notifications insert: %w", err)
 	}
@@ -92,7 +99,7 @@ func (r *ClickHouseAlertRepository) InsertNotifications(ctx context.Context, ns 
 func (r *ClickHouseAlertRepository) SearchAlerts(ctx context.Context, q alertsearch.Query) ([]alerts.Alert, error) {
 	var b strings.Builder
 	b.WriteString("SELECT fingerprint, rule, state, severity, label_names, label_values, annotation_names, annotation_values, " +
-		"metric, value, threshold, starts_at_ms, ends_at_ms, window_start_ms, window_end_ms FROM " + r.database + ".alerts FINAL" +
+		"metric, value, threshold, starts_at_ms, ends_at_ms, window_start_ms, window_end_ms FROM " + r.alerts + " FINAL" +
 		" WHERE starts_at_ms >= ? AND starts_at_ms < ?")
 	args := []any{q.From(), q.To()}
 	if len(q.States()) > 0 {

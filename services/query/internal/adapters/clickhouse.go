@@ -6,6 +6,7 @@ package adapters
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -47,3 +48,16 @@ func dateTime(ms int64) time.Time {
 	}
 	return time.Unix(min(max(sec, 0), maxDateTimeSec), 0).UTC()
 }
+
+// Tables names the projection tables of one database (unqualified,
+// validated identifiers).
+type Tables struct {
+	Events, Windows, Alerts, Notifications string
+}
+
+// DefaultTables are the tables the migrations create and the service
+// serves from.
+var DefaultTables = Tables{Events: "events", Windows: "metric_windows", Alerts: "alerts", Notifications: "notifications"}
+
+// identifierRe is what a database or table name pasted into SQL must match.
+var identifierRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

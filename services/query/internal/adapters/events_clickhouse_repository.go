@@ -29,20 +29,23 @@ const eventColumns = "event_id, type, event_time, event_time_ms, receive_time_ms
 // ClickHouseEventRepository writes raw events to <database>.events (see
 // migrations/sql/0001_events.up.sql). Safe for concurrent use.
 type ClickHouseEventRepository struct {
-	conn     driver.Conn
-	database string
-	insert   string
+	conn   driver.Conn
+	table  string // database.table
+	insert string
 }
 
 // NewClickHouseEventRepository returns a repository on conn writing to
 // database.events. database must be a validated identifier (config
 // Validate does that); it is part of the SQL text.
 func NewClickHouseEventRepository(conn driver.Conn, database string) *ClickHouseEventRepository {
-	return &ClickHouseEventRepository{
-		conn:     conn,
-		database: database,
-		insert:   "INSERT INTO " + database + ".events (" + eventColumns + ")",
-	}
+	return NewClickHouseEventRepositoryOn(conn, database, DefaultTables.Events)
+}
+
+// NewClickHouseEventRepositoryOn is NewClickHouseEventRepository on
+// database.table (both validated identifiers), e.g. a replay's fresh table.
+func NewClickHouseEventRepositoryOn(conn driver.Conn, database, table string) *ClickHouseEventRepository {
+	qualified := database + "." + table
+	return &ClickHouseEventRepository{conn: conn, table: qualified, insert: "INSERT INTO " + qualified + " (" + eventColumns + ")"}
 }
 
 // InsertEvents writes evs as one ClickHouse insert (one block): all or
@@ -148,7 +151,7 @@ func (r *ClickHouseEventRepository) SearchEvents(ctx context.Context, q eventsea
 func (r *ClickHouseEventRepository) searchSQL(q eventsearch.Query) (string, []any) {
 	var b strings.Builder
 	var args []any
-	b.WriteString("SELECT " + eventReadColumns + " FROM " + r.database + ".events FINAL")
+	b.WriteString("SELECT " + eventReadColumns + " FROM " + r.table + " FINAL")
 	// event_time (seconds) selects partitions and the key range;
 	// event_time_ms is the exact bound.
 	b.WriteString(" WHERE event_time >= toDateTime(?) AND event_time <= toDateTime(?) AND event_time_ms >= ? AND event_time_ms < ?")

@@ -24,20 +24,23 @@ const windowColumns = "metric, labels_key, label_names, label_values, window_sta
 // <database>.metric_windows (see migrations/sql/0002_metric_windows.up.sql)
 // and reads series from it. Safe for concurrent use.
 type ClickHouseWindowRepository struct {
-	conn     driver.Conn
-	database string
-	insert   string
+	conn   driver.Conn
+	table  string // database.table
+	insert string
 }
 
 // NewClickHouseWindowRepository returns a repository on conn for
 // database.metric_windows. database must be a validated identifier (config
 // Validate does that); it is part of the SQL text.
 func NewClickHouseWindowRepository(conn driver.Conn, database string) *ClickHouseWindowRepository {
-	return &ClickHouseWindowRepository{
-		conn:     conn,
-		database: database,
-		insert:   "INSERT INTO " + database + ".metric_windows (" + windowColumns + ")",
-	}
+	return NewClickHouseWindowRepositoryOn(conn, database, DefaultTables.Windows)
+}
+
+// NewClickHouseWindowRepositoryOn is NewClickHouseWindowRepository on
+// database.table (both validated identifiers).
+func NewClickHouseWindowRepositoryOn(conn driver.Conn, database, table string) *ClickHouseWindowRepository {
+	qualified := database + "." + table
+	return &ClickHouseWindowRepository{conn: conn, table: qualified, insert: "INSERT INTO " + qualified + " (" + windowColumns + ")"}
 }
 
 // InsertWindows writes rs as one ClickHouse insert: all or none. Rows of
@@ -113,8 +116,8 @@ func (r *ClickHouseWindowRepository) seriesSQL(q window.SeriesQuery) (string, []
 		b.WriteString("''")
 	}
 	b.WriteString(" AS grp, sum(value) AS v FROM ")
-	b.WriteString(r.database)
-	b.WriteString(".metric_windows FINAL WHERE metric = ?")
+	b.WriteString(r.table)
+	b.WriteString(" FINAL WHERE metric = ?")
 	args = append(args, q.Metric())
 	// window_start (seconds) narrows the partitions read; window_start_ms
 	// is the exact condition and uses the primary key.
@@ -135,8 +138,8 @@ func (r *ClickHouseWindowRepository) TopK(ctx context.Context, q window.TopKQuer
 	var b strings.Builder
 	args := []any{q.By()}
 	b.WriteString("SELECT label_values[indexOf(label_names, ?)] AS k, sum(value) AS v, sum(count) AS c FROM ")
-	b.WriteString(r.database)
-	b.WriteString(".metric_windows FINAL WHERE metric = ? AND has(label_names, ?)")
+	b.WriteString(r.table)
+	b.WriteString(" FINAL WHERE metric = ? AND has(label_names, ?)")
 	args = append(args, q.Metric(), q.By())
 	b.WriteString(" AND window_start >= toDateTime(?) AND window_start <= toDateTime(?) AND window_start_ms >= ? AND window_start_ms < ?")
 	args = append(args, dateTime(q.From()).Unix(), dateTime(q.To()-1).Unix(), q.From(), q.To())
