@@ -130,17 +130,19 @@ type KeyCount struct {
 
 // TopK tracks the most frequent keys with the Space-Saving algorithm
 // (Metwally, Agrawal, El Abbadi, "Efficient computation of frequent and
-// top-k elements in data streams", ICDT 2005) in at most Capacity counters.
-// While fewer distinct keys than Capacity were added, the counts are exact.
+// top-k elements in data streams", ICDT 2005) in at most Capacity counters,
+// kept in a min-heap by count so an update costs O(log Capacity). While
+// fewer distinct keys than Capacity were added, the counts are exact.
 // Not safe for concurrent use.
 type TopK struct {
 	Capacity int
-	counts   map[string]*KeyCount
+	heap     []*KeyCount    // min-heap by (Count, then Key descending)
+	index    map[string]int // key -> position in heap
 }
 
 // NewTopK returns an empty TopK tracking capacity keys.
 func NewTopK(capacity int) *TopK {
-	return &TopK{Capacity: capacity, counts: make(map[string]*KeyCount)}
+	return &TopK{Capacity: capacity, index: make(map[string]int)}
 }
 
 // Add counts one occurrence of key. When the table is full, the key with
@@ -149,23 +151,65 @@ func (t *TopK) Add(key string) { t.AddCount(key, 1, 0) }
 
 // AddCount counts n occurrences of key with error err.
 func (t *TopK) AddCount(key string, n, err int64) {
-	if kc, ok := t.counts[key]; ok {
+	if i, ok := t.index[key]; ok {
+		kc := t.heap[i]
 		kc.Count += n
 		kc.Err += err
+		t.down(i)
 		return
 	}
-	if len(t.counts) < t.Capacity {
-		t.counts[key] = &KeyCount{Key: key, Count: n, Err: err}
+	if len(t.heap) < t.Capacity {
+		t.heap = append(t.heap, &KeyCount{Key: key, Count: n, Err: err})
+		t.index[key] = len(t.heap) - 1
+		t.up(len(t.heap) - 1)
 		return
 	}
-	var minKC *KeyCount
-	for _, kc := range t.counts {
-		if minKC == nil || kc.Count < minKC.Count || (kc.Count == minKC.Count && kc.Key > minKC.Key) {
-			minKC = kc
+	root := t.heap[0]
+	delete(t.index, root.Key)
+	t.heap[0] = &KeyCount{Key: key, Count: root.Count + n, Err: root.Count + err}
+	t.index[key] = 0
+	t.down(0)
+}
+
+func (t *TopK) less(i, j int) bool {
+	a, b := t.heap[i], t.heap[j]
+	return a.Count < b.Count || (a.Count == b.Count && a.Key > b.Key)
+}
+
+func (t *TopK) swap(i, j int) {
+	t.heap[i], t.heap[j] = t.heap[j], t.heap[i]
+	t.index[t.heap[i].Key] = i
+	t.index[t.heap[j].Key] = j
+}
+
+func (t *TopK) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if !t.less(i, p) {
+			return
 		}
+		t.swap(i, p)
+		i = p
 	}
-	delete(t.counts, minKC.Key)
-	t.counts[key] = &KeyCount{Key: key, Count: minKC.Count + n, Err: minKC.Count + err}
+}
+
+func (t *TopK) down(i int) {
+	n := len(t.heap)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && t.less(r, l) {
+			m = r
+		}
+		if !t.less(m, i) {
+			return
+		}
+		t.swap(i, m)
+		i = m
+	}
 }
 
 // Top returns the n keys with the highest counts, ties broken by key.
@@ -176,8 +220,8 @@ func (t *TopK) Top(n int) []KeyCount {
 
 // Entries returns every tracked key, highest count first, ties by key.
 func (t *TopK) Entries() []KeyCount {
-	all := make([]KeyCount, 0, len(t.counts))
-	for _, kc := range t.counts {
+	all := make([]KeyCount, 0, len(t.heap))
+	for _, kc := range t.heap {
 		all = append(all, *kc)
 	}
 	slices.SortFunc(all, func(a, b KeyCount) int {
@@ -190,7 +234,7 @@ func (t *TopK) Entries() []KeyCount {
 }
 
 // Len returns the number of tracked keys.
-func (t *TopK) Len() int { return len(t.counts) }
+func (t *TopK) Len() int { return len(t.heap) }
 
 // Merge adds other's counters to t (the merged counts keep the Space-Saving
 // overestimate bound as the sum of both errors).

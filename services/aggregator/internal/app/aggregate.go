@@ -100,7 +100,7 @@ func (a *Aggregate) NewState(partition int32) *window.State { return window.NewS
 // windows and returns the due final/revised results, plus one events.late
 // record with the events too late for their windows.
 func (a *Aggregate) Apply(_ context.Context, st *window.State, msg *message.Message, offset int64) ([]stream.Output, error) {
-	evs, err := events.DecodeBatch(msg.Payload)
+	evs, err := decodeBatch(msg.Payload)
 	if err != nil {
 		return nil, messaging.Permanent(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/pkg/stream"
 )
 
@@ -16,14 +15,14 @@ import (
 // stream.DeltaState), so a commit writes only what one record changed:
 //
 //	meta              JSON of the partition clock (metaEntry)
-//	w|<metric>|<group>|<start>   JSON of one window (windowEntry)
+//	w|<metric>|<group>|<start>   one window (encodeWindow, binary)
 //	s|<bucket>|<seq>  the FNV-1a 64 hashes (8 bytes little endian each) of
 //	                  the event ids accepted in one commit, of one minute
 //	                  bucket; deleted with the bucket
 var _ stream.DeltaState = (*State)(nil)
 
 type deltaTracker struct {
-	touched   map[*Window]struct{}
+	touched   []*Window // windows with Window.touched set
 	removed   map[string]struct{}
 	seenNew   map[int64][]uint64
 	seenKeys  map[int64][]string // entries holding each bucket's hashes
@@ -33,13 +32,17 @@ type deltaTracker struct {
 }
 
 func (d *deltaTracker) init() {
-	d.touched = map[*Window]struct{}{}
 	d.removed = map[string]struct{}{}
 	d.seenNew = map[int64][]uint64{}
 	d.seenKeys = map[int64][]string{}
 }
 
-func (d *deltaTracker) touch(w *Window)     { d.touched[w] = struct{}{} }
+func (d *deltaTracker) touch(w *Window) {
+	if !w.touched {
+		w.touched = true
+		d.touched = append(d.touched, w)
+	}
+}
 func (d *deltaTracker) remove(entry string) { d.removed[entry] = struct{}{} }
 func (d *deltaTracker) addSeen(bucket int64, h uint64) {
 	d.seenNew[bucket] = append(d.seenNew[bucket], h)
@@ -59,41 +62,24 @@ type metaEntry struct {
 	Seq          int64 `json:"seq"`
 }
 
-type windowEntry struct {
-	Metric    string             `json:"m"`
-	Group     string             `json:"g"`
-	Labels    map[string]string  `json:"l,omitempty"`
-	Start     int64              `json:"s"`
-	End       int64              `json:"e"`
-	Count     int64              `json:"c"`
-	Sum       float64            `json:"sum,omitempty"`
-	Min       float64            `json:"min,omitempty"`
-	Max       float64            `json:"max,omitempty"`
-	Distinct  []byte             `json:"hll,omitempty"`
-	Quantiles []byte             `json:"dd,omitempty"`
-	TopK      []metrics.KeyCount `json:"top,omitempty"`
-	TopKCap   int                `json:"topcap,omitempty"`
-	Revision  int64              `json:"r"`
-	Fired     bool               `json:"f,omitempty"`
-	Dirty     bool               `json:"d,omitempty"`
-	LastEarly int64              `json:"le,omitempty"`
-}
-
 // TakeDelta implements stream.DeltaState: the entries changed since the
 // last call (touched windows, new event-id hashes, the clock) and the
 // entries to delete (purged or renamed windows, forgotten id buckets).
 func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 	d := &s.delta
 	set := make(map[string][]byte, len(d.touched)+len(d.seenNew)+1)
-	for w := range d.touched {
+	buf := make([]byte, 0, 96*len(d.touched)) // one buffer for every window of the commit
+	for _, w := range d.touched {
+		w.touched = false
 		if w.dead {
 			continue
 		}
-		b, err := encodeWindow(w)
-		if err != nil {
+		n := len(buf)
+		var err error
+		if buf, err = encodeWindow(buf, w); err != nil {
 			return nil, nil, err
 		}
-		set[w.entry] = b
+		set[w.entry] = buf[n:len(buf):len(buf)]
 	}
 	for bucket, hs := range d.seenNew {
 		d.seq++
@@ -116,36 +102,12 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 			del = append(del, name)
 		}
 	}
-	clear(d.touched)
+	d.touched = d.touched[:0]
 	clear(d.removed)
 	clear(d.seenNew)
 	d.seenDrop = nil
 	d.metaDirty = false
 	return set, del, nil
-}
-
-func encodeWindow(w *Window) ([]byte, error) {
-	e := windowEntry{
-		Metric: w.Metric, Group: w.series.group, Labels: w.Labels, Start: w.Start, End: w.End, Count: w.Count,
-		Sum: w.Sum, Min: w.Min, Max: w.Max, Revision: w.Revision, Fired: w.Fired, Dirty: w.Dirty, LastEarly: w.LastEarly,
-	}
-	var err error
-	if w.Distinct != nil {
-		if e.Distinct, err = w.Distinct.MarshalBinary(); err != nil {
-			return nil, fmt.Errorf("encode window %s: %w", w.entry, err)
-		}
-	}
-	if w.Quantiles != nil {
-		e.Quantiles, _ = w.Quantiles.MarshalBinary()
-	}
-	if w.TopK != nil {
-		e.TopK, e.TopKCap = w.TopK.Entries(), w.TopK.Capacity
-	}
-	b, err := json.Marshal(&e)
-	if err != nil {
-		return nil, fmt.Errorf("encode window %s: %w", w.entry, err)
-	}
-	return b, nil
 }
 
 // RestoreEntries implements stream.DeltaState: it rebuilds the state from
@@ -197,41 +159,21 @@ func (s *State) RestoreEntries(entries map[string][]byte) error {
 }
 
 func (s *State) restoreWindow(name string, b []byte) error {
-	var e windowEntry
-	if err := json.Unmarshal(b, &e); err != nil {
+	w, group, err := decodeWindow(b)
+	if err != nil {
 		return fmt.Errorf("entry %q: %w", name, err)
 	}
-	m := s.byMetric[e.Metric]
+	m := s.byMetric[w.Metric]
 	if m == nil {
 		m = map[string]*series{}
-		s.byMetric[e.Metric] = m
+		s.byMetric[w.Metric] = m
 	}
-	sr := m[e.Group]
+	sr := m[group]
 	if sr == nil {
-		sr = &series{metric: e.Metric, group: e.Group, labels: e.Labels}
-		m[e.Group] = sr
+		sr = &series{metric: w.Metric, group: group, labels: w.Labels}
+		m[group] = sr
 	}
-	w := &Window{
-		Metric: e.Metric, Labels: sr.labels, Start: e.Start, End: e.End, Count: e.Count, Sum: e.Sum, Min: e.Min, Max: e.Max,
-		Revision: e.Revision, Fired: e.Fired, Dirty: e.Dirty, LastEarly: e.LastEarly, series: sr, entry: name,
-	}
-	var err error
-	if e.Distinct != nil {
-		if w.Distinct, err = metrics.DecodeDistinct(e.Distinct); err != nil {
-			return fmt.Errorf("entry %q: %w", name, err)
-		}
-	}
-	if e.Quantiles != nil {
-		if w.Quantiles, err = metrics.DecodeQuantiles(e.Quantiles); err != nil {
-			return fmt.Errorf("entry %q: %w", name, err)
-		}
-	}
-	if e.TopKCap > 0 {
-		w.TopK = metrics.NewTopK(e.TopKCap)
-		for _, kc := range e.TopK {
-			w.TopK.AddCount(kc.Key, kc.Count, kc.Err)
-		}
-	}
+	w.Labels, w.series, w.entry = sr.labels, sr, name
 	sr.windows = append(sr.windows, w)
 	s.nwin++
 	return nil

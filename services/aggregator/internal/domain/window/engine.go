@@ -129,9 +129,10 @@ type Window struct {
 	// LastEarly is the processing time (ms) of the last early emission.
 	LastEarly int64
 
-	series *series
-	entry  string // checkpoint entry name
-	dead   bool   // removed from the state
+	series  *series
+	entry   string // checkpoint entry name
+	dead    bool   // removed from the state
+	touched bool   // in the delta tracker's touched list
 }
 
 // series holds the windows of one metric and label set.

@@ -1,0 +1,184 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/streamwatch/streamwatch/pkg/events"
+	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/services/aggregator/internal/app"
+	"github.com/streamwatch/streamwatch/services/aggregator/internal/domain/window"
+)
+
+const benchT0 = int64(1_431_857_100_000)
+
+// genEvents returns n events of a realistic mix (60% access-log requests
+// from 2,000 clients, 20% service requests of 20 services, 20% behaviour
+// events of 5,000 users over 200 pages and 500 products), ~rate per second
+// of event time starting at t, up to 2 s out of order.
+func genEvents(rng *rand.Rand, n int, t int64, perSecond int, seq *int) []events.Event {
+	evs := make([]events.Event, n)
+	for i := range evs {
+		*seq++
+		tm := t + int64(*seq)*1000/int64(perSecond) - rng.Int64N(2000)
+		e := events.Event{V: 1, ID: fmt.Sprintf("ev-%d", *seq), Time: tm, ReceiveTime: tm}
+		status := []int{200, 200, 200, 200, 304, 404, 500, 503}[rng.IntN(8)]
+		switch r := rng.IntN(10); {
+		case r < 6:
+			e.Type, e.ClientIP, e.Method, e.Status = events.TypeHTTPRequest, fmt.Sprintf("10.%d.%d.%d", rng.IntN(8), rng.IntN(16), rng.IntN(16)), "GET", status
+			e.Path, e.Bytes, e.Key = fmt.Sprintf("/page/%d", rng.IntN(300)), rng.Int64N(50_000), e.ClientIP
+		case r < 8:
+			e.Type, e.Service, e.Status, e.LatencyMs = events.TypeServiceRequest, fmt.Sprintf("svc-%d", rng.IntN(20)), status, rng.ExpFloat64()*40
+			e.Endpoint, e.Key = "/api", e.Service
+		default:
+			e.Type = []events.Type{events.TypePageView, events.TypePageView, events.TypeClick, events.TypeAddCart, events.TypePurchase}[rng.IntN(5)]
+			e.UserID, e.Page, e.Key = fmt.Sprintf("u%d", rng.IntN(5000)), fmt.Sprintf("/p/%d", rng.IntN(200)), ""
+			e.Key = e.UserID
+			if e.Type == events.TypeAddCart || e.Type == events.TypePurchase {
+				e.ProductID, e.Amount = fmt.Sprintf("prod-%d", rng.IntN(500)), 9.99
+			}
+		}
+		evs[i] = e
+	}
+	return evs
+}
+
+// BenchmarkAggregateApply measures the aggregator alone with the built-in
+// metric set: decode one events.raw batch record of 500 events, window
+// them, emit due results, encode the result records and the checkpoint
+// delta (everything Handle does except the Redis round trip and publish).
+// Event time advances 50,000 events/s, so windows open, fire and are
+// purged as in production. Reports events/s (one core).
+func BenchmarkAggregateApply(b *testing.B) {
+	defs, err := metrics.Defaults()
+	if err != nil {
+		b.Fatal(err)
+	}
+	op := app.NewAggregate(app.Settings{
+		Definitions: defs,
+		Window:      window.Config{OutOfOrderness: 5_000, AllowedLateness: 60_000, IdleTimeout: 10_000, EarlyInterval: 1_000},
+		Clock:       func() time.Time { return time.UnixMilli(benchT0) },
+	})
+	rng := rand.New(rand.NewPCG(1, 1))
+	const batch = 500
+	seq := 0
+	// Pre-encode enough records for ~20 minutes of event time.
+	var payloads [][]byte
+	for range 2_400 {
+		p, err := events.EncodeBatch(genEvents(rng, batch, benchT0, 50_000, &seq))
+		if err != nil {
+			b.Fatal(err)
+		}
+		payloads = append(payloads, p)
+	}
+	st := op.NewState(0)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		if i > 0 && i%len(payloads) == 0 {
+			b.StopTimer()
+			st = op.NewState(0) // event time restarts: fresh state
+			b.StartTimer()
+		}
+		msg := message.NewMessage("x", payloads[i%len(payloads)])
+		msg.SetContext(messaging.ContextWithPosition(ctx, 0, int64(i)))
+		if _, err := op.Apply(ctx, st, msg, int64(i)); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := st.TakeDelta(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)*batch/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)*batch/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
+}
+
+// BenchmarkEngineAdd measures the windowing engine alone (no decoding, no
+// checkpoint encoding) with the built-in set.
+func BenchmarkEngineAdd(b *testing.B) {
+	defs, err := metrics.Defaults()
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := window.NewEngine(defs, window.Config{OutOfOrderness: 5_000, AllowedLateness: 60_000, IdleTimeout: 10_000})
+	rng := rand.New(rand.NewPCG(1, 1))
+	seq := 0
+	var batches [][]events.Event
+	for range 2_400 {
+		batches = append(batches, genEvents(rng, 500, benchT0, 50_000, &seq))
+	}
+	st := window.NewState(0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	for i := 0; i < b.N; i++ {
+		if i > 0 && i%len(batches) == 0 {
+			b.StopTimer()
+			st = window.NewState(0)
+			b.StartTimer()
+		}
+		e.Add(st, batches[i%len(batches)], 0)
+		e.Emit(st, 0, false)
+	}
+	b.ReportMetric(float64(b.N)*500/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)*500/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
+}
+
+// cpuTime returns the CPU time (user + system) this process used so far.
+// Throughput per CPU second is what the benchmarks report next to wall-clock
+// events/s, because the development machine is shared and wall-clock rates
+// swing with its load.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkMemoryPerWindow fills one partition's state with two minutes of
+// events and reports the heap per active window key (measured by the
+// runtime) next to the state's own estimate (window.State.MemoryBytes,
+// the gauge the service exposes).
+func BenchmarkMemoryPerWindow(b *testing.B) {
+	defs, err := metrics.Defaults()
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := window.NewEngine(defs, window.Config{OutOfOrderness: 5_000, AllowedLateness: 60_000, IdleTimeout: 10_000})
+	rng := rand.New(rand.NewPCG(2, 2))
+	seq := 0
+	var batches [][]events.Event
+	for range 200 { // 100,000 events over 2 minutes of event time
+		batches = append(batches, genEvents(rng, 500, benchT0, 1_000, &seq))
+	}
+	var perWindow, estimate float64
+	for i := 0; i < b.N; i++ {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		st := window.NewState(0)
+		for _, batch := range batches {
+			e.Add(st, batch, 0)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		n := float64(st.ActiveWindows())
+		perWindow = float64(after.HeapAlloc-before.HeapAlloc) / n
+		estimate = float64(st.MemoryBytes()) / n
+		runtime.KeepAlive(st)
+		b.ReportMetric(n, "windows")
+	}
+	b.ReportMetric(perWindow, "heap-B/window")
+	b.ReportMetric(estimate, "gauge-B/window")
+}

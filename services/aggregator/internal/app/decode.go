@@ -1,0 +1,31 @@
+package app
+
+import (
+	"fmt"
+
+	gojson "github.com/goccy/go-json"
+
+	"github.com/streamwatch/streamwatch/pkg/events"
+)
+
+// decodeBatch decodes an events.raw batch record exactly as
+// events.DecodeBatch does (same version checks, errors wrapping
+// events.ErrUndecodable), with goccy/go-json instead of encoding/json:
+// decoding was the largest cost per event in BenchmarkAggregateApply
+// (~4 µs of ~12 µs per event), and goccy decodes the same JSON about 3
+// times faster.
+func decodeBatch(payload []byte) ([]events.Event, error) {
+	var b events.Batch
+	if err := gojson.Unmarshal(payload, &b); err != nil {
+		return nil, fmt.Errorf("%w: %w", events.ErrUndecodable, err)
+	}
+	if b.V != 1 {
+		return nil, fmt.Errorf("%w: batch version %d (this build reads 1)", events.ErrUndecodable, b.V)
+	}
+	for i := range b.Events {
+		if v := b.Events[i].V; v < 1 || v > events.SchemaVersion {
+			return nil, fmt.Errorf("%w: event %d has schema version %d (this build reads 1..%d)", events.ErrUndecodable, i, v, events.SchemaVersion)
+		}
+	}
+	return b.Events, nil
+}
