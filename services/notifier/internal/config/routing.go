@@ -205,10 +205,13 @@ func LoadRouting(path string) (Routing, error) {
 // DefaultRouting is the built-in routing when no file is given: one
 // receiver "default" with the webhook NOTIFIER_WEBHOOK_URL (when set;
 // firing notifications only, as before routing existed) and the Redis list
-// NOTIFIER_RECENT_KEY; alerts grouped by alertname, group_wait 5s,
-// group_interval 1m, repeat_interval 4h.
+// NOTIFIER_RECENT_KEY; alerts grouped by alertname, group_wait 0 (a new
+// group's first alert goes out at once, as before routing existed; in
+// event time an alert may fire and resolve in the same instant, and a
+// group_wait would then send nothing), group_interval 1m, repeat_interval
+// 4h.
 func DefaultRouting(c *Config) Routing {
-	gw, gi, ri := 5*time.Second, time.Minute, 4*time.Hour
+	gw, gi, ri := time.Duration(0), time.Minute, 4*time.Hour
 	f := false
 	rc := ReceiverConfig{Name: "default", RedisConfigs: []RedisConfig{{Key: c.RecentKey, Limit: c.RecentLimit}}}
 	if c.WebhookURL != "" {

@@ -67,6 +67,7 @@ func TestDefaultRoutingIsTheFormerBehaviour(t *testing.T) {
 	d, err := r.Dispatch()
 	require.NoError(t, err)
 	require.Equal(t, map[string]bool{"default": false}, d.SendResolved, "firing only, as before")
+	require.Zero(t, d.Route.GroupWait, "the first alert goes out at once, as before")
 	_, refs, err := service.BuildIntegrations(&r, &cfg, nil, func(k string) (string, bool) {
 		return cfg.WebhookURL, k == "NOTIFIER_WEBHOOK_URL"
 	})

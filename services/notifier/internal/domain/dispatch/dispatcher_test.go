@@ -325,3 +325,32 @@ func TestConfigValidation(t *testing.T) {
 	require.ErrorContains(t, err, "group_interval")
 	require.ErrorContains(t, err, `unknown mute_time_interval "x"`)
 }
+
+func TestFiringAndResolvedInOneInstant(t *testing.T) {
+	t.Parallel()
+	// The detector may report a one-window burst as firing and resolved at
+	// the same event time. With group_wait 0 the firing goes out; the
+	// resolution follows a group interval later if the receiver wants it.
+	for _, sendResolved := range []bool{false, true} {
+		cfg := baseConfig(t)
+		cfg.Route.GroupWait = 0
+		cfg.SendResolved = map[string]bool{"team": sendResolved}
+		r := newRun(t, cfg)
+		r.alert(alert("cpu", "api", "warning", "firing", 0, 0))
+		r.alert(alert("cpu", "api", "warning", "resolved", 0, 0))
+		r.until(time.Hour)
+		want := []string{"0s team firing [api=firing]"}
+		if sendResolved {
+			want = append(want, "5m0s team resolved [api=resolved]")
+		}
+		require.Equal(t, want, r.log, "send_resolved=%v", sendResolved)
+		require.Empty(t, r.st.Groups)
+	}
+	// With a positive group_wait nothing was ever notified: nothing is sent
+	// (as in Alertmanager).
+	r := newRun(t, baseConfig(t))
+	r.alert(alert("cpu", "api", "warning", "firing", 0, 0))
+	r.alert(alert("cpu", "api", "warning", "resolved", 0, 0))
+	r.until(time.Hour)
+	require.Empty(t, r.log)
+}
