@@ -12,7 +12,7 @@ import (
 )
 
 // wantMigrations are the embedded migrations' names in version order.
-var wantMigrations = []string{"events", "metric_windows", "alerts", "notifications"}
+var wantMigrations = []string{"events", "metric_windows", "alerts", "notifications", "batch"}
 
 func TestAllEmbeddedMigrationsParse(t *testing.T) {
 	t.Parallel()
@@ -25,10 +25,24 @@ func TestAllEmbeddedMigrationsParse(t *testing.T) {
 	}
 	require.Equal(t, wantMigrations, names)
 	for _, m := range all {
-		require.Len(t, m.Statements, 1, m.Name)
-		require.Contains(t, m.Statements[0], databasePlaceholder)
-		require.NotContains(t, m.Statements[0], "--")
+		require.NotEmpty(t, m.Statements, m.Name)
+		for _, stmt := range m.Statements {
+			require.Contains(t, stmt, databasePlaceholder)
+			require.NotContains(t, stmt, "--")
+		}
 	}
+}
+
+func TestCreateTableAs(t *testing.T) {
+	t.Parallel()
+	ddl, err := CreateTableAs("db", "metric_windows", "metric_windows_replay_1")
+	require.NoError(t, err)
+	require.Contains(t, ddl, "CREATE TABLE IF NOT EXISTS db.metric_windows_replay_1\n(")
+	require.Contains(t, ddl, "ReplacingMergeTree(revision)")
+	_, err = CreateTableAs("db", "metric", "x") // a prefix of a table is not a table
+	require.ErrorIs(t, err, ErrUnknownTable)
+	_, err = CreateTableAs("db", "events", "x; DROP TABLE y")
+	require.Error(t, err)
 }
 
 func TestLoadRejectsMalformedFiles(t *testing.T) {
@@ -88,7 +102,7 @@ func TestUpIsIdempotent(t *testing.T) {
 		tables = append(tables, name)
 	}
 	require.NoError(t, rows.Err())
-	require.Equal(t, []string{"alerts", "events", "metric_windows", "notifications", "schema_migrations"}, tables)
+	require.Equal(t, []string{"alerts", "batch_runs", "events", "metric_windows", "metric_windows_batch", "notifications", "schema_migrations"}, tables)
 
 	var recorded uint64
 	require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM sw_test.schema_migrations").Scan(&recorded))

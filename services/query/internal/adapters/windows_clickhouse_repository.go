@@ -106,18 +106,24 @@ func (r *ClickHouseWindowRepository) SeriesRows(ctx context.Context, q window.Se
 // order.
 func (r *ClickHouseWindowRepository) seriesSQL(q window.SeriesQuery) (string, []any) {
 	step := q.Step().Millis()
+	return windowAggSQL(r.table+" FINAL", "intDiv(window_start_ms, ?) * ? AS t", []any{step, step}, q, "", nil, "t, grp", "grp, t")
+}
+
+// windowAggSQL builds "SELECT <key>, <group> AS grp, sum(value) AS v FROM
+// <from> WHERE <metric, range, filters, extra> GROUP BY <groupBy> ORDER
+// BY <orderBy>" over a metric_windows-shaped table; keyArgs bind the
+// placeholders of key, extraArgs those of extra.
+func windowAggSQL(from, key string, keyArgs []any, q window.SeriesQuery, extra string, extraArgs []any, groupBy, orderBy string) (string, []any) {
 	var b strings.Builder
-	args := []any{step, step}
-	b.WriteString("SELECT intDiv(window_start_ms, ?) * ? AS t, ")
+	args := append([]any{}, keyArgs...)
+	b.WriteString("SELECT " + key + ", ")
 	if q.GroupBy() != "" {
 		b.WriteString("label_values[indexOf(label_names, ?)]")
 		args = append(args, q.GroupBy())
 	} else {
 		b.WriteString("''")
 	}
-	b.WriteString(" AS grp, sum(value) AS v FROM ")
-	b.WriteString(r.table)
-	b.WriteString(" FINAL WHERE metric = ?")
+	b.WriteString(" AS grp, sum(value) AS v FROM " + from + " WHERE metric = ?")
 	args = append(args, q.Metric())
 	// window_start (seconds) narrows the partitions read; window_start_ms
 	// is the exact condition and uses the primary key.
@@ -126,8 +132,44 @@ func (r *ClickHouseWindowRepository) seriesSQL(q window.SeriesQuery) (string, []
 	b.WriteString(" AND window_start_ms >= ? AND window_start_ms < ?")
 	args = append(args, q.From(), q.To())
 	args = appendLabelFilters(&b, args, q.Filters())
-	b.WriteString(" GROUP BY t, grp ORDER BY grp, t")
+	if extra != "" {
+		b.WriteString(" AND " + extra)
+		args = append(args, extraArgs...)
+	}
+	b.WriteString(" GROUP BY " + groupBy + " ORDER BY " + orderBy)
 	return b.String(), args
+}
+
+// SeriesWindows implements query.LayeredSeriesReader for the speed layer:
+// per window and group of q, the latest revisions summed over shards.
+func (r *ClickHouseWindowRepository) SeriesWindows(ctx context.Context, q window.SeriesQuery) ([]window.WindowRow, error) {
+	sql, args := windowAggSQL(r.table+" FINAL", "window_start_ms AS ws, window_end_ms AS we", nil, q, "", nil, "ws, we, grp", "grp, ws")
+	return scanWindowRows(ctx, r.conn, sql, args, false)
+}
+
+func scanWindowRows(ctx context.Context, conn driver.Conn, sql string, args []any, withRun bool) ([]window.WindowRow, error) {
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("query windows: %w", err)
+	}
+	defer rows.Close()
+	var out []window.WindowRow
+	for rows.Next() {
+		var w window.WindowRow
+		dest := []any{&w.Start, &w.End}
+		if withRun {
+			dest = append(dest, &w.Run)
+		}
+		dest = append(dest, &w.Group, &w.Value)
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("scan windows: %w", err)
+		}
+		out = append(out, w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read windows: %w", err)
+	}
+	return out, nil
 }
 
 // TopK implements query.TopKReader with one aggregate over metric_windows

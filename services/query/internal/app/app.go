@@ -22,6 +22,7 @@ type Commands struct {
 	ProjectWindow       command.ProjectWindowHandler
 	ProjectAlert        command.ProjectAlertHandler
 	ProjectNotification command.ProjectNotificationHandler
+	RunBatch            command.RunBatchHandler
 }
 
 // Queries read the projections.
@@ -29,4 +30,5 @@ type Queries struct {
 	Series query.SeriesHandler
 	Live   query.LiveHandler
 	Search query.SearchHandler
+	Batch  query.BatchReportHandler
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/streamwatch/streamwatch/pkg/config"
+	"github.com/streamwatch/streamwatch/pkg/metrics"
 )
 
 // Config is what users set for the query service.
@@ -32,6 +33,8 @@ type Config struct {
 	// notifier writes (its NOTIFIER_RECENT_KEY, unprefixed); the query
 	// service only reads it.
 	RecentAlertsKey string `env:"QUERY_ALERTS_RECENT_KEY" envDefault:"alerts:recent"`
+	// Batch configures the Lambda batch layer.
+	Batch Batch
 	// StreamHeartbeat is the interval of SSE heartbeat comments on
 	// /api/v1/stream (> 0).
 	StreamHeartbeat time.Duration `env:"QUERY_STREAM_HEARTBEAT" envDefault:"15s"`
@@ -55,6 +58,38 @@ type WindowBatch struct {
 	MaxDelay time.Duration `env:"QUERY_WINDOWS_BATCH_MAX_DELAY" envDefault:"200ms"`
 	// Idle flushes a batch when no row arrived for this long (0 disables).
 	Idle time.Duration `env:"QUERY_WINDOWS_BATCH_IDLE" envDefault:"2ms"`
+}
+
+// Batch configures the batch job (`query batch` and its schedule).
+type Batch struct {
+	// MetricsFile is the metric definitions file, the same format and
+	// normally the same file as the aggregator's AGG_METRICS_FILE; empty
+	// uses the built-in set (pkg/metrics/defaults.yaml).
+	MetricsFile string `env:"QUERY_METRICS_FILE"`
+	// Interval runs the batch job every Interval inside the service; 0
+	// disables the schedule.
+	Interval time.Duration `env:"QUERY_BATCH_INTERVAL" envDefault:"0s"`
+	// Range is the event-time span each scheduled run recomputes (> 0).
+	Range time.Duration `env:"QUERY_BATCH_RANGE" envDefault:"1h"`
+	// Delay is how far behind now (event time) a scheduled run ends, so
+	// that late events have arrived (>= 0).
+	Delay time.Duration `env:"QUERY_BATCH_DELAY" envDefault:"10m"`
+}
+
+// Definitions loads MetricsFile, or the built-in set without one.
+func (b Batch) Definitions() ([]metrics.Definition, error) {
+	if b.MetricsFile == "" {
+		defs, err := metrics.Defaults()
+		if err != nil {
+			return nil, fmt.Errorf("built-in metric definitions: %w", err)
+		}
+		return defs, nil
+	}
+	defs, err := metrics.LoadDefinitions(b.MetricsFile)
+	if err != nil {
+		return nil, fmt.Errorf("QUERY_METRICS_FILE: %w", err)
+	}
+	return defs, nil
 }
 
 // DefaultHTTPAddr is the query service's listen address unless HTTP_ADDR
@@ -92,6 +127,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RecentAlertsKey == "" {
 		errs = append(errs, errors.New("QUERY_ALERTS_RECENT_KEY: empty"))
+	}
+	if c.Batch.Interval < 0 || c.Batch.Range <= 0 || c.Batch.Delay < 0 {
+		errs = append(errs, errors.New("QUERY_BATCH_INTERVAL and QUERY_BATCH_DELAY must not be negative, QUERY_BATCH_RANGE must be positive"))
 	}
 	if c.StreamHeartbeat <= 0 {
 		errs = append(errs, errors.New("QUERY_STREAM_HEARTBEAT: must be positive"))

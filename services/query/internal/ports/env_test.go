@@ -21,6 +21,7 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/services/query/internal/adapters/chtest"
+	"github.com/streamwatch/streamwatch/services/query/internal/app"
 	"github.com/streamwatch/streamwatch/services/query/internal/config"
 	"github.com/streamwatch/streamwatch/services/query/internal/ports"
 	"github.com/streamwatch/streamwatch/services/query/internal/service"
@@ -39,6 +40,7 @@ type env struct {
 	ch      driver.Conn
 	rdb     *redis.Client
 	storage service.Storage
+	app     app.Application
 	proj    ports.Projections
 	http    *echo.Echo
 }
@@ -65,10 +67,10 @@ func newEnv(t *testing.T) *env {
 		require.NoError(t, <-done)
 	})
 
-	application := service.NewApplication(storage)
+	application := service.NewApplication(storage, metrics.DefaultDefinitions())
 	e := httpserver.New(slog.New(slog.DiscardHandler), nil)
 	ports.NewHTTPServer(application, ports.StreamConfig{Feed: storage.Hub, Heartbeat: 50 * time.Millisecond}).Register(e)
-	return &env{ch: conn, rdb: rdb, storage: storage, proj: ports.NewProjections(application), http: e}
+	return &env{ch: conn, rdb: rdb, storage: storage, app: application, proj: ports.NewProjections(application), http: e}
 }
 
 // get serves GET target and decodes the JSON answer into out (when not

@@ -66,6 +66,7 @@ func NewHTTPServer(a app.Application, stream StreamConfig) *HTTPServer {
 //	GET /api/v1/events?from=T&to=T[&type=TYPE ...][&field=FIELD=VALUE ...][&limit=N][&cursor=C]
 //	GET /api/v1/alerts[?state=S ...][&severity=S ...][&filter=LABEL=VALUE ...][&from=T][&to=T][&limit=N]
 //	GET /api/v1/alerts/recent[?limit=N]
+//	GET /api/v1/batch/runs/{id}[?min_rel_diff=X][&limit=N]
 //
 // T is RFC 3339 or integer milliseconds since the epoch.
 func (s *HTTPServer) Register(e *echo.Echo) {
@@ -78,6 +79,7 @@ func (s *HTTPServer) Register(e *echo.Echo) {
 	g.GET("/events", s.events)
 	g.GET("/alerts", s.alerts)
 	g.GET("/alerts/recent", s.recentAlerts)
+	g.GET("/batch/runs/:id", s.batchRun)
 }
 
 // SeriesResponse is the body of GET /api/v1/series.
@@ -99,10 +101,13 @@ type SeriesJSON struct {
 	Points []PointJSON       `json:"points"`
 }
 
-// PointJSON is one bucket: t its start in ms, value the sum.
+// PointJSON is one bucket: t its start in ms, value the sum, layer the
+// serving layer it came from: "speed" (window projections of the stream),
+// "batch" (a batch run's recompute) or "mixed" (windows of both).
 type PointJSON struct {
 	T     int64   `json:"t"`
 	Value float64 `json:"value"`
+	Layer string  `json:"layer"`
 }
 
 // LiveResponse is the body of GET /api/v1/live.
@@ -163,7 +168,7 @@ func (s *HTTPServer) series(c echo.Context) error {
 	for i, sr := range series {
 		points := make([]PointJSON, len(sr.Points))
 		for j, p := range sr.Points {
-			points[j] = PointJSON{T: p.T, Value: p.Value}
+			points[j] = PointJSON{T: p.T, Value: p.Value, Layer: p.Layer}
 		}
 		resp.Series[i] = SeriesJSON{Labels: sr.Labels, Points: points}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/streamwatch/streamwatch/services/query/internal/app/command"
 	"github.com/streamwatch/streamwatch/services/query/internal/app/query"
 	"github.com/streamwatch/streamwatch/services/query/internal/config"
+	"github.com/streamwatch/streamwatch/services/query/internal/dashboard"
 	"github.com/streamwatch/streamwatch/services/query/internal/ports"
 	"github.com/streamwatch/streamwatch/services/query/migrations"
 )
@@ -45,6 +46,8 @@ type Storage struct {
 	Recent *adapters.RedisRecentAlerts
 	// Hub fans stored window results out to /api/v1/stream clients.
 	Hub *adapters.Hub
+	// Batch is the Lambda batch layer (runs and the batch view).
+	Batch *adapters.ClickHouseBatchRepository
 }
 
 // NewStorage builds the repositories on ch (tables in database) and rdb
@@ -66,22 +69,26 @@ func NewStorage(ch driver.Conn, database string, rdb redis.UniversalClient, pref
 		Alerts:        adapters.NewClickHouseAlertRepository(ch, database),
 		Recent:        adapters.NewRedisRecentAlerts(rdb, recentKey),
 		Hub:           adapters.NewHub(),
+		Batch:         adapters.NewClickHouseBatchRepository(ch, database),
 	}, nil
 }
 
-// NewApplication returns the use cases over s.
-func NewApplication(s Storage) app.Application {
+// NewApplication returns the use cases over s; the batch job computes defs
+// (compiled metric definitions, the aggregator's).
+func NewApplication(s Storage, defs []metrics.Definition) app.Application {
 	return app.Application{
 		Commands: app.Commands{
 			ProjectEvents:       command.NewProjectEventsHandler(s.Events),
 			ProjectWindow:       command.NewProjectWindowHandler(s.WindowBatcher, s.Live, s.Hub),
 			ProjectAlert:        command.NewProjectAlertHandler(s.Alerts),
 			ProjectNotification: command.NewProjectNotificationHandler(s.Alerts),
+			RunBatch:            command.NewRunBatchHandler(s.Batch, defs),
 		},
 		Queries: app.Queries{
-			Series: query.NewSeriesHandler(s.Windows),
+			Series: query.NewSeriesHandler(s.Windows, s.Batch),
 			Live:   query.NewLiveHandler(s.Live),
 			Search: query.NewSearchHandler(s.Events, s.Windows, s.Alerts, s.Recent),
+			Batch:  query.NewBatchReportHandler(s.Batch),
 		},
 	}
 }
@@ -99,6 +106,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return svc.RunHTTP(gctx) })
 	g.Go(func() error { return svc.RunProjections(gctx) })
+	g.Go(func() error { return svc.RunBatchSchedule(gctx, logger) })
 	err = g.Wait()
 	logger.Info("query service stopped")
 	return errors.Join(err, svc.Close())
@@ -109,6 +117,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 type Service struct {
 	cfg     config.Config
 	storage Storage
+	app     app.Application
 	http    *echo.Echo
 	router  *message.Router
 
@@ -151,7 +160,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	if err != nil {
 		return nil, err
 	}
-	application := NewApplication(s.storage)
+	defs, err := cfg.Batch.Definitions()
+	if err != nil {
+		return nil, err
+	}
+	application := NewApplication(s.storage, defs)
+	s.app = application
 
 	dlq, err := messaging.NewPublisher(cfg.Kafka, "query", logger)
 	if err != nil {
@@ -194,6 +208,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		},
 	})
 	ports.NewHTTPServer(application, ports.StreamConfig{Feed: s.storage.Hub, Heartbeat: cfg.StreamHeartbeat, Stop: s.streamStop}).Register(s.http)
+	dashboard.Register(s.http)
 	return s, nil
 }
 

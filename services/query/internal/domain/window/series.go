@@ -185,14 +185,23 @@ type Row struct {
 	Group string
 	T     int64
 	Value float64
+	// Layer is the serving layer the value came from (batch.LayerSpeed,
+	// LayerBatch); rows of one group and bucket from different layers
+	// make a "mixed" point.
+	Layer string
 }
 
 // Point is one bucket of a series: T is the bucket start (ms since the
-// epoch), Value the sum.
+// epoch), Value the sum, Layer where it came from ("speed", "batch" or
+// "mixed").
 type Point struct {
 	T     int64
 	Value float64
+	Layer string
 }
+
+// LayerMixed is the Layer of a point summed from rows of different layers.
+const LayerMixed = "mixed"
 
 // Series is the points of one group, sorted by T. Labels is
 // {GroupBy: group} with GroupBy, and empty (not nil) without.
@@ -202,17 +211,32 @@ type Series struct {
 }
 
 // BuildSeries turns rows into series: one per group, sorted by group
-// value, points sorted by T. Without GroupBy it always returns exactly one
+// value, points sorted by T; rows of the same group and T are added. Without GroupBy it always returns exactly one
 // series (its points may be empty); with GroupBy, only groups that have
 // rows. Rows outside the query's range are a storage bug and are dropped.
 func BuildSeries(q SeriesQuery, rows []Row) []Series {
 	groups := map[string][]Point{}
+	type slot struct {
+		group string
+		t     int64
+	}
+	index := map[slot]int{}
 	first := q.from / q.step.ms * q.step.ms // bucket holding from (from >= 0)
 	for _, r := range rows {
 		if r.T < first || r.T >= q.to {
 			continue
 		}
-		groups[r.Group] = append(groups[r.Group], Point{T: r.T, Value: r.Value})
+		k := slot{r.Group, r.T}
+		if i, ok := index[k]; ok {
+			p := &groups[r.Group][i]
+			p.Value += r.Value
+			if p.Layer != r.Layer {
+				p.Layer = LayerMixed
+			}
+			continue
+		}
+		index[k] = len(groups[r.Group])
+		groups[r.Group] = append(groups[r.Group], Point{T: r.T, Value: r.Value, Layer: r.Layer})
 	}
 	if q.groupBy == "" {
 		points := groups[""]
@@ -251,4 +275,37 @@ func (q SeriesQuery) String() string {
 		fmt.Fprintf(&b, " %s in %q", f.Label, f.Values)
 	}
 	return b.String()
+}
+
+// WindowRow is one window of one group in one layer, as storage returns
+// it for layered serving: the value summed over shards (speed) or the
+// batch run's value (Run set).
+type WindowRow struct {
+	Group      string
+	Start, End int64
+	Value      float64
+	Run        string
+}
+
+// LayerRows picks, per window, the layer that answers it and buckets the
+// values by q's step: a window that covering(start, end) attributes to a
+// batch run is answered by that run's rows (speed rows of it are
+// ignored); every other window by the speed layer. Layer names are
+// speedLayer and batchLayer.
+func LayerRows(q SeriesQuery, speed, batch []WindowRow, covering func(start, end int64) (run string, ok bool), speedLayer, batchLayer string) []Row {
+	step := q.step.ms
+	out := make([]Row, 0, len(speed)+len(batch))
+	for _, w := range speed {
+		if _, covered := covering(w.Start, w.End); covered {
+			continue
+		}
+		out = append(out, Row{Group: w.Group, T: w.Start / step * step, Value: w.Value, Layer: speedLayer})
+	}
+	for _, w := range batch {
+		if run, ok := covering(w.Start, w.End); !ok || run != w.Run {
+			continue // an older run of the same window
+		}
+		out = append(out, Row{Group: w.Group, T: w.Start / step * step, Value: w.Value, Layer: batchLayer})
+	}
+	return out
 }
