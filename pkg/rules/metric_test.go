@@ -12,7 +12,7 @@ import (
 
 const minute = int64(60_000)
 
-func set(t *testing.T, yaml string) *rules.Set {
+func set(t testing.TB, yaml string) *rules.Set {
 	t.Helper()
 	rs, err := rules.Parse("test.yaml", []byte(yaml))
 	require.NoError(t, err)
