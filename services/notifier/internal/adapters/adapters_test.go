@@ -50,7 +50,7 @@ func notification() dispatch.Notification {
 	return dispatch.Notification{
 		V: 1, ID: "00112233aabbccdd:3", GroupKey: `0:{alertname="high_request_rate_client"}`, Receiver: "team",
 		Integration: "team/webhook/0", Status: "firing", GroupLabels: map[string]string{"alertname": "high_request_rate_client"},
-		Alerts: []dispatch.NotifiedAlert{{Alert: a1, Ack: &silences.Ack{By: "alice", Comment: "on it"}}, {Alert: a2}},
+		Alerts: []dispatch.NotifiedAlert{{Alert: a1, Ack: &silences.Ack{By: "alice", At: time.Date(2015, 5, 18, 8, 6, 0, 0, time.UTC).UnixMilli(), Comment: "on it"}}, {Alert: a2}},
 	}
 }
 
@@ -114,6 +114,8 @@ func TestWebhookPayloadIsAlertmanagerV4(t *testing.T) {
 	require.Equal(t, "0001-01-01T00:00:00Z", a0["endsAt"])
 	require.Equal(t, "", a0["generatorURL"])
 	require.Equal(t, notification().Alerts[0].Fingerprint, a0["fingerprint"])
+	require.Equal(t, map[string]any{"by": "alice", "at": "2015-05-18T08:06:00Z", "comment": "on it"}, a0["acknowledgement"])
+	require.NotContains(t, a1, "acknowledgement")
 	require.Equal(t, "resolved", a1["status"])
 	require.Equal(t, "2015-05-18T08:03:00Z", a1["endsAt"])
 

@@ -15,7 +15,8 @@ const WebhookVersion = "4"
 // WebhookMessage is the JSON body POSTed to webhook receivers. It has the
 // shape of Alertmanager's webhook payload (version "4"), so existing
 // Alertmanager webhook consumers work unchanged; NotificationID is our
-// addition (documented in docs/notifier.md): the same notification
+// addition, and so is each alert's acknowledgement (documented in
+// docs/notifier.md): the same notification
 // redelivered carries the same id, so a consumer can deduplicate.
 type WebhookMessage struct {
 	Version           string            `json:"version"`
@@ -41,6 +42,16 @@ type WebhookAlert struct {
 	EndsAt       time.Time         `json:"endsAt"`
 	GeneratorURL string            `json:"generatorURL"`
 	Fingerprint  string            `json:"fingerprint"`
+	// Acknowledgement is our addition: who acknowledged the alert's
+	// episode, when (RFC 3339) and why; absent when nobody did.
+	Acknowledgement *WebhookAck `json:"acknowledgement,omitempty"`
+}
+
+// WebhookAck is an acknowledgement in a WebhookAlert.
+type WebhookAck struct {
+	By      string    `json:"by"`
+	At      time.Time `json:"at"`
+	Comment string    `json:"comment,omitempty"`
 }
 
 // Webhook POSTs notifications as WebhookMessage JSON to a URL.
@@ -71,6 +82,9 @@ func (w *Webhook) Message(n *dispatch.Notification) WebhookMessage {
 		}
 		if a.EndsAt > 0 {
 			wa.EndsAt = time.UnixMilli(a.EndsAt).UTC()
+		}
+		if a.Ack != nil {
+			wa.Acknowledgement = &WebhookAck{By: a.Ack.By, At: time.UnixMilli(a.Ack.At).UTC(), Comment: a.Ack.Comment}
 		}
 		labels = append(labels, wa.Labels)
 		annots = append(annots, wa.Annotations)

@@ -15,8 +15,11 @@ import (
 
 // Built is one integration ready to deliver.
 type Built struct {
-	Ref      app.IntegrationRef
-	Target   app.Integration
+	// Ref names it and says whether it wants resolved alerts.
+	Ref app.IntegrationRef
+	// Target sends notifications.
+	Target app.Integration
+	// Timeout bounds one attempt; MaxTries bounds attempts.
 	Timeout  time.Duration
 	MaxTries uint
 }
