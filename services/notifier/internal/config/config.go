@@ -37,6 +37,10 @@ type Config struct {
 	// TickInterval is how often the dispatcher's clock advances with
 	// processing time and due groups flush.
 	TickInterval time.Duration `env:"NOTIFIER_TICK_INTERVAL" envDefault:"1s"`
+	// WakeInterval is how often a wake record is published to the dispatch
+	// log: the instance that owns it after a restart or rebalance loads its
+	// state within this time even when no alert arrives, so its timers run.
+	WakeInterval time.Duration `env:"NOTIFIER_WAKE_INTERVAL" envDefault:"30s"`
 	// RetryInitial and RetryMax shape the delivery backoff (exponential,
 	// factor 2, ±50% jitter).
 	RetryInitial time.Duration `env:"NOTIFIER_RETRY_INITIAL" envDefault:"500ms"`
@@ -57,6 +61,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TickInterval <= 0 {
 		errs = append(errs, fmt.Errorf("NOTIFIER_TICK_INTERVAL: %s <= 0", c.TickInterval))
+	}
+	if c.WakeInterval <= 0 {
+		errs = append(errs, fmt.Errorf("NOTIFIER_WAKE_INTERVAL: %s <= 0", c.WakeInterval))
 	}
 	if c.MaxTries < 1 {
 		errs = append(errs, errors.New("NOTIFIER_MAX_TRIES: must be >= 1"))

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -137,16 +138,23 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		h := router.AddConsumerHandler(group, messaging.TopicNotifierDeliveries, sub, dl.Handle)
 		h.AddMiddleware(messaging.DeadLetter(pub, messaging.TopicNotifierDeliveries, logger))
 	}
-	// Wake the dispatcher so its timers run after a restart without
-	// waiting for the next alert.
-	wake := app.DispatchOutput(app.KindWake, watermill.NewUUID(), []byte("{}"))
-	wm := message.NewMessage(wake.UUID, wake.Payload)
-	for k, v := range wake.Metadata {
-		wm.Metadata.Set(k, v)
+	// Wake the dispatcher now and then, so that whichever instance owns
+	// its partition loads it and runs its timers without waiting for the
+	// next alert (after a restart or a rebalance).
+	wake := func() error {
+		w := app.DispatchOutput(app.KindWake, watermill.NewUUID(), []byte("{}"))
+		wm := message.NewMessage(w.UUID, w.Payload)
+		for k, v := range w.Metadata {
+			wm.Metadata.Set(k, v)
+		}
+		wm.Metadata.Set(messaging.MetaKey, w.Key)
+		if err := pub.Publish(w.Topic, wm); err != nil {
+			return fmt.Errorf("wake dispatcher: %w", err)
+		}
+		return nil
 	}
-	wm.Metadata.Set(messaging.MetaKey, wake.Key)
-	if err := pub.Publish(wake.Topic, wm); err != nil {
-		return fmt.Errorf("wake dispatcher: %w", err)
+	if err := wake(); err != nil {
+		return err
 	}
 
 	names := make([]string, len(built))
@@ -166,6 +174,20 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return router.Run(gctx) })
 	g.Go(func() error { return dproc.Run(gctx) })
+	g.Go(func() error {
+		t := time.NewTicker(cfg.WakeInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+				if err := wake(); err != nil {
+					logger.Warn("wake dispatcher", "error", err.Error())
+				}
+			}
+		}
+	})
 	g.Go(func() error { return httpserver.Run(gctx, e, cfg.HTTP.Addr, cfg.HTTP.ShutdownTimeout) })
 	err = g.Wait()
 	logger.Info("notifier stopped")
