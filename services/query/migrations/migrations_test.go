@@ -12,7 +12,7 @@ import (
 )
 
 // wantMigrations are the embedded migrations' names in version order.
-var wantMigrations = []string{"events", "metric_windows", "alerts", "notifications", "batch"}
+var wantMigrations = []string{"events", "metric_windows", "alerts", "notifications", "batch", "admin"}
 
 func TestAllEmbeddedMigrationsParse(t *testing.T) {
 	t.Parallel()
@@ -102,7 +102,7 @@ func TestUpIsIdempotent(t *testing.T) {
 		tables = append(tables, name)
 	}
 	require.NoError(t, rows.Err())
-	require.Equal(t, []string{"alerts", "batch_runs", "events", "metric_windows", "metric_windows_batch", "notifications", "schema_migrations"}, tables)
+	require.Equal(t, []string{"alerts", "batch_runs", "events", "metric_windows", "metric_windows_batch", "notifications", "rules", "schema_migrations", "silences"}, tables)
 
 	var recorded uint64
 	require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM sw_test.schema_migrations").Scan(&recorded))

@@ -23,6 +23,7 @@ type Commands struct {
 	ProjectAlert        command.ProjectAlertHandler
 	ProjectNotification command.ProjectNotificationHandler
 	RunBatch            command.RunBatchHandler
+	Admin               command.AdminHandler
 }
 
 // Queries read the projections.
@@ -31,4 +32,5 @@ type Queries struct {
 	Live   query.LiveHandler
 	Search query.SearchHandler
 	Batch  query.BatchReportHandler
+	Admin  query.AdminReader
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/labstack/echo/v4"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -20,6 +21,7 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/services/query/internal/adapters"
 	"github.com/streamwatch/streamwatch/services/query/internal/adapters/chtest"
 	"github.com/streamwatch/streamwatch/services/query/internal/app"
 	"github.com/streamwatch/streamwatch/services/query/internal/config"
@@ -41,6 +43,7 @@ type env struct {
 	rdb     *redis.Client
 	storage service.Storage
 	app     app.Application
+	pubsub  *gochannel.GoChannel // admin records published by the API
 	proj    ports.Projections
 	http    *echo.Echo
 }
@@ -67,10 +70,12 @@ func newEnv(t *testing.T) *env {
 		require.NoError(t, <-done)
 	})
 
-	application := service.NewApplication(storage, metrics.DefaultDefinitions())
+	pubsub := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 64, Persistent: true}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = pubsub.Close() })
+	application := service.NewApplication(storage, metrics.DefaultDefinitions(), adapters.RecordPublisher{Pub: pubsub})
 	e := httpserver.New(slog.New(slog.DiscardHandler), nil)
 	ports.NewHTTPServer(application, ports.StreamConfig{Feed: storage.Hub, Heartbeat: 50 * time.Millisecond}).Register(e)
-	return &env{ch: conn, rdb: rdb, storage: storage, app: application, proj: ports.NewProjections(application), http: e}
+	return &env{ch: conn, rdb: rdb, storage: storage, app: application, pubsub: pubsub, proj: ports.NewProjections(application), http: e}
 }
 
 // get serves GET target and decodes the JSON answer into out (when not

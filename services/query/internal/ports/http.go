@@ -67,6 +67,9 @@ func NewHTTPServer(a app.Application, stream StreamConfig) *HTTPServer {
 //	GET /api/v1/alerts[?state=S ...][&severity=S ...][&filter=LABEL=VALUE ...][&from=T][&to=T][&limit=N]
 //	GET /api/v1/alerts/recent[?limit=N]
 //	GET /api/v1/batch/runs/{id}[?min_rel_diff=X][&limit=N]
+//	GET /api/v1/rules, GET|PUT|DELETE /api/v1/rules/{id}, POST /api/v1/rules
+//	GET /api/v1/silences[?state=active|expired|all], GET|PUT|DELETE /api/v1/silences/{id}, POST /api/v1/silences
+//	POST /api/v1/alerts/{fingerprint}/ack
 //
 // T is RFC 3339 or integer milliseconds since the epoch.
 func (s *HTTPServer) Register(e *echo.Echo) {
@@ -80,6 +83,7 @@ func (s *HTTPServer) Register(e *echo.Echo) {
 	g.GET("/alerts", s.alerts)
 	g.GET("/alerts/recent", s.recentAlerts)
 	g.GET("/batch/runs/:id", s.batchRun)
+	s.registerAdmin(g)
 }
 
 // SeriesResponse is the body of GET /api/v1/series.

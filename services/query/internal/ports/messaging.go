@@ -16,6 +16,8 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/pkg/rules"
+	"github.com/streamwatch/streamwatch/pkg/silences"
 	"github.com/streamwatch/streamwatch/services/query/internal/app"
 	"github.com/streamwatch/streamwatch/services/query/internal/app/command"
 )
@@ -29,12 +31,14 @@ const (
 	WindowsProjector       = "query.windows-projector"
 	AlertsProjector        = "query.alerts-projector"
 	NotificationsProjector = "query.notifications-projector"
+	RulesProjector         = "query.rules-projector"
+	SilencesProjector      = "query.silences-projector"
 )
 
 // Subscribers are the Kafka subscribers of the projections, one per
 // consumer group (the handler names above).
 type Subscribers struct {
-	Events, Windows, Alerts, Notifications message.Subscriber
+	Events, Windows, Alerts, Notifications, Rules, Silences message.Subscriber
 }
 
 // Projections are the Watermill handlers that keep the query service's
@@ -52,8 +56,8 @@ func NewProjections(a app.Application) Projections {
 	return Projections{app: a}
 }
 
-// Register adds the four projection handlers to router: events.raw,
-// metrics.windows, alerts and notifications, each from its subscriber in
+// Register adds the projection handlers to router: events.raw,
+// metrics.windows, alerts, notifications, rules and silences, each from its subscriber in
 // subs (whose consumer group must be the handler's name). Each handler gets
 // DeadLetter middleware publishing poison records through dlq.
 func (p Projections) Register(router *message.Router, subs Subscribers, dlq message.Publisher, logger *slog.Logger) {
@@ -66,7 +70,12 @@ func (p Projections) Register(router *message.Router, subs Subscribers, dlq mess
 		{WindowsProjector, messaging.TopicMetricsWindows, subs.Windows, p.HandleMetricsWindow},
 		{AlertsProjector, messaging.TopicAlerts, subs.Alerts, p.HandleAlert},
 		{NotificationsProjector, messaging.TopicNotifications, subs.Notifications, p.HandleNotification},
+		{RulesProjector, messaging.TopicRules, subs.Rules, p.HandleRuleChange},
+		{SilencesProjector, messaging.TopicSilences, subs.Silences, p.HandleSilence},
 	} {
+		if h.sub == nil {
+			continue
+		}
 		router.AddConsumerHandler(h.name, h.topic, h.sub, h.fn).
 			AddMiddleware(messaging.DeadLetter(dlq, h.topic, logger))
 	}
@@ -147,6 +156,34 @@ func (p Projections) HandleNotification(msg *message.Message) error {
 	})
 	if errors.Is(err, command.ErrInvalidNotification) {
 		return messaging.Permanent(fmt.Errorf("notifications record %s: %w", msg.UUID, err))
+	}
+	return err
+}
+
+// HandleRuleChange projects one rules topic record (rules.Change) into
+// the rules table. A record that does not decode or whose rule does not
+// compile is permanent; a failed insert is transient.
+func (p Projections) HandleRuleChange(msg *message.Message) error {
+	if err := checkSchema(msg, rules.ChangeSchema); err != nil {
+		return err
+	}
+	err := p.app.Commands.Admin.ProjectRuleChange(msg.Context(), msg.Payload)
+	if errors.Is(err, rules.ErrBadChange) {
+		return messaging.Permanent(fmt.Errorf("rules record %s: %w", msg.UUID, err))
+	}
+	return err
+}
+
+// HandleSilence projects one silences topic record (silences.Silence) into
+// the silences table. An invalid record is permanent; a failed insert is
+// transient.
+func (p Projections) HandleSilence(msg *message.Message) error {
+	if err := checkSchema(msg, silences.Schema); err != nil {
+		return err
+	}
+	err := p.app.Commands.Admin.ProjectSilence(msg.Context(), msg.Payload)
+	if errors.Is(err, command.ErrBadSilence) {
+		return messaging.Permanent(fmt.Errorf("silences record %s: %w", msg.UUID, err))
 	}
 	return err
 }

@@ -117,7 +117,7 @@ func TestEventsProjectorStorageFailureIsTransient(t *testing.T) {
 	// like a ClickHouse that is down.
 	broken, err := service.NewStorage(e.ch, "missing_db", e.rdb, keyPrefix, recentKey, config.WindowBatch{MaxRows: 10, MaxDelay: 50 * time.Millisecond})
 	require.NoError(t, err)
-	proj := ports.NewProjections(service.NewApplication(broken, nil))
+	proj := ports.NewProjections(service.NewApplication(broken, nil, nil))
 
 	err = proj.HandleEventsRaw(batchMessage(t, sampleEvents()))
 	require.Error(t, err)

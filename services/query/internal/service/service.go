@@ -48,6 +48,8 @@ type Storage struct {
 	Hub *adapters.Hub
 	// Batch is the Lambda batch layer (runs and the batch view).
 	Batch *adapters.ClickHouseBatchRepository
+	// Admin holds the rules and silences projections.
+	Admin *adapters.ClickHouseAdminRepository
 }
 
 // NewStorage builds the repositories on ch (tables in database) and rdb
@@ -70,12 +72,14 @@ func NewStorage(ch driver.Conn, database string, rdb redis.UniversalClient, pref
 		Recent:        adapters.NewRedisRecentAlerts(rdb, recentKey),
 		Hub:           adapters.NewHub(),
 		Batch:         adapters.NewClickHouseBatchRepository(ch, database),
+		Admin:         adapters.NewClickHouseAdminRepository(ch, database),
 	}, nil
 }
 
 // NewApplication returns the use cases over s; the batch job computes defs
-// (compiled metric definitions, the aggregator's).
-func NewApplication(s Storage, defs []metrics.Definition) app.Application {
+// (compiled metric definitions, the aggregator's); admin changes are
+// published with pub (nil: the admin write endpoints fail).
+func NewApplication(s Storage, defs []metrics.Definition, pub command.RecordPublisher) app.Application {
 	return app.Application{
 		Commands: app.Commands{
 			ProjectEvents:       command.NewProjectEventsHandler(s.Events),
@@ -83,12 +87,14 @@ func NewApplication(s Storage, defs []metrics.Definition) app.Application {
 			ProjectAlert:        command.NewProjectAlertHandler(s.Alerts),
 			ProjectNotification: command.NewProjectNotificationHandler(s.Alerts),
 			RunBatch:            command.NewRunBatchHandler(s.Batch, defs),
+			Admin:               command.NewAdminHandler(pub, s.Admin),
 		},
 		Queries: app.Queries{
 			Series: query.NewSeriesHandler(s.Windows, s.Batch),
 			Live:   query.NewLiveHandler(s.Live),
 			Search: query.NewSearchHandler(s.Events, s.Windows, s.Alerts, s.Recent),
 			Batch:  query.NewBatchReportHandler(s.Batch),
+			Admin:  s.Admin,
 		},
 	}
 }
@@ -164,14 +170,14 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	if err != nil {
 		return nil, err
 	}
-	application := NewApplication(s.storage, defs)
-	s.app = application
-
-	dlq, err := messaging.NewPublisher(cfg.Kafka, "query", logger)
+	// One Kafka publisher for dead letters and admin records.
+	pub, err := messaging.NewPublisher(cfg.Kafka, "query", logger)
 	if err != nil {
 		return nil, err
 	}
-	s.closers = append(s.closers, dlq.Close)
+	s.closers = append(s.closers, pub.Close)
+	application := NewApplication(s.storage, defs, adapters.RecordPublisher{Pub: pub})
+	s.app = application
 	var subs ports.Subscribers
 	for _, sub := range []struct {
 		group string
@@ -181,6 +187,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		{ports.WindowsProjector, &subs.Windows},
 		{ports.AlertsProjector, &subs.Alerts},
 		{ports.NotificationsProjector, &subs.Notifications},
+		{ports.RulesProjector, &subs.Rules},
+		{ports.SilencesProjector, &subs.Silences},
 	} {
 		k, err := messaging.NewSubscriber(cfg.Kafka, sub.group, logger)
 		if err != nil {
@@ -194,7 +202,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		return nil, err
 	}
 	s.closers = append(s.closers, s.router.Close)
-	ports.NewProjections(application).Register(s.router, subs, dlq, logger)
+	ports.NewProjections(application).Register(s.router, subs, pub, logger)
 
 	router := s.router
 	s.http = httpserver.New(logger, map[string]httpserver.ReadyFunc{
