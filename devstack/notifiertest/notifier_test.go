@@ -23,6 +23,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamwatch/streamwatch/devstack/stack"
 	"github.com/streamwatch/streamwatch/pkg/alerts"
@@ -31,9 +32,35 @@ import (
 )
 
 var (
-	st   *stack.Stack
-	sink = &webhookSink{}
+	st    *stack.Stack
+	sink  = &webhookSink{}
+	flaky = &failingSink{failN: 3}
+	dead  = &failingSink{failN: 1 << 30}
 )
+
+// failingSink answers 503 to its first failN calls and counts the rest.
+type failingSink struct {
+	mu        sync.Mutex
+	failN     int
+	calls, ok int
+}
+
+func (s *failingSink) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.calls <= s.failN {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	s.ok++
+}
+
+func (s *failingSink) counts() (calls, ok int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls, s.ok
+}
 
 // routing is the notifier's routing file in this test: one webhook
 // receiver (URL from the environment), resolved notifications on, short
@@ -45,11 +72,21 @@ route:
   group_wait: 3s
   group_interval: 2s
   repeat_interval: 1h
+  routes:
+    - match: {alertname: flaky}
+      receiver: flaky
+      group_wait: 0s
 receivers:
   - name: hook
     webhook_configs:
       - url: ${TEST_HOOK_URL}
         timeout: 2s
+  - name: flaky
+    webhook_configs:
+      - url: ${TEST_FLAKY_URL}
+        max_tries: 5
+      - url: ${TEST_DEAD_URL}
+        max_tries: 2
 `
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
@@ -85,12 +122,17 @@ func run(m *testing.M) int {
 	}
 	hook := httptest.NewServer(sink)
 	defer hook.Close()
+	flakyHook := httptest.NewServer(flaky)
+	defer flakyHook.Close()
+	deadHook := httptest.NewServer(dead)
+	defer deadHook.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	st, err = stack.Start(ctx, stack.Options{
 		DataDir: filepath.Join(tmp, "data"), BinDir: bin, Services: []string{stack.Notifier},
 		ServiceEnv: map[string]map[string]string{stack.Notifier: {
 			"NOTIFIER_CONFIG_FILE": cfgPath, "TEST_HOOK_URL": hook.URL + "/hook", "NOTIFIER_TICK_INTERVAL": "200ms",
+			"TEST_FLAKY_URL": flakyHook.URL, "TEST_DEAD_URL": deadHook.URL, "NOTIFIER_RETRY_INITIAL": "50ms",
 		}},
 	})
 	if err != nil {
@@ -232,4 +274,79 @@ func TestKill9MidGroupDeliversEachNotificationOnce(t *testing.T) {
 		require.False(t, ids[m.NotificationID], "notification %s delivered twice", m.NotificationID)
 		ids[m.NotificationID] = true
 	}
+}
+
+// records reads every record of topic from the start.
+func records(t *testing.T, topic string) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers()...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer cl.Close()
+	var out []*kgo.Record
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) { out = append(out, r); n++ })
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestFailingReceiversRetryOrDeadLetter(t *testing.T) {
+	pub, err := messaging.NewPublisher(config.Kafka{Brokers: st.Brokers()}, "notifiertest", nil)
+	require.NoError(t, err)
+	defer pub.Close()
+	labels := map[string]string{"alertname": "flaky", "client_ip": "10.9.9.9", "severity": "warning"}
+	a := alerts.Alert{V: 1, Fingerprint: alerts.Fingerprint("flaky", labels), Rule: "flaky", State: "firing",
+		Severity: "warning", Labels: labels, StartsAt: time.Now().UnixMilli()}
+	publish(t, pub, a)
+
+	require.Eventually(t, func() bool { _, ok := flaky.counts(); return ok == 1 }, 60*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { c, _ := dead.counts(); return c == 2 }, 60*time.Second, 100*time.Millisecond)
+	var dl []*kgo.Record
+	require.Eventually(t, func() bool {
+		dl = records(t, messaging.DLQ(messaging.TopicNotifierDeliveries))
+		return len(dl) == 1
+	}, 60*time.Second, time.Second)
+	require.Equal(t, "answered 503 Service Unavailable", header(dl[0], messaging.MetaError))
+	require.Equal(t, "flaky/webhook/1", header(dl[0], "integration"))
+	require.Contains(t, string(dl[0].Value), a.Fingerprint)
+
+	var kinds []string
+	require.Eventually(t, func() bool {
+		kinds = nil
+		for _, r := range records(t, messaging.TopicNotifications) {
+			var oc struct {
+				Kind        string `json:"kind"`
+				Integration string `json:"integration"`
+			}
+			require.NoError(t, json.Unmarshal(r.Value, &oc))
+			if strings.HasPrefix(oc.Integration, "flaky/") {
+				kinds = append(kinds, oc.Integration+" "+oc.Kind)
+			}
+		}
+		sort.Strings(kinds)
+		return len(kinds) == 6
+	}, 60*time.Second, time.Second)
+	require.Equal(t, []string{
+		"flaky/webhook/0 retried", "flaky/webhook/0 retried", "flaky/webhook/0 retried", "flaky/webhook/0 sent",
+		"flaky/webhook/1 failed", "flaky/webhook/1 retried",
+	}, kinds)
+	time.Sleep(2 * time.Second)
+	calls, ok := flaky.counts()
+	require.Equal(t, 4, calls, "3 failures, then one success, nothing after")
+	require.Equal(t, 1, ok)
 }
