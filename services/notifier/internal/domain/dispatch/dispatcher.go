@@ -55,20 +55,18 @@ func matchLabels(a *alerts.Alert) map[string]string {
 // Alert applies one alert state change: first the clock advances to the
 // change's event time (flushing what was due before it), then the alert
 // joins the groups of its routes (firing) or is marked resolved. A state
-// change applied before (same alerts.Alert.ID) is ignored; pending alerts
-// are ignored.
+// change that is not after the latest one applied for its fingerprint (a
+// replay, or an older episode arriving late) is ignored; pending alerts are
+// ignored.
 func (d *Dispatcher) Alert(st *State, a alerts.Alert) Result {
 	res := d.Advance(st, EventTime(&a))
-	id := "alert|" + a.ID()
-	if _, ok := st.Seen[id]; ok {
+	if prev, ok := st.Latest[a.Fingerprint]; ok &&
+		(a.StartsAt < prev.StartsAt || (a.StartsAt == prev.StartsAt && stateRank(a.State) <= stateRank(prev.State))) {
 		return res
 	}
-	st.Seen[id] = st.Now
+	st.Latest[a.Fingerprint] = Episode{StartsAt: a.StartsAt, State: a.State, At: st.Now}
 	switch a.State {
 	case alerts.StateFiring:
-		if old, ok := st.Alerts[a.Fingerprint]; ok && old.State == alerts.StateFiring && old.StartsAt > a.StartsAt {
-			return res // an older episode arriving late
-		}
 		st.Alerts[a.Fingerprint] = a
 		labels := matchLabels(&a)
 		for _, r := range d.cfg.Route.Match(labels) {
@@ -427,9 +425,9 @@ func (d *Dispatcher) gc(st *State) {
 			delete(st.Acks, fp)
 		}
 	}
-	for id, t := range st.Seen {
-		if t < st.Now-Retention {
-			delete(st.Seen, id)
+	for fp, e := range st.Latest {
+		if _, ok := st.Alerts[fp]; !ok && e.At < st.Now-Retention {
+			delete(st.Latest, fp)
 		}
 	}
 	for id, s := range st.Silences {
@@ -441,6 +439,17 @@ func (d *Dispatcher) gc(st *State) {
 			delete(st.Silences, id)
 		}
 	}
+}
+
+// stateRank orders the states of one episode: pending, firing, resolved.
+func stateRank(s string) int {
+	switch s {
+	case alerts.StateFiring:
+		return 1
+	case alerts.StateResolved:
+		return 2
+	}
+	return 0
 }
 
 // groupID is 16 hex digits of FNV-1a over the key and creation time.

@@ -354,3 +354,29 @@ func TestFiringAndResolvedInOneInstant(t *testing.T) {
 	r.until(time.Hour)
 	require.Empty(t, r.log)
 }
+
+func TestReplaysAndLateEpisodesAreIgnored(t *testing.T) {
+	t.Parallel()
+	r := newRun(t, baseConfig(t))
+	fire := alert("cpu", "api", "warning", "firing", 0, 0)
+	res := alert("cpu", "api", "warning", "resolved", 0, 2*time.Minute)
+	r.alert(fire)
+	r.alert(res)
+	r.until(time.Hour)
+	require.Empty(t, r.st.Groups)
+	// The detector replays the same episode after the alert left its group.
+	r.alert(fire)
+	r.alert(res)
+	// An older episode arrives late.
+	r.alert(alert("cpu", "api", "warning", "firing", -time.Hour, 0))
+	r.until(2 * time.Hour)
+	// A new episode is new.
+	r.alert(alert("cpu", "api", "warning", "firing", 3*time.Hour, 0))
+	r.until(4 * time.Hour)
+	require.Equal(t, []string{
+		"30s team firing [api=firing]",
+		"5m30s team resolved [api=resolved]",
+		"3h0m30s team firing [api=firing]",
+	}, r.log)
+	require.Len(t, r.st.Latest, 1, "one entry per alert, not per state change")
+}

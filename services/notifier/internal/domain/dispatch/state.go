@@ -5,8 +5,9 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/silences"
 )
 
-// Retention is how long, on the clock (ms), input ids are remembered for
-// deduplication and expired silences are kept: 7 days.
+// Retention is how long, on the clock (ms), the latest state change of an
+// alert that left every group is remembered for deduplication, and expired
+// silences are kept: 7 days.
 const Retention int64 = 7 * 24 * 3600 * 1000
 
 // State is everything the dispatcher knows. It is JSON-encodable and is
@@ -18,8 +19,11 @@ type State struct {
 	Now int64 `json:"now"`
 	// LastTick is the processing time of the last Tick, ms.
 	LastTick int64 `json:"last_tick,omitempty"`
-	// Seen maps input record ids to the clock when they were applied.
-	Seen map[string]int64 `json:"seen"`
+	// Latest is, per fingerprint, the latest alert state change applied:
+	// replays and late older changes are recognised by it. Kept for
+	// Retention after the alert left every group (one entry per alert,
+	// not per state change, so the checkpoint stays small).
+	Latest map[string]Episode `json:"latest"`
 	// Alerts are the latest state of every alert in some group, by
 	// fingerprint.
 	Alerts map[string]alerts.Alert `json:"alerts"`
@@ -29,6 +33,16 @@ type State struct {
 	Acks map[string]silences.Ack `json:"acks"`
 	// Groups by group key.
 	Groups map[string]*Group `json:"groups"`
+}
+
+// Episode is the latest state change applied for one alert.
+type Episode struct {
+	// StartsAt identifies the episode (alerts.Alert.StartsAt), ms.
+	StartsAt int64 `json:"starts_at"`
+	// State is pending, firing or resolved.
+	State string `json:"state"`
+	// At is the clock when it was applied, ms.
+	At int64 `json:"at"`
 }
 
 // Silence is a silence and what the dispatcher learned about it.
@@ -87,7 +101,7 @@ type Group struct {
 // NewState returns an empty state.
 func NewState() *State {
 	return &State{
-		Seen: map[string]int64{}, Alerts: map[string]alerts.Alert{}, Silences: map[string]*Silence{},
+		Latest: map[string]Episode{}, Alerts: map[string]alerts.Alert{}, Silences: map[string]*Silence{},
 		Acks: map[string]silences.Ack{}, Groups: map[string]*Group{},
 	}
 }
