@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -51,24 +52,45 @@ func NewClickHouseEventRepositoryOn(conn driver.Conn, database, table string) *C
 // InsertEvents writes evs as one ClickHouse insert (one block): all or
 // none. A replayed event collapses with its earlier copy on merge (the
 // table is a ReplacingMergeTree ordered by type, event_time, event_id).
+// Columns are appended whole (clickhouse-go's columnar API), which is
+// several times faster than appending row by row.
 func (r *ClickHouseEventRepository) InsertEvents(ctx context.Context, evs []events.Event) error {
 	if len(evs) == 0 {
 		return nil
+	}
+	n := len(evs)
+	var (
+		ids, types, keys, sources, users, sessions, pages, products, queries = mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n)
+		services, endpoints, ips, methods, paths, protos, refs, agents       = mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n)
+		times                                                                = mk[time.Time](n)
+		timeMs, recvMs, bytes                                                = mk[int64](n), mk[int64](n), mk[int64](n)
+		vs                                                                   = mk[uint16](n)
+		amounts, latencies                                                   = mk[float64](n), mk[float64](n)
+		statuses                                                             = mk[int32](n)
+		propKeys, propValues                                                 = mk[[]string](n), mk[[]string](n)
+	)
+	for i := range evs {
+		e := &evs[i]
+		ids[i], types[i], keys[i], sources[i] = e.ID, string(e.Type), e.Key, e.Source
+		users[i], sessions[i], pages[i], products[i], queries[i] = e.UserID, e.SessionID, e.Page, e.ProductID, e.Query
+		services[i], endpoints[i], ips[i], methods[i], paths[i] = e.Service, e.Endpoint, e.ClientIP, e.Method, e.Path
+		protos[i], refs[i], agents[i] = e.Protocol, e.Referrer, e.UserAgent
+		times[i], timeMs[i], recvMs[i], bytes[i] = dateTime(e.Time), e.Time, e.ReceiveTime, e.Bytes
+		vs[i] = uint16(min(max(e.V, 0), 1<<16-1))
+		amounts[i], latencies[i], statuses[i] = e.Amount, e.LatencyMs, int32(e.Status)
+		propKeys[i], propValues[i] = sortedPairs(e.Properties)
 	}
 	batch, err := r.conn.PrepareBatch(ctx, r.insert)
 	if err != nil {
 		return fmt.Errorf("prepare events insert: %w", err)
 	}
-	for i := range evs {
-		e := &evs[i]
-		keys, values := sortedPairs(e.Properties)
-		if err := batch.Append(
-			e.ID, string(e.Type), dateTime(e.Time), e.Time, e.ReceiveTime, uint16(min(max(e.V, 0), 1<<16-1)), e.Key, e.Source,
-			e.UserID, e.SessionID, e.Page, e.ProductID, e.Amount, e.Query, keys, values,
-			e.Service, e.Endpoint, e.LatencyMs, int32(e.Status), e.ClientIP, e.Method, e.Path, e.Protocol, e.Bytes, e.Referrer, e.UserAgent,
-		); err != nil {
+	// In eventColumns order.
+	cols := []any{ids, types, times, timeMs, recvMs, vs, keys, sources, users, sessions, pages, products, amounts, queries,
+		propKeys, propValues, services, endpoints, latencies, statuses, ips, methods, paths, protos, bytes, refs, agents}
+	for i, col := range cols {
+		if err := batch.Column(i).Append(col); err != nil {
 			_ = batch.Abort()
-			return fmt.Errorf("append event %q: %w", e.ID, err)
+			return fmt.Errorf("append events column %d: %w", i, err)
 		}
 	}
 	if err := batch.Send(); err != nil {
@@ -76,6 +98,8 @@ func (r *ClickHouseEventRepository) InsertEvents(ctx context.Context, evs []even
 	}
 	return nil
 }
+
+func mk[T any](n int) []T { return make([]T, n) }
 
 // sortedPairs returns the map's keys sorted and the values in the same
 // order; both are empty (not nil) for an empty map.

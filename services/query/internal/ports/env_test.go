@@ -48,7 +48,7 @@ type env struct {
 	http    *echo.Echo
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv := chtest.StartClickHouse(t)
 	redisAddr := chtest.StartRedis(t)

@@ -1,0 +1,135 @@
+package ports_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamwatch/streamwatch/pkg/events"
+	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/services/query/internal/domain/batch"
+	"github.com/streamwatch/streamwatch/services/query/internal/domain/window"
+)
+
+// BenchmarkProjectorInsertEvents measures the events projector's insert
+// path (one insert per events.raw batch record) in rows/s; the target is
+// >= 1,000,000 rows/s on the dev machine.
+func BenchmarkProjectorInsertEvents(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	const batchSize = 10_000
+	evs := make([]events.Event, batchSize)
+	for i := range evs {
+		evs[i] = events.Event{V: 1, Type: events.TypeHTTPRequest, Time: may17 + int64(i)*10, ReceiveTime: may17,
+			Key: "10.0.0.1", Source: "bench", ClientIP: fmt.Sprintf("10.0.%d.%d", i/256%256, i%256), Method: "GET",
+			Path: "/presentations/logstash-monitorama-2013/images/kibana-search.png", Protocol: "HTTP/1.1", Status: 200, Bytes: 7697,
+			Referrer: "http://semicomplete.com/presentations/logstash-monitorama-2013/", UserAgent: "Mozilla/5.0 (Macintosh)"}
+	}
+	n := 0
+	b.ResetTimer()
+	for b.Loop() {
+		for i := range evs {
+			evs[i].ID = fmt.Sprintf("bench:%d", n+i)
+		}
+		n += batchSize
+		require.NoError(b, e.storage.Events.InsertEvents(ctx, evs))
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkProjectorInsertWindows measures the windows projector's
+// insert path for a batch record of 1,000 results, in rows/s.
+func BenchmarkProjectorInsertWindows(b *testing.B) {
+	e := newEnv(b)
+	ctx := context.Background()
+	rs := make([]metrics.Result, 1000)
+	n := 0
+	b.ResetTimer()
+	for b.Loop() {
+		for i := range rs {
+			rs[i] = result(map[string]string{"client_ip": fmt.Sprintf("10.0.%d.%d", i/256, i%256)}, int32(i%3), may17+int64(n/1000)*60_000, 1, float64(i))
+		}
+		n += len(rs)
+		require.NoError(b, e.storage.Windows.InsertWindows(ctx, rs))
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// tenMillionEvents fills events with 10 M access-log events (one every 30
+// ms from 2015-05-16, about 3.5 days, 7 statuses, 3 shards) server-side,
+// and metric_windows with what the aggregator would emit for
+// requests_by_status from them: one result per minute, status and shard.
+// It returns the first event time.
+func tenMillionEvents(tb testing.TB, e *env) int64 {
+	tb.Helper()
+	ctx := context.Background()
+	start := int64(1431734400000) // 2015-05-16T00:00:00Z
+	require.NoError(tb, e.ch.Exec(ctx, fmt.Sprintf(`INSERT INTO streamwatch.events (event_id, type, event_time, event_time_ms, receive_time_ms, v, key, source, client_ip, method, path, status, bytes)
+SELECT concat('bench:', toString(number)), 'http_request', toDateTime(intDiv(t, 1000)), t, t, 1, ip, 'bench', ip, 'GET', '/index.html',
+       [200, 200, 200, 301, 404, 500, 503][number %% 7 + 1], 1000 + number %% 5000
+FROM (SELECT number, %d + number * 30 AS t, concat('10.0.', toString(intDiv(number, 256) %% 256), '.', toString(number %% 256)) AS ip FROM numbers(10000000))`, start)))
+	require.NoError(tb, e.ch.Exec(ctx, `INSERT INTO streamwatch.metric_windows (metric, labels_key, label_names, label_values, window_start, window_start_ms, window_end_ms,
+  shard, complete, kind, revision, count, sum, min, max, value, watermark_ms)
+SELECT 'requests_by_status', concat('status=', toString(status)), ['status'], [toString(status)], toDateTime(intDiv(ws, 1000)), ws, ws + 60000,
+  toInt32(shard), 0, 'final', 1, count(), toFloat64(count()), 1., 1., toFloat64(count()), ws + 60000
+FROM (SELECT intDiv(event_time_ms, 60000) * 60000 AS ws, status, cityHash64(client_ip) % 3 AS shard FROM streamwatch.events)
+GROUP BY ws, status, shard`))
+	return start
+}
+
+// BenchmarkSeriesOneDay measures GET-series latency (use case + ClickHouse,
+// no HTTP) for a 1-day range at 1-minute step over the windows of 10 M raw
+// events, grouped by status; it reports p50 and p99 (target p99 < 200 ms).
+func BenchmarkSeriesOneDay(b *testing.B) {
+	if testing.Short() {
+		b.Skip("10 M events")
+	}
+	e := newEnv(b)
+	start := tenMillionEvents(b, e)
+	step, err := window.ParseStep("1m")
+	require.NoError(b, err)
+	ctx := context.Background()
+	var lat []time.Duration
+	day := int64(24 * 3_600_000)
+	i := 0
+	b.ResetTimer()
+	for b.Loop() {
+		from := start + int64(i%3)*day/2 // different ranges, not one cached answer
+		i++
+		q, err := window.NewSeriesQuery("requests_by_status", from, from+day, step, "status", nil)
+		require.NoError(b, err)
+		t0 := time.Now()
+		series, err := e.app.Queries.Series.Handle(ctx, q)
+		lat = append(lat, time.Since(t0))
+		require.NoError(b, err)
+		require.Len(b, series, 5)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[min(len(lat)-1, len(lat)*99/100)].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkBatchRecompute measures the batch job over 10 M raw events
+// (requests_by_status, 1-minute windows): raw events/s (target >= 5 M/s).
+func BenchmarkBatchRecompute(b *testing.B) {
+	if testing.Short() {
+		b.Skip("10 M events")
+	}
+	e := newEnv(b)
+	start := tenMillionEvents(b, e)
+	ctx := context.Background()
+	end := start + 10_000_000*30
+	n := 0
+	b.ResetTimer()
+	for b.Loop() {
+		run, err := e.app.Commands.RunBatch.Handle(ctx, fmt.Sprintf("bench%d", n), start, end, []string{"requests_by_status"})
+		require.NoError(b, err)
+		require.Equal(b, batch.StatusDone, run.Status)
+		n++
+	}
+	b.ReportMetric(float64(n)*10_000_000/b.Elapsed().Seconds(), "events/s")
+}
