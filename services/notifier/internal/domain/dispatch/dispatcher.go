@@ -405,8 +405,9 @@ func (d *Dispatcher) suppressed(g *Group, a *alerts.Alert, kind, silenceID strin
 	}}
 }
 
-// gc forgets resolved alerts no group holds, their acks, old input ids and
-// silences that ended more than Retention ago.
+// gc forgets alerts no group holds (resolved and flushed), their acks,
+// their latest episodes after Retention, and silences that ended more than
+// Retention ago.
 func (d *Dispatcher) gc(st *State) {
 	held := map[string]bool{}
 	for _, g := range st.Groups {
@@ -414,11 +415,10 @@ func (d *Dispatcher) gc(st *State) {
 			held[fp] = true
 		}
 	}
-	for fp, a := range st.Alerts {
+	for fp := range st.Alerts {
 		if !held[fp] {
 			delete(st.Alerts, fp)
 		}
-		_ = a
 	}
 	for fp, ack := range st.Acks {
 		if a, ok := st.Alerts[fp]; !ok || a.StartsAt != ack.StartsAt {
