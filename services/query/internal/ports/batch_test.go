@@ -289,3 +289,31 @@ func labelsOf(t *testing.T, e *env, k winKey) map[string]string {
 	}
 	return m
 }
+
+func TestStartBatchRunOverHTTP(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	require.NoError(t, e.proj.HandleEventsRaw(batchMessage(t, manyEvents(120))))
+	var run ports.BatchRunJSON
+	require.Equal(t, http.StatusCreated, e.send(t, http.MethodPost, "/api/v1/batch/runs",
+		fmt.Sprintf(`{"from":%d,"to":"2015-05-17T11:00:00Z","metrics":["requests","requests_by_status"]}`, may17), &run))
+	require.Equal(t, batch.StatusDone, run.Status)
+	require.Equal(t, []string{"requests", "requests_by_status"}, run.Metrics)
+	require.Positive(t, run.Windows)
+	var rep ports.BatchRunResponse
+	require.Equal(t, http.StatusOK, e.get(t, "/api/v1/batch/runs/"+run.ID, &rep))
+	require.Equal(t, run.ID, rep.Run.ID)
+	require.Equal(t, int(run.Windows), rep.Divergent, "no speed layer here: every batch window is batch-only")
+
+	for body, want := range map[string]string{
+		`{"from":1,"to":1}`:                    "to",
+		`{"from":"x","to":5}`:                  "from",
+		`{"from":1,"to":5,"metrics":["nope"]}`: "no such definition",
+		`{"from":1,"to":5,"metrics":["a'--"]}`: "metric",
+		`{"from":1,"to":5,"bogus":true}`:       "unknown field",
+	} {
+		var errBody map[string]any
+		require.Equal(t, http.StatusBadRequest, e.send(t, http.MethodPost, "/api/v1/batch/runs", body, &errBody), body)
+		require.Contains(t, errBody["message"], want, body)
+	}
+}

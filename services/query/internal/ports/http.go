@@ -66,7 +66,7 @@ func NewHTTPServer(a app.Application, stream StreamConfig) *HTTPServer {
 //	GET /api/v1/events?from=T&to=T[&type=TYPE ...][&field=FIELD=VALUE ...][&limit=N][&cursor=C]
 //	GET /api/v1/alerts[?state=S ...][&severity=S ...][&filter=LABEL=VALUE ...][&from=T][&to=T][&limit=N]
 //	GET /api/v1/alerts/recent[?limit=N]
-//	GET /api/v1/batch/runs/{id}[?min_rel_diff=X][&limit=N]
+//	GET /api/v1/batch/runs/{id}[?min_rel_diff=X][&limit=N], POST /api/v1/batch/runs {"from":T,"to":T,"metrics":[...]}
 //	GET /api/v1/rules, GET|PUT|DELETE /api/v1/rules/{id}, POST /api/v1/rules
 //	GET /api/v1/silences[?state=active|expired|all], GET|PUT|DELETE /api/v1/silences/{id}, POST /api/v1/silences
 //	POST /api/v1/alerts/{fingerprint}/ack
@@ -83,6 +83,7 @@ func (s *HTTPServer) Register(e *echo.Echo) {
 	g.GET("/alerts", s.alerts)
 	g.GET("/alerts/recent", s.recentAlerts)
 	g.GET("/batch/runs/:id", s.batchRun)
+	g.POST("/batch/runs", s.startBatchRun)
 	s.registerAdmin(g)
 }
 

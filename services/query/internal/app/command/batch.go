@@ -45,7 +45,7 @@ func NewRunBatchHandler(store BatchStore, defs []metrics.Definition) RunBatchHan
 // (only done runs are).
 func (h RunBatchHandler) Handle(ctx context.Context, id string, fromMs, toMs int64, only []string) (batch.Run, error) {
 	if fromMs >= toMs {
-		return batch.Run{}, fmt.Errorf("batch range [%d, %d) is empty", fromMs, toMs)
+		return batch.Run{}, fmt.Errorf("%w: batch range [%d, %d) is empty", ErrInvalidInput, fromMs, toMs)
 	}
 	run := batch.Run{ID: id, FromMs: fromMs, ToMs: toMs, Status: batch.StatusRunning, StartedMs: h.now().UnixMilli()}
 	var queries []batch.Query
@@ -67,7 +67,7 @@ func (h RunBatchHandler) Handle(ctx context.Context, id string, fromMs, toMs int
 	}
 	for _, name := range only {
 		if !contains(run.Metrics, name) && !contains(run.Skipped, name) {
-			return run, fmt.Errorf("metric %q: no such definition", name)
+			return run, fmt.Errorf("%w: metric %q: no such definition", ErrInvalidInput, name)
 		}
 	}
 	if err := h.store.SaveRun(ctx, run, 1); err != nil {
