@@ -8,7 +8,8 @@
 //	query                                   run the service
 //	query replay [--projection P] [--from T] [--keep-old]
 //	                                        rebuild projection P (events, windows, alerts,
-//	                                        notifications, or all) from the log, then swap it in
+//	                                        notifications, rules, silences, or all) from the
+//	                                        log, then swap it in
 //	query batch --from T --to T [--metric NAME ...]
 //	                                        recompute the metric definitions over the raw
 //	                                        events of [from, to) into the batch view
@@ -55,7 +56,7 @@ func main() {
 // replayCommand parses the replay flags and returns the run function.
 func replayCommand(args []string) (func(context.Context, config.Config, *slog.Logger) error, error) {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	projection := fs.String("projection", "all", "events, windows, alerts, notifications or all")
+	projection := fs.String("projection", "all", "events, windows, alerts, notifications, rules, silences or all")
 	from := fs.String("from", "", "replay records from this time (RFC 3339 or ms) on top of the live table; default: the whole log")
 	keep := fs.Bool("keep-old", false, "keep the replaced table as <table>_old_<run>")
 	if err := fs.Parse(args); err != nil {

@@ -21,20 +21,26 @@ var (
 // (<database>.rules, <database>.silences, migration 0006). Safe for
 // concurrent use.
 type ClickHouseAdminRepository struct {
-	conn     driver.Conn
-	database string
+	conn            driver.Conn
+	rules, silences string // database.table
 }
 
 // NewClickHouseAdminRepository returns a repository on conn for database
 // (a validated identifier).
 func NewClickHouseAdminRepository(conn driver.Conn, database string) *ClickHouseAdminRepository {
-	return &ClickHouseAdminRepository{conn: conn, database: database}
+	return NewClickHouseAdminRepositoryOn(conn, database, "rules", "silences")
+}
+
+// NewClickHouseAdminRepositoryOn is NewClickHouseAdminRepository on the
+// given tables of database (validated identifiers).
+func NewClickHouseAdminRepositoryOn(conn driver.Conn, database, rulesTable, silencesTable string) *ClickHouseAdminRepository {
+	return &ClickHouseAdminRepository{conn: conn, rules: database + "." + rulesTable, silences: database + "." + silencesTable}
 }
 
 // InsertRuleChange stores one rules topic record (record is its JSON).
 // The highest atMs per id wins.
 func (r *ClickHouseAdminRepository) InsertRuleChange(ctx context.Context, id string, deleted bool, atMs int64, record []byte) error {
-	b, err := r.conn.PrepareBatch(ctx, "INSERT INTO "+r.database+".rules (id, deleted, at_ms, record, version)")
+	b, err := r.conn.PrepareBatch(ctx, "INSERT INTO "+r.rules+" (id, deleted, at_ms, record, version)")
 	if err != nil {
 		return fmt.Errorf("prepare rules insert: %w", err)
 	}
@@ -55,7 +61,7 @@ func (r *ClickHouseAdminRepository) InsertRuleChange(ctx context.Context, id str
 // InsertSilence stores one silences topic record; the highest UpdatedAt
 // per id wins.
 func (r *ClickHouseAdminRepository) InsertSilence(ctx context.Context, s silences.Silence, record []byte) error {
-	b, err := r.conn.PrepareBatch(ctx, "INSERT INTO "+r.database+".silences (id, op, starts_at, ends_at, updated_at, created_by, record, version)")
+	b, err := r.conn.PrepareBatch(ctx, "INSERT INTO "+r.silences+" (id, op, starts_at, ends_at, updated_at, created_by, record, version)")
 	if err != nil {
 		return fmt.Errorf("prepare silences insert: %w", err)
 	}
@@ -76,7 +82,7 @@ func (r *ClickHouseAdminRepository) InsertSilence(ctx context.Context, s silence
 // Rules returns the latest record of every rule not deleted (or of id
 // only, when id is not ""), by id.
 func (r *ClickHouseAdminRepository) Rules(ctx context.Context, id string) ([]json.RawMessage, error) {
-	sql := "SELECT record FROM " + r.database + ".rules FINAL WHERE deleted = 0"
+	sql := "SELECT record FROM " + r.rules + " FINAL WHERE deleted = 0"
 	var args []any
 	if id != "" {
 		sql += " AND id = ?"
@@ -88,7 +94,7 @@ func (r *ClickHouseAdminRepository) Rules(ctx context.Context, id string) ([]jso
 // Silences returns the latest record of every silence (or of id only),
 // by id. Expired ones are included (op "expire"); callers filter.
 func (r *ClickHouseAdminRepository) Silences(ctx context.Context, id string) ([]json.RawMessage, error) {
-	sql := "SELECT record FROM " + r.database + ".silences FINAL"
+	sql := "SELECT record FROM " + r.silences + " FINAL"
 	var args []any
 	if id != "" {
 		sql += " WHERE id = ?"

@@ -28,10 +28,12 @@ const (
 	ProjectionWindows       = "windows"
 	ProjectionAlerts        = "alerts"
 	ProjectionNotifications = "notifications"
+	ProjectionRules         = "rules"
+	ProjectionSilences      = "silences"
 )
 
 // Projections lists the projections Replay can rebuild.
-var Projections = []string{ProjectionEvents, ProjectionWindows, ProjectionAlerts, ProjectionNotifications}
+var Projections = []string{ProjectionEvents, ProjectionWindows, ProjectionAlerts, ProjectionNotifications, ProjectionRules, ProjectionSilences}
 
 // ReplayOptions says what to rebuild.
 type ReplayOptions struct {
@@ -108,6 +110,16 @@ var specs = map[string]projectionSpec{
 			repo := adapters.NewClickHouseAlertRepositoryOn(ch, db, adapters.DefaultTables.Alerts, table)
 			a := app.Application{Commands: app.Commands{ProjectNotification: command.NewProjectNotificationHandler(repo)}}
 			return ports.NewProjections(a).HandleNotification
+		}},
+	ProjectionRules: {messaging.TopicRules, "rules", ports.RulesProjector,
+		func(ch driver.Conn, db, table string) func(*message.Message) error {
+			a := app.Application{Commands: app.Commands{Admin: command.NewAdminHandler(nil, adapters.NewClickHouseAdminRepositoryOn(ch, db, table, "silences"))}}
+			return ports.NewProjections(a).HandleRuleChange
+		}},
+	ProjectionSilences: {messaging.TopicSilences, "silences", ports.SilencesProjector,
+		func(ch driver.Conn, db, table string) func(*message.Message) error {
+			a := app.Application{Commands: app.Commands{Admin: command.NewAdminHandler(nil, adapters.NewClickHouseAdminRepositoryOn(ch, db, "rules", table))}}
+			return ports.NewProjections(a).HandleSilence
 		}},
 }
 

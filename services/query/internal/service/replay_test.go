@@ -17,6 +17,8 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/pkg/rules"
+	"github.com/streamwatch/streamwatch/pkg/silences"
 	"github.com/streamwatch/streamwatch/services/query/internal/adapters"
 	"github.com/streamwatch/streamwatch/services/query/internal/adapters/chtest"
 	"github.com/streamwatch/streamwatch/services/query/internal/service"
@@ -74,6 +76,23 @@ func publishHistory(t *testing.T, pub message.Publisher) {
 	for i := range 3 {
 		require.NoError(t, pub.Publish(messaging.TopicNotifications, msg([]byte(fmt.Sprintf(`{"id":"n%d","ok":true}`, i)), "", "g")))
 	}
+	for i, op := range []string{rules.OpUpsert, rules.OpUpsert, rules.OpDelete} {
+		id := fmt.Sprintf("rule_%d", min(i, 1))
+		c := rules.Change{V: 1, Op: op, ID: id, At: int64(i + 1)}
+		if op == rules.OpUpsert {
+			c.Rule = &rules.Rule{Name: id, Metric: "requests", Op: ">", Threshold: 10}
+		}
+		b, err := rules.EncodeChange(c)
+		require.NoError(t, err)
+		require.NoError(t, pub.Publish(messaging.TopicRules, msg(b, rules.ChangeSchema, id)))
+	}
+	for i := range 2 {
+		sl := silences.Silence{V: 1, ID: fmt.Sprintf("s%d", i), Matchers: silences.Matchers{{Name: "rule", Value: "r"}},
+			StartsAt: 1, EndsAt: 2, CreatedBy: "test", UpdatedAt: 1}
+		b, err := json.Marshal(sl)
+		require.NoError(t, err)
+		require.NoError(t, pub.Publish(messaging.TopicSilences, msg(b, silences.Schema, sl.ID)))
+	}
 	// Poison: dead-lettered live, skipped by the replay.
 	require.NoError(t, pub.Publish(messaging.TopicAlerts, msg([]byte("not json"), alerts.Schema, "x")))
 }
@@ -118,7 +137,7 @@ func TestReplayRebuildsDroppedProjections(t *testing.T) {
 		require.NoError(t, conn.QueryRow(ctx, "SELECT count() FROM sw_replay."+table+" FINAL").Scan(&n))
 		return n
 	}
-	want := map[string]uint64{"events": 1000, "metric_windows": 30, "alerts": 4, "notifications": 3}
+	want := map[string]uint64{"events": 1000, "metric_windows": 30, "alerts": 4, "notifications": 3, "rules": 2, "silences": 2}
 	require.Eventually(t, func() bool {
 		for table, n := range want {
 			if count(table) != n {
