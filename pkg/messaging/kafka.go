@@ -99,6 +99,12 @@ func SaramaConfig(clientID string) *sarama.Config {
 	c.Consumer.Return.Errors = true
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
+	// The JoinGroup response may take up to the rebalance timeout, and
+	// Sarama reads it under Net.ReadTimeout (30 s): with the default 60 s
+	// rebalance timeout a rebalance that waits for a killed member times
+	// out, rejoins and loops forever (IBM/sarama#2820; seen on the embedded
+	// broker when an aggregator instance is killed while another runs).
+	c.Consumer.Group.Rebalance.Timeout = 20 * time.Second
 	c.Consumer.Fetch.Default = 4 << 20
 	return c
 }

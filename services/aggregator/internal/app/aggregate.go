@@ -5,7 +5,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"sync"
@@ -139,23 +138,53 @@ func (a *Aggregate) Tick(_ context.Context, st *window.State, now time.Time) ([]
 	return outs, moved || len(outs) > 0, err
 }
 
-// resultOutputs encodes results as metrics.windows records keyed by metric
-// and labels, with the deterministic id <result id>|r<revision>.
+// maxResultsPerRecord bounds the results in one metrics.windows batch
+// record; records are also split in halves while their encoding exceeds
+// messaging.MaxRecordBytes (sketch-carrying partials are large).
+const maxResultsPerRecord = 500
+
+// resultOutputs encodes results as metrics.windows batch records (schema
+// metrics.BatchSchema): the results of one metric, from this shard, in
+// chunks of at most maxResultsPerRecord, keyed by the metric name so every
+// series of a metric stays in one metrics.windows partition. The record id
+// is deterministic (metric, shard, first and last result id and revision,
+// count), so a re-published outbox carries the same id; consumers upsert
+// each result by its own id and revision. rs must be sorted by metric (as
+// Engine.Emit returns them).
 func resultOutputs(rs []metrics.Result) ([]stream.Output, error) {
-	outs := make([]stream.Output, 0, len(rs))
-	for i := range rs {
-		r := &rs[i]
-		b, err := json.Marshal(r)
-		if err != nil {
-			return nil, messaging.Permanent(fmt.Errorf("encode window result: %w", err))
+	var outs []stream.Output
+	for i := 0; i < len(rs); {
+		j := i
+		for j < len(rs) && j-i < maxResultsPerRecord && rs[j].Metric == rs[i].Metric {
+			j++
 		}
-		outs = append(outs, stream.Output{
-			Topic:    messaging.TopicMetricsWindows,
-			Key:      r.Metric + "|" + metrics.LabelsKey(r.Labels),
-			UUID:     r.ID() + "|r" + strconv.FormatInt(r.Revision, 10),
-			Payload:  b,
-			Metadata: map[string]string{messaging.MetaSchema: metrics.ResultSchema},
-		})
+		var err error
+		if outs, err = appendBatch(outs, rs[i:j]); err != nil {
+			return nil, err
+		}
+		i = j
 	}
 	return outs, nil
+}
+
+func appendBatch(outs []stream.Output, rs []metrics.Result) ([]stream.Output, error) {
+	b, err := metrics.EncodeBatch(rs)
+	if err != nil {
+		return nil, messaging.Permanent(err)
+	}
+	if len(b) > messaging.MaxRecordBytes && len(rs) > 1 {
+		half := len(rs) / 2
+		if outs, err = appendBatch(outs, rs[:half]); err != nil {
+			return nil, err
+		}
+		return appendBatch(outs, rs[half:])
+	}
+	first, last := &rs[0], &rs[len(rs)-1]
+	return append(outs, stream.Output{
+		Topic:    messaging.TopicMetricsWindows,
+		Key:      first.Metric,
+		UUID:     fmt.Sprintf("%s|r%d..%s|r%d|n%d", first.ID(), first.Revision, last.ID(), last.Revision, len(rs)),
+		Payload:  b,
+		Metadata: map[string]string{messaging.MetaSchema: metrics.BatchSchema},
+	}), nil
 }

@@ -212,7 +212,7 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 		ev := &evs[i]
 		bucket := floorDiv(ev.Time, bucketMs)
 		h := idHash(ev.ID)
-		if _, dup := s.seen[bucket][h]; dup {
+		if s.isSeen(bucket, h) {
 			out.Duplicates++
 			continue
 		}
@@ -323,6 +323,17 @@ func (e *Engine) addSession(s *State, c *compiled, sr *series, ev *events.Event,
 	}
 	e.update(s, c, into, ev)
 	s.nextScan = min(s.nextScan, into.End+c.ooo)
+}
+
+// isSeen reports whether the id hash h of an event of minute bucket was
+// accepted before.
+func (s *State) isSeen(bucket int64, h uint64) bool {
+	b, ok := s.seen[bucket]
+	if !ok {
+		return false
+	}
+	_, dup := b[h]
+	return dup
 }
 
 // drop marks w removed; the caller takes it out of its series.
