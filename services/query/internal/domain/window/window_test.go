@@ -153,3 +153,17 @@ func TestLatest(t *testing.T) {
 	}, got)
 	require.Empty(t, window.Latest("requests", nil))
 }
+
+func TestLayerRows(t *testing.T) {
+	t.Parallel()
+	q, err := window.NewSeriesQuery("m", 0, 2*hour, mustStep(t, "1h"), "", nil)
+	require.NoError(t, err)
+	minute := int64(60_000)
+	speed := []window.WindowRow{{Start: 0, End: minute, Value: 1}, {Start: hour, End: hour + minute, Value: 2}, {Start: hour + minute, End: hour + 2*minute, Value: 4}}
+	batchRows := []window.WindowRow{{Start: hour, End: hour + minute, Value: 20, Run: "new"}, {Start: hour, End: hour + minute, Value: 200, Run: "old"}}
+	// The run "new" covers the first minute of the second hour only.
+	covering := func(start, end int64) (string, bool) { return "new", start >= hour && end <= hour+minute }
+	series := window.BuildSeries(q, window.LayerRows(q, speed, batchRows, covering, "speed", "batch"))
+	require.Equal(t, []window.Point{{T: 0, Value: 1, Layer: "speed"}, {T: hour, Value: 24, Layer: window.LayerMixed}}, series[0].Points,
+		"hour 1: batch 20 (not the older run, not speed 2) plus speed 4")
+}
