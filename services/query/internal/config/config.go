@@ -74,6 +74,12 @@ type Batch struct {
 	// Delay is how far behind now (event time) a scheduled run ends, so
 	// that late events have arrived (>= 0).
 	Delay time.Duration `env:"QUERY_BATCH_DELAY" envDefault:"10m"`
+	// Chunk splits a metric's recompute into queries over this much of
+	// window starts (the events table is partitioned by day); 0: one
+	// query per metric.
+	Chunk time.Duration `env:"QUERY_BATCH_CHUNK" envDefault:"24h"`
+	// Parallelism is how many batch queries run at once (>= 1).
+	Parallelism int `env:"QUERY_BATCH_PARALLELISM" envDefault:"2"`
 }
 
 // Definitions loads MetricsFile, or the built-in set without one.
@@ -127,6 +133,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RecentAlertsKey == "" {
 		errs = append(errs, errors.New("QUERY_ALERTS_RECENT_KEY: empty"))
+	}
+	if c.Batch.Parallelism < 1 || c.Batch.Chunk < 0 {
+		errs = append(errs, errors.New("QUERY_BATCH_PARALLELISM must be at least 1 and QUERY_BATCH_CHUNK not negative"))
 	}
 	if c.Batch.Interval < 0 || c.Batch.Range <= 0 || c.Batch.Delay < 0 {
 		errs = append(errs, errors.New("QUERY_BATCH_INTERVAL and QUERY_BATCH_DELAY must not be negative, QUERY_BATCH_RANGE must be positive"))

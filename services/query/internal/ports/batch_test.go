@@ -163,7 +163,9 @@ func TestBatchLayer(t *testing.T) {
 	}
 	defs := metrics.DefaultDefinitions()
 	from, to := int64(1431856800000), int64(1431856800000+2*3_600_000) // 10:00–12:00
-	run, err := e.app.Commands.RunBatch.Handle(ctx, "run1", from, to, nil)
+	// Chunks of 7 minutes: window starts split mid-hour, and hopping
+	// windows cross chunk boundaries.
+	run, err := e.app.Commands.RunBatch.WithPlan(7*time.Minute, 2).Handle(ctx, "run1", from, to, nil)
 	require.NoError(t, err)
 	require.Equal(t, batch.StatusDone, run.Status)
 	require.Contains(t, run.Skipped, "user_sessions", "session windows have no batch form")

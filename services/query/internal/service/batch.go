@@ -35,7 +35,8 @@ func RunBatch(ctx context.Context, cfg config.Config, fromMs, toMs int64, only [
 			return batch.Run{}, fmt.Errorf("migrate clickhouse: %w", err)
 		}
 	}
-	job := command.NewRunBatchHandler(adapters.NewClickHouseBatchRepository(ch, cfg.ClickHouse.Database), defs)
+	job := command.NewRunBatchHandler(adapters.NewClickHouseBatchRepository(ch, cfg.ClickHouse.Database), defs).
+		WithPlan(cfg.Batch.Chunk, cfg.Batch.Parallelism)
 	return job.Handle(ctx, RunID(time.Now()), fromMs, toMs, only)
 }
 

@@ -177,6 +177,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	}
 	s.closers = append(s.closers, pub.Close)
 	application := NewApplication(s.storage, defs, adapters.RecordPublisher{Pub: pub})
+	application.Commands.RunBatch = application.Commands.RunBatch.WithPlan(cfg.Batch.Chunk, cfg.Batch.Parallelism)
 	s.app = application
 	var subs ports.Subscribers
 	for _, sub := range []struct {

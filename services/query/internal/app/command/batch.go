@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/services/query/internal/domain/batch"
 )
 
-// BatchStore runs compiled batch queries and records runs.
+// BatchStore runs compiled batch queries and records runs. Recompute may
+// be called concurrently.
 type BatchStore interface {
 	// EventsTable is the qualified raw events table queries read.
 	EventsTable() string
@@ -25,15 +29,32 @@ type BatchStore interface {
 // definitions over the raw events of a range into the batch view, as one
 // run. Safe for concurrent use (runs are independent).
 type RunBatchHandler struct {
-	store BatchStore
-	defs  []metrics.Definition
-	now   func() time.Time
+	store       BatchStore
+	defs        []metrics.Definition
+	now         func() time.Time
+	chunk       time.Duration
+	parallelism int
 }
 
+// Default batch plan: one query per day of window starts (the events
+// table is partitioned by day), two at a time.
+const (
+	DefaultBatchChunk       = 24 * time.Hour
+	DefaultBatchParallelism = 2
+)
+
 // NewRunBatchHandler returns a job computing defs (compiled definitions,
-// the aggregator's) into store.
+// the aggregator's) into store, with the default plan.
 func NewRunBatchHandler(store BatchStore, defs []metrics.Definition) RunBatchHandler {
-	return RunBatchHandler{store: store, defs: defs, now: time.Now}
+	return RunBatchHandler{store: store, defs: defs, now: time.Now, chunk: DefaultBatchChunk, parallelism: DefaultBatchParallelism}
+}
+
+// WithPlan returns h splitting each metric's windows into chunks of
+// window starts of about chunk (<= 0: one query per metric) and running
+// up to parallelism (>= 1) queries at once.
+func (h RunBatchHandler) WithPlan(chunk time.Duration, parallelism int) RunBatchHandler {
+	h.chunk, h.parallelism = chunk, max(parallelism, 1)
+	return h
 }
 
 // Handle runs the batch job over the whole windows inside [fromMs, toMs)
@@ -54,7 +75,7 @@ func (h RunBatchHandler) Handle(ctx context.Context, id string, fromMs, toMs int
 		if len(only) > 0 && !contains(only, d.Name) {
 			continue
 		}
-		q, err := batch.Compile(d, h.store.EventsTable(), fromMs, toMs)
+		qs, err := batch.Plan(d, h.store.EventsTable(), fromMs, toMs, h.chunk.Milliseconds())
 		if errors.Is(err, batch.ErrNotCompilable) {
 			run.Skipped = append(run.Skipped, d.Name)
 			continue
@@ -62,7 +83,7 @@ func (h RunBatchHandler) Handle(ctx context.Context, id string, fromMs, toMs int
 		if err != nil {
 			return run, err
 		}
-		queries = append(queries, q)
+		queries = append(queries, qs...)
 		run.Metrics = append(run.Metrics, d.Name)
 	}
 	for _, name := range only {
@@ -73,15 +94,21 @@ func (h RunBatchHandler) Handle(ctx context.Context, id string, fromMs, toMs int
 	if err := h.store.SaveRun(ctx, run, 1); err != nil {
 		return run, err
 	}
-	var runErr error
+	var windows atomic.Uint64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(h.parallelism)
 	for _, q := range queries {
-		n, err := h.store.Recompute(ctx, id, q)
-		run.Windows += n
-		if err != nil {
-			runErr = fmt.Errorf("recompute %s: %w", q.Metric, err)
-			break
-		}
+		g.Go(func() error {
+			n, err := h.store.Recompute(gctx, id, q)
+			windows.Add(n)
+			if err != nil {
+				return fmt.Errorf("recompute %s: %w", q.Metric, err)
+			}
+			return nil
+		})
 	}
+	runErr := g.Wait()
+	run.Windows = windows.Load()
 	run.FinishedMs = h.now().UnixMilli()
 	run.Status = batch.StatusDone
 	if runErr != nil {

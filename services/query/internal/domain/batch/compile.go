@@ -93,13 +93,51 @@ func ceilDiv(a, b int64) int64 { return -floorDiv(-a, b) }
 // toMs). Every value from the definition is a bound argument; identifiers
 // come from the fixed maps above.
 func Compile(d *metrics.Definition, table string, fromMs, toMs int64) (Query, error) {
+	qs, err := Plan(d, table, fromMs, toMs, 0)
+	if err != nil {
+		return Query{}, err
+	}
+	return qs[0], nil
+}
+
+// Plan is Compile split into queries over consecutive chunks of window
+// starts of about chunkMs each (aligned to the window grid; <= 0: one
+// query), so that chunks (e.g. days, the events table's partitions) can
+// run in parallel. Each query reads only the events its windows need; a
+// hopping window belongs to the chunk of its start.
+func Plan(d *metrics.Definition, table string, fromMs, toMs, chunkMs int64) ([]Query, error) {
 	if d.Window.Kind == metrics.WindowSession {
-		return Query{}, fmt.Errorf("%w: %s: session windows", ErrNotCompilable, d.Name)
+		return nil, fmt.Errorf("%w: %s: session windows", ErrNotCompilable, d.Name)
 	}
 	start, end, ok := Span(d, fromMs, toMs)
 	if !ok {
-		return Query{}, fmt.Errorf("%w: %s: no whole %s window in the range", ErrNotCompilable, d.Name, d.Window.Size)
+		return nil, fmt.Errorf("%w: %s: no whole %s window in the range", ErrNotCompilable, d.Name, d.Window.Size)
 	}
+	size, step := d.Window.Size.Milliseconds(), d.Window.Size.Milliseconds()
+	if d.Window.Kind == metrics.WindowHopping {
+		step = d.Window.Slide.Milliseconds()
+	}
+	lastStart := end - size
+	if chunkMs <= 0 {
+		chunkMs = lastStart - start + step
+	}
+	chunkMs = max(chunkMs/step, 1) * step
+	var out []Query
+	for cs := start; cs <= lastStart; cs += chunkMs {
+		ce := min(cs+chunkMs, lastStart+step) // window starts in [cs, ce)
+		q, err := compileChunk(d, table, cs, ce, min(ce-step+size, end), end)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, q)
+	}
+	return out, nil
+}
+
+// compileChunk compiles the windows of d starting in [wsFrom, wsTo) and
+// ending by end, from the events in [wsFrom, evTo).
+func compileChunk(d *metrics.Definition, table string, wsFrom, wsTo, evTo, end int64) (Query, error) {
+	start := wsFrom
 	size := d.Window.Size.Milliseconds()
 	valueSQL := "0."
 	if d.Value != "" {
@@ -146,7 +184,7 @@ func Compile(d *metrics.Definition, table string, fromMs, toMs int64) (Query, er
 	inner.WriteString(", " + extra + " AS x")
 	inner.WriteString(" FROM " + table + " FINAL WHERE event_time >= toDateTime(?) AND event_time <= toDateTime(?)" +
 		" AND event_time_ms >= ? AND event_time_ms < ?")
-	args = append(args, max(start/1000, 0), max((end-1)/1000, 0), start, end)
+	args = append(args, max(start/1000, 0), max((evTo-1)/1000, 0), start, evTo)
 	if len(d.Types) > 0 {
 		inner.WriteString(" AND type IN (" + strings.TrimSuffix(strings.Repeat("?, ", len(d.Types)), ", ") + ")")
 		for _, t := range d.Types {
@@ -177,13 +215,13 @@ func Compile(d *metrics.Definition, table string, fromMs, toMs int64) (Query, er
 	}
 	b.WriteString("] AS labels, count() AS c, sum(v) AS s, min(v) AS mn, max(v) AS mx, " + headline + " AS value FROM (")
 	b.WriteString(inner.String())
-	b.WriteString(") WHERE ws >= ? AND ws + ? <= ? GROUP BY ws")
+	b.WriteString(") WHERE ws >= ? AND ws < ? AND ws + ? <= ? GROUP BY ws")
 	for i := range groupSQL {
 		b.WriteString(", g" + strconv.Itoa(i))
 	}
 	b.WriteString(" ORDER BY ws")
 	args = append(outer, args...)
-	args = append(args, start, size, end)
+	args = append(args, wsFrom, wsTo, size, end)
 	return Query{Metric: d.Name, GroupBy: append([]string(nil), d.GroupBy...), SQL: b.String(), Args: args}, nil
 }
 
