@@ -5,17 +5,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/services/query/internal/app/command"
 	"github.com/streamwatch/streamwatch/services/query/internal/app/query"
+	"github.com/streamwatch/streamwatch/services/query/internal/domain/window"
 )
 
 var (
 	_ command.LiveUpdater = (*RedisLiveRepository)(nil)
 	_ query.LiveReader    = (*RedisLiveRepository)(nil)
+	_ query.TopReader     = (*RedisLiveRepository)(nil)
 )
 
 // updateLatest stores ARGV[4] (a Result as JSON) in hash KEYS[1] under
@@ -41,6 +44,38 @@ end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
 return 1
 `)
+
+// updateTop keeps the per-window top-N sorted set KEYS[1] (member: the
+// labels key ARGV[3], score: the value summed over shards) from the
+// per-window hash KEYS[2] of "<revision>:<value>" per labels key and shard
+// (field ARGV[1]): a result with a revision above the stored one adds
+// (value - previous value of that shard) to its member's score, so shards
+// add and revisions replace. ARGV[2] is the revision, ARGV[4] the value,
+// ARGV[5] the keys' TTL in seconds. Returns 1 if applied.
+var updateTop = redis.NewScript(`
+local prev = redis.call('HGET', KEYS[2], ARGV[1])
+local prevRev, prevVal = 0, 0
+if prev then
+  local i = string.find(prev, ':', 1, true)
+  if i then
+    prevRev = tonumber(string.sub(prev, 1, i - 1)) or 0
+    prevVal = tonumber(string.sub(prev, i + 1)) or 0
+  end
+end
+local rev = tonumber(ARGV[2])
+if rev <= prevRev then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ':' .. ARGV[4])
+redis.call('ZINCRBY', KEYS[1], tonumber(ARGV[4]) - prevVal, ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+return 1
+`)
+
+// TopTTL is how long a window's top-N sorted set is kept after its last
+// update.
+const TopTTL = 48 * time.Hour
 
 // RedisLiveRepository keeps the latest window result per metric, label set
 // and shard in Redis: hash <prefix>live:<metric>, field
@@ -69,6 +104,18 @@ func LiveField(res metrics.Result) string {
 	return metrics.LabelsKey(res.Labels) + "|" + strconv.FormatInt(int64(res.Shard), 10)
 }
 
+// TopKey returns the sorted set of metric's window starting at ws (ms):
+// <prefix>top:{<metric>:<ws>}, members labels keys, scores values summed
+// over shards. The hash tag keeps it in one Redis Cluster slot with its
+// per-shard hash <prefix>topshards:{<metric>:<ws>}.
+func (r *RedisLiveRepository) TopKey(metric string, ws int64) string {
+	return r.prefix + "top:{" + metric + ":" + strconv.FormatInt(ws, 10) + "}"
+}
+
+func (r *RedisLiveRepository) topShardsKey(metric string, ws int64) string {
+	return r.prefix + "topshards:{" + metric + ":" + strconv.FormatInt(ws, 10) + "}"
+}
+
 // UpdateLive stores res unless the stored result of its label set and
 // shard is at least as new (see command.LiveUpdater), atomically in one
 // Lua script call. It reports whether res was stored.
@@ -82,7 +129,33 @@ func (r *RedisLiveRepository) UpdateLive(ctx context.Context, res metrics.Result
 	if err != nil {
 		return false, fmt.Errorf("update live %s: %w", r.Key(res.Metric), err)
 	}
+	if len(res.Labels) > 0 {
+		// Top-N per window, for every window (also late revisions of
+		// windows the live hash has moved past).
+		err := updateTop.Run(ctx, r.client, []string{r.TopKey(res.Metric, res.WindowStart), r.topShardsKey(res.Metric, res.WindowStart)},
+			LiveField(res), res.Revision, metrics.LabelsKey(res.Labels), strconv.FormatFloat(res.Value, 'g', -1, 64),
+			int64(TopTTL/time.Second)).Err()
+		if err != nil {
+			return false, fmt.Errorf("update top %s: %w", r.TopKey(res.Metric, res.WindowStart), err)
+		}
+	}
 	return n == 1, nil
+}
+
+// TopScores implements query.TopReader: every member of the window's
+// top-N set with its score, largest first.
+func (r *RedisLiveRepository) TopScores(ctx context.Context, metric string, ws int64) ([]window.LabelScore, error) {
+	zs, err := r.client.ZRevRangeWithScores(ctx, r.TopKey(metric, ws), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", r.TopKey(metric, ws), err)
+	}
+	out := make([]window.LabelScore, 0, len(zs))
+	for _, z := range zs {
+		if key, ok := z.Member.(string); ok {
+			out = append(out, window.LabelScore{LabelsKey: key, Value: z.Score})
+		}
+	}
+	return out, nil
 }
 
 // LiveResults returns every stored result of metric, one per label set and

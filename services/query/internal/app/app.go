@@ -30,6 +30,7 @@ type Commands struct {
 type Queries struct {
 	Series query.SeriesHandler
 	Live   query.LiveHandler
+	Top    query.LiveTopHandler
 	Search query.SearchHandler
 	Batch  query.BatchReportHandler
 	Admin  query.AdminReader

@@ -63,6 +63,7 @@ func NewHTTPServer(a app.Application, stream StreamConfig) *HTTPServer {
 //	GET /api/v1/live?metric=NAME[&metric=NAME ...]
 //	GET /api/v1/stream[?metric=NAME ...]  (Server-Sent Events)
 //	GET /api/v1/topk?metric=NAME&by=LABEL&from=T&to=T[&n=N][&filter=LABEL=VALUE ...]
+//	GET /api/v1/topk/live?metric=NAME&by=LABEL[&n=N][&window_start=T]  (Redis, latest window by default)
 //	GET /api/v1/events?from=T&to=T[&type=TYPE ...][&field=FIELD=VALUE ...][&limit=N][&cursor=C]
 //	GET /api/v1/alerts[?state=S ...][&severity=S ...][&filter=LABEL=VALUE ...][&from=T][&to=T][&limit=N]
 //	GET /api/v1/alerts/recent[?limit=N]
@@ -79,6 +80,7 @@ func (s *HTTPServer) Register(e *echo.Echo) {
 	g.GET("/live", s.live)
 	g.GET("/stream", s.streamWindows)
 	g.GET("/topk", s.topk)
+	g.GET("/topk/live", s.liveTopK)
 	g.GET("/events", s.events)
 	g.GET("/alerts", s.alerts)
 	g.GET("/alerts/recent", s.recentAlerts)

@@ -17,10 +17,11 @@ import (
 )
 
 var (
-	topkParams   = map[string]bool{"metric": false, "by": false, "from": false, "to": false, "n": false, "filter": true}
-	eventsParams = map[string]bool{"from": false, "to": false, "type": true, "field": true, "limit": false, "cursor": false}
-	alertsParams = map[string]bool{"state": true, "severity": true, "filter": true, "from": false, "to": false, "limit": false}
-	recentParams = map[string]bool{"limit": false}
+	topkParams    = map[string]bool{"metric": false, "by": false, "from": false, "to": false, "n": false, "filter": true}
+	eventsParams  = map[string]bool{"from": false, "to": false, "type": true, "field": true, "limit": false, "cursor": false}
+	alertsParams  = map[string]bool{"state": true, "severity": true, "filter": true, "from": false, "to": false, "limit": false}
+	recentParams  = map[string]bool{"limit": false}
+	liveTopParams = map[string]bool{"metric": false, "by": false, "n": false, "window_start": false}
 )
 
 // MaxRecent is the most entries GET /api/v1/alerts/recent returns (the
@@ -84,6 +85,55 @@ func (s *HTTPServer) topk(c echo.Context) error {
 		return err
 	}
 	resp := TopKResponse{Metric: q.Metric(), By: q.By(), From: q.From(), To: q.To(), Top: make([]TopKEntry, len(top))}
+	for i, e := range top {
+		resp.Top[i] = TopKEntry(e)
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// LiveTopKResponse is the body of GET /api/v1/topk/live: the ranking of
+// one window from Redis; window_start -1 and no entries when the live view
+// has no window of the metric.
+type LiveTopKResponse struct {
+	Metric      string      `json:"metric"`
+	By          string      `json:"by"`
+	WindowStart int64       `json:"window_start"`
+	Top         []TopKEntry `json:"top"`
+}
+
+func (s *HTTPServer) liveTopK(c echo.Context) error {
+	params := c.QueryParams()
+	if err := checkParams(params, liveTopParams); err != nil {
+		return badRequest(err)
+	}
+	metric, by := params.Get("metric"), params.Get("by")
+	errs := []error{window.CheckMetric(metric)}
+	if !window.ValidName(by) {
+		errs = append(errs, window.InvalidParam("by", "%q is not a label name", by))
+	}
+	n, err := parseInt("n", params.Get("n"), 10)
+	errs = append(errs, err)
+	if err == nil && (n < 1 || n > window.MaxTopN) {
+		errs = append(errs, window.InvalidParam("n", "%d is outside 1..%d", n, window.MaxTopN))
+	}
+	ws := int64(-1)
+	if params.Has("window_start") {
+		ws, err = parseTime("window_start", params.Get("window_start"))
+		errs = append(errs, err)
+		if err == nil && (ws < 0 || ws > window.MaxTimeMs) {
+			errs = append(errs, window.InvalidParam("window_start", "%d ms is out of range", ws))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return badRequest(err)
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), queryTimeout)
+	defer cancel()
+	top, at, err := s.app.Queries.Top.Handle(ctx, metric, by, ws, n)
+	if err != nil {
+		return err
+	}
+	resp := LiveTopKResponse{Metric: metric, By: by, WindowStart: at, Top: make([]TopKEntry, len(top))}
 	for i, e := range top {
 		resp.Top[i] = TopKEntry(e)
 	}

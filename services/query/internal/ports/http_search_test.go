@@ -109,6 +109,21 @@ func TestTopK(t *testing.T) {
 	require.Equal(t, []ports.TopKEntry{{Key: "200", Value: 17, Count: 17}, {Key: "404", Value: 6, Count: 6}}, resp.Top)
 	require.Equal(t, http.StatusOK, e.get(t, fmt.Sprintf("/api/v1/topk?metric=requests&by=status&from=%d&to=%d&filter=status=500", may17, may17+3_600_000), &resp))
 	require.Equal(t, []ports.TopKEntry{{Key: "500", Value: 1, Count: 1}}, resp.Top)
+
+	// The same ranking per window from Redis: shards add, revisions
+	// replace, a late revision of an older window still counts.
+	var live ports.LiveTopKResponse
+	require.Equal(t, http.StatusOK, e.get(t, "/api/v1/topk/live?metric=requests&by=status", &live))
+	require.Equal(t, may17+3_600_000, live.WindowStart, "latest window by default")
+	require.Equal(t, []ports.TopKEntry{{Key: "503", Value: 100}}, live.Top)
+	require.NoError(t, e.proj.HandleMetricsWindow(windowMessage(t, result(map[string]string{"status": "404"}, 0, may17, 2, 20))))
+	require.NoError(t, e.proj.HandleMetricsWindow(windowMessage(t, result(map[string]string{"status": "404"}, 0, may17, 2, 20)))) // replay
+	require.Equal(t, http.StatusOK, e.get(t, fmt.Sprintf("/api/v1/topk/live?metric=requests&by=status&window_start=%d", may17), &live))
+	require.Equal(t, []ports.TopKEntry{{Key: "404", Value: 20}, {Key: "200", Value: 14}}, live.Top)
+	require.Equal(t, http.StatusOK, e.get(t, fmt.Sprintf("/api/v1/topk/live?metric=requests&by=status&n=1&window_start=%d", may17), &live))
+	require.Len(t, live.Top, 1)
+	var errBody map[string]any
+	require.Equal(t, http.StatusBadRequest, e.get(t, "/api/v1/topk/live?metric=requests&by=x'y", &errBody))
 }
 
 func alertMessage(t *testing.T, a alerts.Alert) *message.Message {

@@ -41,7 +41,8 @@ func TestOpenAPI(t *testing.T) {
 	var routes []string
 	for _, m := range regexp.MustCompile(`(?m)^//\tGET (/api/v1/[a-z/{}]+)`).FindAllStringSubmatch(string(code), -1) {
 		routes = append(routes, m[1])
-		require.Contains(t, paths, m[1], "route %s not in %s", m[1], openAPIYAML)
+		_, documented := paths[m[1]]
+		require.True(t, documented, "route %s not in %s", m[1], openAPIYAML)
 	}
 	require.True(t, slices.ContainsFunc(routes, func(r string) bool { return strings.HasSuffix(r, "/events") }))
 }

@@ -92,6 +92,7 @@ func NewApplication(s Storage, defs []metrics.Definition, pub command.RecordPubl
 		Queries: app.Queries{
 			Series: query.NewSeriesHandler(s.Windows, s.Batch),
 			Live:   query.NewLiveHandler(s.Live),
+			Top:    query.NewLiveTopHandler(s.Live, s.Live),
 			Search: query.NewSearchHandler(s.Events, s.Windows, s.Alerts, s.Recent),
 			Batch:  query.NewBatchReportHandler(s.Batch),
 			Admin:  s.Admin,

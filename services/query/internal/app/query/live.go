@@ -44,3 +44,45 @@ func (h LiveHandler) Handle(ctx context.Context, metricNames []string) ([]window
 	}
 	return out, nil
 }
+
+// TopReader reads the per-window top-N sets of the live view.
+type TopReader interface {
+	// TopScores returns every labels key of metric's window starting at
+	// ws with its value summed over shards.
+	TopScores(ctx context.Context, metric string, ws int64) ([]window.LabelScore, error)
+}
+
+// LiveTopHandler ranks the label values of a metric's window from Redis
+// (no ClickHouse). Safe for concurrent use.
+type LiveTopHandler struct {
+	live LiveReader
+	top  TopReader
+}
+
+// NewLiveTopHandler returns a handler over live and top.
+func NewLiveTopHandler(live LiveReader, top TopReader) LiveTopHandler {
+	return LiveTopHandler{live: live, top: top}
+}
+
+// Handle returns the n largest values of label by in metric's window
+// starting at ws, or, when ws < 0, in the latest window the live view
+// holds (returned as the second value; -1 when there is none).
+func (h LiveTopHandler) Handle(ctx context.Context, metric, by string, ws int64, n int) ([]window.TopKEntry, int64, error) {
+	if ws < 0 {
+		results, err := h.live.LiveResults(ctx, metric)
+		if err != nil {
+			return nil, -1, fmt.Errorf("live top %s: %w", metric, err)
+		}
+		for _, r := range results {
+			ws = max(ws, r.WindowStart)
+		}
+		if ws < 0 {
+			return []window.TopKEntry{}, -1, nil
+		}
+	}
+	scores, err := h.top.TopScores(ctx, metric, ws)
+	if err != nil {
+		return nil, ws, fmt.Errorf("live top %s: %w", metric, err)
+	}
+	return window.RankBy(scores, by, n), ws, nil
+}

@@ -3,6 +3,8 @@ package window
 import (
 	"errors"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 )
@@ -98,4 +100,78 @@ func LiveMetrics(names []string) ([]string, error) {
 		return nil, errors.Join(errs...)
 	}
 	return out, nil
+}
+
+// ParseLabelsKey inverts metrics.LabelsKey: "a=1,b=\"x,y\"" → {a: 1, b:
+// x,y}. ok is false when key is not in that form.
+func ParseLabelsKey(key string) (map[string]string, bool) {
+	out := map[string]string{}
+	for key != "" {
+		name, rest, found := strings.Cut(key, "=")
+		if !found || name == "" {
+			return nil, false
+		}
+		var value string
+		if strings.HasPrefix(rest, `"`) {
+			quoted, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				return nil, false
+			}
+			if value, err = strconv.Unquote(quoted); err != nil {
+				return nil, false
+			}
+			rest = rest[len(quoted):]
+		} else {
+			i := strings.IndexByte(rest, ',')
+			if i < 0 {
+				i = len(rest)
+			}
+			value, rest = rest[:i], rest[i:]
+		}
+		out[name] = value
+		if rest != "" {
+			if rest[0] != ',' {
+				return nil, false
+			}
+			rest = rest[1:]
+		}
+		key = rest
+	}
+	return out, true
+}
+
+// LabelScore is one labels key of a window with its value summed over
+// shards.
+type LabelScore struct {
+	LabelsKey string
+	Value     float64
+}
+
+// RankBy sums the scores per value of label by (label sets without it
+// are left out) and returns the n largest, ties by key.
+func RankBy(scores []LabelScore, by string, n int) []TopKEntry {
+	sums := map[string]float64{}
+	for _, s := range scores {
+		labels, ok := ParseLabelsKey(s.LabelsKey)
+		if !ok {
+			continue
+		}
+		if v, has := labels[by]; has {
+			sums[v] += s.Value
+		}
+	}
+	out := make([]TopKEntry, 0, len(sums))
+	for k, v := range sums {
+		out = append(out, TopKEntry{Key: k, Value: v})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Value != out[j].Value {
+			return out[i].Value > out[j].Value
+		}
+		return out[i].Key < out[j].Key
+	})
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out
 }

@@ -167,3 +167,20 @@ func TestLayerRows(t *testing.T) {
 	require.Equal(t, []window.Point{{T: 0, Value: 1, Layer: "speed"}, {T: hour, Value: 24, Layer: window.LayerMixed}}, series[0].Points,
 		"hour 1: batch 20 (not the older run, not speed 2) plus speed 4")
 }
+
+func TestParseLabelsKeyInvertsLabelsKey(t *testing.T) {
+	t.Parallel()
+	for _, labels := range []map[string]string{
+		{}, {"status": "200"}, {"a": "x,y", "b": `q"uote`, "c": "k=v", "d": ""},
+	} {
+		got, ok := window.ParseLabelsKey(metrics.LabelsKey(labels))
+		require.True(t, ok)
+		require.Equal(t, labels, got)
+	}
+	for _, bad := range []string{"=x", "a", `a="x`, `a="x"b`} {
+		_, ok := window.ParseLabelsKey(bad)
+		require.False(t, ok, bad)
+	}
+	top := window.RankBy([]window.LabelScore{{"ip=1,status=200", 3}, {"ip=1,status=404", 2}, {"ip=2,status=200", 4}, {"other=1", 9}}, "ip", 5)
+	require.Equal(t, []window.TopKEntry{{Key: "1", Value: 5}, {Key: "2", Value: 4}}, top)
+}
