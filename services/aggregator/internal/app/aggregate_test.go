@@ -83,3 +83,20 @@ func TestApplyEmitsBatchRecordsAndLateEvents(t *testing.T) {
 	require.Positive(t, g.Windows)
 	require.Equal(t, benchT0+400_000-5_000, g.Watermark)
 }
+
+// TestDuplicatesInOneRecordCountOnce is the regression test of the
+// duplicate check as it is compiled into this package's callers (it once
+// counted a duplicate in the same batch twice here while the window
+// package's own tests passed).
+func TestDuplicatesInOneRecordCountOnce(t *testing.T) {
+	t.Parallel()
+	defs, err := metrics.ParseDefinitions("x.yaml", []byte("metrics:\n  - name: requests\n    window: {size: 1m}\n"))
+	require.NoError(t, err)
+	e := window.NewEngine(defs, window.Config{OutOfOrderness: 5_000, AllowedLateness: 60_000, IdleTimeout: 300_000})
+	s := window.NewState(0)
+	ev := httpEv("1", benchT0, "1.1.1.1")
+	out := e.Add(s, []events.Event{ev, ev, httpEv("2", benchT0, "1.1.1.1"), ev}, 1)
+	require.Equal(t, 2, out.Accepted)
+	require.Equal(t, 2, out.Duplicates)
+	require.Equal(t, 2, s.SeenIDs())
+}
