@@ -18,7 +18,8 @@ const (
 
 // BenchmarkThresholdRules: 1,000 threshold rules over 100 metrics (10 per
 // metric, with label matchers on half of them), window results of 100,000
-// client label sets; Advance once per record of 500 results.
+// client label sets, one in 1,000 breaching; Advance once per record of
+// 500 results.
 func BenchmarkThresholdRules(b *testing.B) {
 	var y strings.Builder
 	y.WriteString("rules:\n")
@@ -45,7 +46,10 @@ func BenchmarkThresholdRules(b *testing.B) {
 		p := &pts[n%len(pts)]
 		w := int64(n / len(pts))
 		p.Start, p.End, p.Watermark = w*minute, (w+1)*minute, (w+1)*minute
-		p.Value = float64(n % 120)
+		p.Value = float64(n % 50) // below every threshold ...
+		if n%1000 == 0 {
+			p.Value = 1000 // ... but one result in 1,000
+		}
 		st.Apply(s, p)
 		if n%benchBatch == benchBatch-1 {
 			st.Advance(s)
@@ -55,33 +59,41 @@ func BenchmarkThresholdRules(b *testing.B) {
 }
 
 // BenchmarkPatternRules: 1,000 pattern rules (sequence, repetition and
-// negation over the behaviour types) on events of 100,000 users.
+// negation over the behaviour types, each step on one of 200 pages) on the
+// events of 100,000 users; each event is checked against the ~200 rules of
+// its type and matches the steps of about one. Advance once per record of
+// 500 events.
 func BenchmarkPatternRules(b *testing.B) {
 	types := []events.Type{events.TypePageView, events.TypeClick, events.TypeAddCart, events.TypePurchase, events.TypeSearch}
 	var y strings.Builder
 	y.WriteString("rules:\n")
 	for i := range benchRules {
 		a, c := types[i%5], types[(i/5)%5]
+		pa, pc := fmt.Sprintf("/p%d", i%200), fmt.Sprintf("/p%d", (i+1)%200)
 		switch i % 3 {
 		case 0:
-			fmt.Fprintf(&y, "  - {name: p%d, kind: sequence, events: [%s, %s], within: %ds}\n", i, a, c, 30+i%60)
+			fmt.Fprintf(&y, "  - {name: p%d, kind: sequence, events: [{type: %s, match: {page: %s}}, {type: %s, match: {page: %s}}], within: %ds}\n", i, a, pa, c, pc, 30+i%60)
 		case 1:
-			fmt.Fprintf(&y, "  - {name: p%d, kind: repetition, events: [%s], count: %d, within: 60s}\n", i, a, 3+i%5)
+			fmt.Fprintf(&y, "  - {name: p%d, kind: repetition, events: [{type: %s, match: {page: %s}}], count: %d, within: 60s}\n", i, a, pa, 3+i%5)
 		default:
-			fmt.Fprintf(&y, "  - {name: p%d, kind: negation, events: [%s, %s], within: 30m}\n", i, a, c)
+			fmt.Fprintf(&y, "  - {name: p%d, kind: negation, events: [{type: %s, match: {page: %s}}, {type: %s, match: {page: %s}}], within: 30m}\n", i, a, pa, c, pc)
 		}
 	}
 	s := set(b, y.String())
 	evs := make([]events.Event, 4096)
 	for i := range evs {
-		evs[i] = events.Event{V: 1, Type: types[(i*7)%5]}
+		evs[i] = events.Event{V: 1, Type: types[(i*7)%5], Page: fmt.Sprintf("/p%d", (i*13)%200)}
+	}
+	users := make([]string, benchEntities)
+	for i := range users {
+		users[i] = fmt.Sprintf("u%d", i)
 	}
 	st := rules.NewEventState()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {
 		e := &evs[n%len(evs)]
-		u := fmt.Sprintf("u%d", n%benchEntities)
+		u := users[(n*7919)%benchEntities]
 		e.Key, e.UserID, e.ID, e.Time = u, u, "", int64(n)*10 // 100 events/s of event time
 		st.Apply(s, e)
 		if n%benchBatch == benchBatch-1 {

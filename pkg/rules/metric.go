@@ -81,6 +81,9 @@ type MetricState struct {
 	Watermarks map[int32]int64 `json:"watermarks"`
 	// Series by rule name + "\xff" + canonical labels.
 	Series map[string]*Series `json:"series"`
+	// NextDue is a lower bound of the earliest watermark at which Advance
+	// has something to do (0: nothing), so most calls cost O(shards).
+	NextDue int64 `json:"next_due,omitempty"`
 }
 
 // Retention is how long a series with no alert in progress is kept after
@@ -118,6 +121,7 @@ func (st *MetricState) Apply(set *Set, p *Point) []alerts.Alert {
 	} else if p.Complete {
 		rs = set.byMetric[p.Metric] // partial values would compare wrongly
 	}
+	labelsKey, keyed := "", false
 	for _, r := range rs {
 		if p.Kind == metrics.KindEarly && !r.Early {
 			continue
@@ -125,7 +129,10 @@ func (st *MetricState) Apply(set *Set, p *Point) []alerts.Alert {
 		if !r.matchLabels(p.Labels) {
 			continue
 		}
-		key := r.Name + "\xff" + metrics.LabelsKey(p.Labels)
+		if !keyed {
+			labelsKey, keyed = metrics.LabelsKey(p.Labels), true
+		}
+		key := r.Name + "\xff" + labelsKey
 		s := st.Series[key]
 		if s == nil {
 			s = &Series{Rule: r.Name, Labels: p.Labels, Shard: p.Shard}
@@ -139,29 +146,57 @@ func (st *MetricState) Apply(set *Set, p *Point) []alerts.Alert {
 			s.LastSeen = p.End
 		}
 		out = append(out, s.apply(r, p)...)
+		if due := s.due(r); st.NextDue == 0 || due < st.NextDue {
+			st.NextDue = due
+		}
 	}
 	return out
+}
+
+// due is the watermark at which Advance must look at the series: when an
+// absence fires, a firing alert resolves by silence, or the series expires.
+func (s *Series) due(r *Rule) int64 {
+	switch {
+	case r.Kind == KindAbsence && s.State == "":
+		return s.LastSeen + r.For.Ms() + 1
+	case r.Kind != KindAbsence && s.State != "":
+		return s.LastBreachEnd + s.silence() + r.KeepFiringFor.Ms()
+	}
+	return s.LastSeen + Retention + 1
 }
 
 // Advance emits what the shard watermarks alone decide: absence alerts,
 // resolutions of series that went silent after a breach, and drops series
 // past retention. Call it after every watermark change (Evaluate does).
 func (st *MetricState) Advance(set *Set) []alerts.Alert {
+	var maxWM int64
+	for _, wm := range st.Watermarks {
+		maxWM = max(maxWM, wm)
+	}
+	if st.NextDue == 0 || maxWM < st.NextDue {
+		return nil
+	}
 	var due []string
+	st.NextDue = 0
 	for key, s := range st.Series {
 		wm := st.Watermarks[s.Shard]
 		r := set.Rule(s.Rule)
-		if r == nil || r.Source != SourceWindows && r.Source != SourceSamples {
-			delete(st.Series, key) // rule deleted or changed kind
-			continue
-		}
 		switch {
+		case r == nil || r.Source != SourceWindows && r.Source != SourceSamples:
+			due = append(due, key) // rule deleted or changed kind
+			continue
 		case r.Kind == KindAbsence && s.State == "" && wm > s.LastSeen+r.For.Ms():
 			due = append(due, key)
+			continue
 		case r.Kind != KindAbsence && s.State != "" && wm >= s.LastBreachEnd+s.silence()+r.KeepFiringFor.Ms():
 			due = append(due, key)
+			continue
 		case s.State == "" && wm > s.LastSeen+Retention:
 			delete(st.Series, key)
+			continue
+		}
+		if d := s.due(r); st.NextDue == 0 || d < st.NextDue {
+			st.NextDue = d
 		}
 	}
 	slices.Sort(due)
@@ -169,12 +204,22 @@ func (st *MetricState) Advance(set *Set) []alerts.Alert {
 	for _, key := range due {
 		s := st.Series[key]
 		r := set.Rule(s.Rule)
-		if r.Kind == KindAbsence {
+		switch {
+		case r == nil || r.Source != SourceWindows && r.Source != SourceSamples:
+			if s.State != "" {
+				out = append(out, s.resolve(st.Watermarks[s.Shard])) // its rule is gone
+			}
+			delete(st.Series, key)
+			continue
+		case r.Kind == KindAbsence:
 			s.State, s.StartsAt = alerts.StateFiring, s.LastSeen
 			out = append(out, s.newAlert(r, alerts.StateFiring, &Point{Start: s.LastSeen, End: s.LastSeen}, 0, 0))
-			continue
+		default:
+			out = append(out, s.resolve(s.LastBreachEnd))
 		}
-		out = append(out, s.resolve(s.LastBreachEnd))
+		if d := s.due(r); st.NextDue == 0 || d < st.NextDue {
+			st.NextDue = d
+		}
 	}
 	return out
 }

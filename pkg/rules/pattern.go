@@ -69,8 +69,8 @@ func (s *Step) matches(e *events.Event) bool {
 	if e.Type != s.Type {
 		return false
 	}
-	for k, v := range s.Match {
-		if Field(e, k) != v {
+	for _, m := range s.pairs {
+		if Field(e, m.name) != m.value {
 			return false
 		}
 	}
@@ -108,8 +108,12 @@ type EventState struct {
 	Watermark int64 `json:"watermark"`
 	// Partials by rule name + "\xff" + entity.
 	Partials map[string]*Partial `json:"partials"`
-	// NextExpiry is the smallest Expires of Partials (0 when none), so
-	// most watermark moves cost nothing.
+	// Expiries indexes Partials by expiry second (Expires truncated to
+	// whole seconds, ms): Advance visits only the buckets the watermark
+	// passed. Entries may be stale (the partial completed or moved); they
+	// are checked and dropped when their bucket is visited.
+	Expiries map[int64][]string `json:"expiries,omitempty"`
+	// NextExpiry is the smallest key of Expiries (0 when empty).
 	NextExpiry int64 `json:"next_expiry,omitempty"`
 	// Silences by rule name + "\xff" + entity.
 	Silences map[string]*Silence `json:"silences,omitempty"`
@@ -117,20 +121,34 @@ type EventState struct {
 
 // NewEventState returns an empty state.
 func NewEventState() *EventState {
-	return &EventState{Partials: map[string]*Partial{}, Silences: map[string]*Silence{}}
+	return &EventState{Partials: map[string]*Partial{}, Silences: map[string]*Silence{}, Expiries: map[int64][]string{}}
 }
 
-// entity returns the pattern's entity labels and key for e: the event's
-// entity key plus the rule's By fields.
-func (r *Rule) entity(e *events.Event) (map[string]string, string) {
-	labels := map[string]string{"entity": e.Key}
-	key := r.Name + "\xff" + e.Key
-	for _, f := range r.By {
-		v := Field(e, f)
-		labels[strings.ReplaceAll(f, ".", "_")] = v
-		key += "\xff" + v
+// entityKey returns the state key of the pattern's entity for e: rule
+// name, the event's entity key and the rule's By fields.
+func (r *Rule) entityKey(e *events.Event) string {
+	if len(r.By) == 0 {
+		return r.Name + "\xff" + e.Key
 	}
-	return labels, key
+	var b strings.Builder
+	b.WriteString(r.Name)
+	b.WriteString("\xff")
+	b.WriteString(e.Key)
+	for _, f := range r.By {
+		b.WriteString("\xff")
+		b.WriteString(Field(e, f))
+	}
+	return b.String()
+}
+
+// entityLabels returns the alert labels of the entity of e: entity (the
+// entity key) and the By fields (dots become underscores).
+func (r *Rule) entityLabels(e *events.Event) map[string]string {
+	labels := map[string]string{"entity": e.Key}
+	for _, f := range r.By {
+		labels[strings.ReplaceAll(f, ".", "_")] = Field(e, f)
+	}
+	return labels
 }
 
 // Apply applies one event to the pattern and event absence rules, in event
@@ -145,7 +163,10 @@ func (st *EventState) Apply(set *Set, e *events.Event) []alerts.Alert {
 	}
 	var out []alerts.Alert
 	for _, r := range set.patterns[e.Type] {
-		labels, key := r.entity(e)
+		if !r.Steps[0].matches(e) && (len(r.Steps) < 2 || !r.Steps[1].matches(e)) {
+			continue
+		}
+		key := r.entityKey(e)
 		p := st.Partials[key]
 		w := r.Within.Ms()
 		switch r.Kind {
@@ -156,14 +177,14 @@ func (st *EventState) Apply(set *Set, e *events.Event) []alerts.Alert {
 				p = nil
 			}
 			if r.Steps[0].matches(e) && (p == nil || e.Time >= p.Times[0]) {
-				st.put(key, &Partial{Rule: r.Name, Labels: labels, Times: []int64{e.Time}, IDs: []string{e.ID}, Expires: e.Time + w})
+				st.put(key, &Partial{Rule: r.Name, Labels: r.entityLabels(e), Times: []int64{e.Time}, IDs: []string{e.ID}, Expires: e.Time + w})
 			}
 		case KindRepetition:
 			if !r.Steps[0].matches(e) {
 				continue
 			}
 			if p == nil {
-				p = &Partial{Rule: r.Name, Labels: labels}
+				p = &Partial{Rule: r.Name, Labels: r.entityLabels(e)}
 			}
 			if slices.Contains(p.IDs, e.ID) {
 				continue // a re-sent event counts once
@@ -190,7 +211,7 @@ func (st *EventState) Apply(set *Set, e *events.Event) []alerts.Alert {
 				p = nil
 			}
 			if r.Steps[0].matches(e) && p == nil {
-				st.put(key, &Partial{Rule: r.Name, Labels: labels, Times: []int64{e.Time}, IDs: []string{e.ID}, Expires: e.Time + w})
+				st.put(key, &Partial{Rule: r.Name, Labels: r.entityLabels(e), Times: []int64{e.Time}, IDs: []string{e.ID}, Expires: e.Time + w})
 			}
 		}
 	}
@@ -198,10 +219,10 @@ func (st *EventState) Apply(set *Set, e *events.Event) []alerts.Alert {
 		if !r.Steps[0].matches(e) {
 			continue
 		}
-		labels, key := r.entity(e)
+		key := r.entityKey(e)
 		s := st.Silences[key]
 		if s == nil {
-			s = &Silence{Rule: r.Name, Labels: labels}
+			s = &Silence{Rule: r.Name, Labels: r.entityLabels(e)}
 			st.Silences[key] = s
 		}
 		if e.Time > s.LastSeen {
@@ -219,42 +240,58 @@ func (st *EventState) Apply(set *Set, e *events.Event) []alerts.Alert {
 
 func (st *EventState) put(key string, p *Partial) {
 	st.Partials[key] = p
-	if st.NextExpiry == 0 || p.Expires < st.NextExpiry {
-		st.NextExpiry = p.Expires
+	bucket := p.Expires / 1000 * 1000
+	if st.Expiries == nil {
+		st.Expiries = map[int64][]string{}
+	}
+	st.Expiries[bucket] = append(st.Expiries[bucket], key)
+	if st.NextExpiry == 0 || bucket < st.NextExpiry {
+		st.NextExpiry = bucket
 	}
 }
 
 // Advance sets the watermark to MaxTime − outOfOrderness (ms; it never
-// moves back) and returns what it decides, sorted by key: negations whose
-// deadline passed without B fire (and resolve), expired partial matches
-// are dropped, and silent entities of absence rules fire.
+// moves back) and returns what it decides, in deterministic order (by
+// expiry second, then key): negations whose deadline passed without B fire
+// (and resolve), expired partial matches are dropped, and silent entities
+// of absence rules fire. Its cost is that of the expired partials plus the
+// number of absence rule entities.
 func (st *EventState) Advance(set *Set, outOfOrderness int64) []alerts.Alert {
 	if wm := st.MaxTime - outOfOrderness; wm > st.Watermark {
 		st.Watermark = wm
 	}
 	wm := st.Watermark
 	var out []alerts.Alert
-	if st.NextExpiry != 0 && wm > st.NextExpiry {
-		var due []string
-		st.NextExpiry = 0
-		for key, p := range st.Partials {
-			r := set.Rule(p.Rule)
-			switch {
-			case r == nil || !r.Pattern():
-				delete(st.Partials, key)
-			case wm > p.Expires && r.Kind == KindNegation:
-				due = append(due, key)
-			case wm > p.Expires:
-				delete(st.Partials, key)
-			case st.NextExpiry == 0 || p.Expires < st.NextExpiry:
-				st.NextExpiry = p.Expires
-			}
-		}
-		slices.Sort(due)
-		for _, key := range due {
+	for st.NextExpiry != 0 && wm > st.NextExpiry {
+		bucket := st.NextExpiry
+		keys := st.Expiries[bucket]
+		slices.Sort(keys)
+		var keep []string
+		for i, key := range keys {
 			p := st.Partials[key]
-			out = append(out, matched(set.Rule(p.Rule), p, p.Expires, "")...)
+			if p == nil || (i > 0 && keys[i-1] == key) || p.Expires/1000*1000 != bucket {
+				continue // completed, duplicate or moved to another bucket
+			}
+			if wm <= p.Expires {
+				keep = append(keep, key) // later in this second
+				continue
+			}
+			r := set.Rule(p.Rule)
+			if r != nil && r.Kind == KindNegation {
+				out = append(out, matched(r, p, p.Expires, "")...)
+			}
 			delete(st.Partials, key)
+		}
+		if len(keep) > 0 {
+			st.Expiries[bucket] = keep
+			break // every later bucket expires later still
+		}
+		delete(st.Expiries, bucket)
+		st.NextExpiry = 0
+		for b := range st.Expiries {
+			if st.NextExpiry == 0 || b < st.NextExpiry {
+				st.NextExpiry = b
+			}
 		}
 	}
 	for _, key := range slices.Sorted(maps.Keys(st.Silences)) {

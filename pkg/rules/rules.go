@@ -133,6 +133,20 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 type Step struct {
 	Type  events.Type       `yaml:"type" json:"type"`
 	Match map[string]string `yaml:"match,omitempty" json:"match,omitempty"`
+
+	pairs []pair // Match, sorted, for fast matching
+}
+
+// pair is one equality matcher.
+type pair struct{ name, value string }
+
+// sortedPairs returns m as pairs sorted by name.
+func sortedPairs(m map[string]string) []pair {
+	ps := make([]pair, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		ps = append(ps, pair{k, m[k]})
+	}
+	return ps
 }
 
 // UnmarshalYAML accepts a bare type name or a mapping.
@@ -218,6 +232,7 @@ type Rule struct {
 	Early bool `yaml:"early,omitempty" json:"early,omitempty"`
 
 	line      int
+	matchers  []pair
 	compare   func(v, t float64) bool
 	templates map[string]*template.Template
 }
@@ -335,11 +350,13 @@ func (r *Rule) Compile() error {
 	default:
 		add("unknown kind %q (threshold, change, absence, sequence, repetition, negation or anomaly)", r.Kind)
 	}
-	for i, s := range r.Steps {
-		if s.Type.Kind() == events.KindUnknown {
-			add("events[%d]: unknown event type %q", i, s.Type)
+	for i := range r.Steps {
+		if r.Steps[i].Type.Kind() == events.KindUnknown {
+			add("events[%d]: unknown event type %q", i, r.Steps[i].Type)
 		}
+		r.Steps[i].pairs = sortedPairs(r.Steps[i].Match)
 	}
+	r.matchers = sortedPairs(r.Match)
 	if r.Kind != KindRepetition && r.Count != 0 {
 		add("count applies to repetition rules only")
 	}
@@ -360,8 +377,8 @@ func (r *Rule) breached(v float64) bool { return r.compare(v, r.Threshold) }
 
 // matchLabels reports whether labels satisfy the rule's matchers.
 func (r *Rule) matchLabels(labels map[string]string) bool {
-	for k, v := range r.Match {
-		if labels[k] != v {
+	for _, m := range r.matchers {
+		if labels[m.name] != m.value {
 			return false
 		}
 	}
