@@ -31,10 +31,14 @@ import (
 var (
 	st   *stack.Stack
 	repo string
+	bin  string
 )
 
 // groups must reach lag 0 before the alerts are final.
-var groups = []string{"aggregator.windows", "detector.thresholds", "detector.events"}
+var groups = []string{
+	"aggregator.windows", "detector.thresholds", "detector.events",
+	"query.events-projector", "query.windows-projector",
+}
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
@@ -55,8 +59,8 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "bin")
-	services := []string{stack.Collector, stack.Aggregator, stack.Detector}
+	bin = filepath.Join(tmp, "bin")
+	services := []string{stack.Collector, stack.Aggregator, stack.Detector, stack.Query}
 	for _, s := range services {
 		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, s), "./cmd/"+s)
 		cmd.Dir = filepath.Join(repo, "services", s)
@@ -153,6 +157,32 @@ func TestFrequencyAlertsSurviveKill(t *testing.T) {
 		"high_request_rate_client 75.97.9.59 2015-05-18T08:05:00Z 108",
 	}, got, "firing alerts (distinct ids) after a SIGKILL of the detector")
 	t.Logf("%d distinct alert state changes", records)
+
+	t.Run("backtest over ClickHouse gives the same alerts", func(t *testing.T) {
+		ruleFile := filepath.Join(t.TempDir(), "rules.yaml")
+		require.NoError(t, os.WriteFile(ruleFile, []byte(`rules:
+  - name: high_request_rate_client
+    metric: requests_by_client
+    op: ">"
+    threshold: 100
+`), 0o600))
+		cmd := exec.Command(filepath.Join(bin, stack.Detector), "backtest", "--rule", ruleFile,
+			"--from", "2015-05-17T00:00:00Z", "--to", "2015-05-22T00:00:00Z", "--clickhouse", st.ClickHouseAddr())
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		require.NoError(t, err, stderr.String())
+		var bt []string
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			var a alert
+			require.NoError(t, json.Unmarshal([]byte(line), &a), line)
+			if a.State == "firing" {
+				bt = append(bt, fmt.Sprintf("%s %s %s %.0f", a.Rule, a.Labels["client_ip"], time.UnixMilli(a.StartsAt).UTC().Format(time.RFC3339), a.Value))
+			}
+		}
+		sort.Strings(bt)
+		require.Equal(t, got, bt, "backtest: %s", stderr.String())
+	})
 }
 
 // post sends log lines to the collector in chunks of 1,000.

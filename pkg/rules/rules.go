@@ -597,3 +597,23 @@ const DefaultRules = `rules:
       summary: "user {{ .Labels.user_id }} produced {{ .Value }} events in one minute (threshold {{ .Threshold }})"
       window_start: "{{ .WindowStart }}"
 `
+
+// WindowMetrics returns the window metrics the set's rules read, sorted.
+func (s *Set) WindowMetrics() []string { return slices.Sorted(maps.Keys(s.byMetric)) }
+
+// EventTypes returns the event types the set's rules read (pattern and
+// absence steps, metric_sample for sample rules), sorted.
+func (s *Set) EventTypes() []events.Type {
+	var ts []events.Type
+	for t := range s.patterns {
+		ts = append(ts, t)
+	}
+	for _, r := range s.absent {
+		ts = append(ts, uniqueTypes(r.Steps)...)
+	}
+	if len(s.samples) > 0 {
+		ts = append(ts, events.TypeMetricSample)
+	}
+	slices.Sort(ts)
+	return slices.Compact(ts)
+}
