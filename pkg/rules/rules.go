@@ -195,7 +195,7 @@ type Rule struct {
 	Match map[string]string `yaml:"match,omitempty" json:"match,omitempty"`
 	// Op and Threshold: threshold rules compare the value, change rules the
 	// change in percent ((v - ref) / |ref| * 100), anomaly rules the score
-	// (op >=, default threshold 0.99).
+	// (op >=, default threshold 0.5: Numenta's likelihood 0.99999).
 	Op        string  `yaml:"op,omitempty" json:"op,omitempty"`
 	Threshold float64 `yaml:"threshold" json:"threshold"`
 	// For is how long, in event time, the condition must hold before the
@@ -315,7 +315,7 @@ func (r *Rule) Compile() error {
 	case KindAnomaly:
 		metricRule()
 		if r.Threshold == 0 {
-			r.Threshold = 0.99
+			r.Threshold = 0.5
 		}
 		compareOp(">=")
 		if r.Threshold <= 0 || r.Threshold > 1 {
