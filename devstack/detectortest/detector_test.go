@@ -290,3 +290,36 @@ func waitQuiet(t *testing.T) {
 		}
 	}
 }
+
+// TestRuleFromTopicWithoutRestart publishes a new rule on the rules topic
+// while the detector runs; it applies to the events that follow.
+func TestRuleFromTopicWithoutRestart(t *testing.T) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers()...))
+	require.NoError(t, err)
+	defer cl.Close()
+	change := `{"v":1,"op":"upsert","id":"triple_get","rule":{"name":"triple_get","kind":"repetition",` +
+		`"events":[{"type":"http_request","match":{"path":"/triple"}}],"count":3,"within":"60s","severity":"info"}}`
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, cl.ProduceSync(ctx, &kgo.Record{
+		Topic: "rules", Key: []byte("triple_get"), Value: []byte(change),
+		Headers: []kgo.RecordHeader{{Key: "schema", Value: []byte("rules.change.v1")}},
+	}).FirstErr())
+	time.Sleep(2 * time.Second) // the detector follows the topic
+
+	at := time.Date(2015, 5, 21, 2, 0, 0, 0, time.UTC)
+	var lines []string
+	for i := range 3 {
+		ts := at.Add(time.Duration(i) * 10 * time.Second).Format("02/Jan/2006:15:04:05 -0700")
+		lines = append(lines, fmt.Sprintf("10.7.7.7 - - [%s] \"GET /triple HTTP/1.1\" 200 10 \"-\" \"t\"\n", ts))
+	}
+	post(t, "triple", 1, lines)
+	require.Eventually(t, func() bool {
+		for _, a := range readAlerts(t) {
+			if a.Rule == "triple_get" && a.State == "firing" && a.Labels["entity"] == "10.7.7.7" && a.StartsAt == at.UnixMilli() {
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, time.Second, "the rule from the topic fires without a restart")
+}
