@@ -95,6 +95,17 @@ func NewMetricState() *MetricState {
 	return &MetricState{Watermarks: map[int32]int64{}, Series: map[string]*Series{}}
 }
 
+// init makes the maps of a state decoded from an older or empty
+// checkpoint usable.
+func (st *MetricState) init() {
+	if st.Watermarks == nil {
+		st.Watermarks = map[int32]int64{}
+	}
+	if st.Series == nil {
+		st.Series = map[string]*Series{}
+	}
+}
+
 // Evaluate applies one point and then, when the point moved its shard's
 // watermark, Advance. It returns the alert state changes in a deterministic
 // order: the point's rules in rule order, then the watermark's changes
@@ -111,6 +122,7 @@ func (st *MetricState) Evaluate(set *Set, p *Point) []alerts.Alert {
 // Apply applies one point to the state (and records its watermark) without
 // the watermark's effects; call Advance after a batch of points.
 func (st *MetricState) Apply(set *Set, p *Point) []alerts.Alert {
+	st.init()
 	if p.Watermark > st.Watermarks[p.Shard] {
 		st.Watermarks[p.Shard] = p.Watermark
 	}
@@ -169,6 +181,7 @@ func (s *Series) due(r *Rule) int64 {
 // resolutions of series that went silent after a breach, and drops series
 // past retention. Call it after every watermark change (Evaluate does).
 func (st *MetricState) Advance(set *Set) []alerts.Alert {
+	st.init()
 	var maxWM int64
 	for _, wm := range st.Watermarks {
 		maxWM = max(maxWM, wm)

@@ -1,11 +1,13 @@
 package rules_test
 
 import (
+	"encoding/json"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamwatch/streamwatch/pkg/alerts"
+	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/pkg/rules"
 )
@@ -173,4 +175,18 @@ func TestAnomalyRuleOneAlertPerEpisode(t *testing.T) {
 	require.Equal(t, []string{alerts.StateFiring, alerts.StateResolved}, states(got))
 	require.Equal(t, 300*minute, got[0].StartsAt)
 	require.Greater(t, got[0].Score, 0.5)
+}
+
+// A checkpoint written by the first detector ({"watermarks", "active"}) or
+// an empty one decodes into a usable state.
+func TestStateFromOldCheckpoint(t *testing.T) {
+	t.Parallel()
+	s := set(t, rules.DefaultRules)
+	var st rules.MetricState
+	require.NoError(t, json.Unmarshal([]byte(`{"watermarks":{"0":5},"active":{}}`), &st))
+	require.Len(t, st.Evaluate(s, win("requests_by_client", map[string]string{"client_ip": "1.1.1.1"}, 0, 150)), 1)
+	var es rules.EventState
+	require.NoError(t, json.Unmarshal([]byte(`{}`), &es))
+	require.Empty(t, es.Apply(s, ev("a", events.TypeClick, "u", 1)))
+	require.Empty(t, es.Advance(s, 0))
 }

@@ -158,6 +158,7 @@ func (r *Rule) entityLabels(e *events.Event) map[string]string {
 // the completing event or, for negation, the deadline). Call Advance with
 // the new watermark after a batch of events.
 func (st *EventState) Apply(set *Set, e *events.Event) []alerts.Alert {
+	st.init()
 	if e.Time > st.MaxTime {
 		st.MaxTime = e.Time
 	}
@@ -238,12 +239,22 @@ func (st *EventState) Apply(set *Set, e *events.Event) []alerts.Alert {
 	return out
 }
 
-func (st *EventState) put(key string, p *Partial) {
-	st.Partials[key] = p
-	bucket := p.Expires / 1000 * 1000
+// init makes the maps of a state decoded from an empty checkpoint usable.
+func (st *EventState) init() {
+	if st.Partials == nil {
+		st.Partials = map[string]*Partial{}
+	}
+	if st.Silences == nil {
+		st.Silences = map[string]*Silence{}
+	}
 	if st.Expiries == nil {
 		st.Expiries = map[int64][]string{}
 	}
+}
+
+func (st *EventState) put(key string, p *Partial) {
+	st.Partials[key] = p
+	bucket := p.Expires / 1000 * 1000
 	st.Expiries[bucket] = append(st.Expiries[bucket], key)
 	if st.NextExpiry == 0 || bucket < st.NextExpiry {
 		st.NextExpiry = bucket
@@ -257,6 +268,7 @@ func (st *EventState) put(key string, p *Partial) {
 // of absence rules fire. Its cost is that of the expired partials plus the
 // number of absence rule entities.
 func (st *EventState) Advance(set *Set, outOfOrderness int64) []alerts.Alert {
+	st.init()
 	if wm := st.MaxTime - outOfOrderness; wm > st.Watermark {
 		st.Watermark = wm
 	}
