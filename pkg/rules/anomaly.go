@@ -32,6 +32,8 @@ const (
 	relativeFloor  = 1e-3   // σ floor relative to the level
 	absoluteFloor  = 1e-9
 	seasonMinCover = 1.0 // seasons of history before the seasonal baseline counts
+	seasonUseful   = 2.0 // the profile counts while its residual ≤ 2 × the level's
+	seasAbsAlpha   = 0.01
 )
 
 // Model is a streaming anomaly detector for one series: no labelled
@@ -49,7 +51,10 @@ const (
 //     been seen, a point's residual z is the smaller of its z against the
 //     level and against its bucket, so a normal daily rise is not an
 //     anomaly (Hochenbaum et al. 2017, seasonal-hybrid ESD, use the same
-//     seasonal-residual idea offline).
+//     seasonal-residual idea offline). The profile is used only while it
+//     predicts about as well as the level (its mean absolute residual at
+//     most twice the level's), so a trend or a random walk, where
+//     yesterday says little about today, is not an endless anomaly.
 //  2. Change detection. A two-sided CUSUM (Page 1954) on the seasonal
 //     residual catches sustained deviations from the daily pattern (a
 //     missing peak); the ratio of a short-term (α = 0.1) to a long-term
@@ -79,6 +84,11 @@ type Model struct {
 	LongVar  float64 `json:"long_var"`
 	CusumPos float64 `json:"cusum_pos"`
 	CusumNeg float64 `json:"cusum_neg"`
+	// SeasAbs is the EW mean absolute residual against the seasonal
+	// profile; the profile is used only while it predicts about as well as
+	// the level (SeasAbs <= seasonUseful × Dev), so trends and random walks,
+	// where yesterday says little about today, do not look like anomalies.
+	SeasAbs float64 `json:"seas_abs"`
 	// Step is the EW mean interval between points, ms.
 	Step    float64  `json:"step"`
 	Buckets []Bucket `json:"buckets,omitempty"`
@@ -149,8 +159,14 @@ func (m *Model) Update(t int64, x float64) float64 {
 		if b.N >= 2 && float64(t-m.FirstT) >= seasonMinCover*float64(m.SeasonMs) {
 			ss := math.Max(madToSigma*b.Dev, floor)
 			zs = (x - b.Mean) / ss
-			seasonal = true
-			z = math.Min(z, math.Abs(zs))
+			if m.SeasAbs == 0 {
+				m.SeasAbs = math.Abs(x - b.Mean)
+			}
+			seasonal = m.SeasAbs <= seasonUseful*m.Dev+floor
+			if seasonal {
+				z = math.Min(z, math.Abs(zs))
+			}
+			m.SeasAbs += seasAbsAlpha * (math.Min(math.Abs(x-b.Mean), huberC*ss) - m.SeasAbs)
 		}
 	}
 
@@ -168,7 +184,9 @@ func (m *Model) Update(t int64, x float64) float64 {
 	}
 
 	// CUSUM of the seasonal residual (sustained pattern changes).
-	if seasonal {
+	if !seasonal {
+		m.CusumPos, m.CusumNeg = 0, 0
+	} else {
 		m.CusumPos = math.Min(math.Max(0, m.CusumPos+zs-cusumK), 2*cusumH)
 		m.CusumNeg = math.Min(math.Max(0, m.CusumNeg-zs-cusumK), 2*cusumH)
 	}
