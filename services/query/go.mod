@@ -11,6 +11,8 @@ require (
 	golang.org/x/sync v0.24.0
 )
 
+require github.com/twmb/franz-go/pkg/kadm v1.19.0 // indirect
+
 require (
 	github.com/ClickHouse/ch-go v0.74.0 // indirect
 	github.com/IBM/sarama v1.61.1

@@ -2,6 +2,7 @@ package adapters
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -154,4 +155,34 @@ func pairsMap(names, values []string) map[string]string {
 		}
 	}
 	return m
+}
+
+var _ query.NotificationReader = (*ClickHouseAlertRepository)(nil)
+
+// RecentNotifications implements query.NotificationReader: the n newest
+// outcomes by receive time (ties by id, descending), read with FINAL so a
+// replayed record appears once.
+func (r *ClickHouseAlertRepository) RecentNotifications(ctx context.Context, n int) ([]query.StoredNotification, error) {
+	rows, err := r.conn.Query(ctx, "SELECT id, schema, key, received_ms, payload FROM "+r.notifications+" FINAL"+
+		" ORDER BY received_ms DESC, id DESC LIMIT ?", n)
+	if err != nil {
+		return nil, fmt.Errorf("query notifications: %w", err)
+	}
+	defer rows.Close()
+	var out []query.StoredNotification
+	for rows.Next() {
+		var (
+			sn      query.StoredNotification
+			payload string
+		)
+		if err := rows.Scan(&sn.ID, &sn.Schema, &sn.Key, &sn.ReceivedMs, &payload); err != nil {
+			return nil, fmt.Errorf("scan notifications: %w", err)
+		}
+		sn.Payload = json.RawMessage(payload)
+		out = append(out, sn)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read notifications: %w", err)
+	}
+	return out, nil
 }

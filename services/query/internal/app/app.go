@@ -34,4 +34,8 @@ type Queries struct {
 	Search query.SearchHandler
 	Batch  query.BatchReportHandler
 	Admin  query.AdminReader
+	// Notifications reads the latest notification outcomes.
+	Notifications query.NotificationsHandler
+	// Pipeline reads consumer lag and late / dead-letter record counts.
+	Pipeline query.PipelineHandler
 }

@@ -71,6 +71,8 @@ func NewHTTPServer(a app.Application, stream StreamConfig) *HTTPServer {
 //	GET /api/v1/rules, GET|PUT|DELETE /api/v1/rules/{id}, POST /api/v1/rules
 //	GET /api/v1/silences[?state=active|expired|all], GET|PUT|DELETE /api/v1/silences/{id}, POST /api/v1/silences
 //	POST /api/v1/alerts/{fingerprint}/ack
+//	GET /api/v1/notifications[?limit=N]
+//	GET /api/v1/pipeline  (Kafka consumer lag, late and dead-letter records; cached 2 s)
 //
 // T is RFC 3339 or integer milliseconds since the epoch.
 func (s *HTTPServer) Register(e *echo.Echo) {
@@ -86,6 +88,8 @@ func (s *HTTPServer) Register(e *echo.Echo) {
 	g.GET("/alerts/recent", s.recentAlerts)
 	g.GET("/batch/runs/:id", s.batchRun)
 	g.POST("/batch/runs", s.startBatchRun)
+	g.GET("/notifications", s.notifications)
+	g.GET("/pipeline", s.pipeline)
 	s.registerAdmin(g)
 }
 

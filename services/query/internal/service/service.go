@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -50,7 +51,14 @@ type Storage struct {
 	Batch *adapters.ClickHouseBatchRepository
 	// Admin holds the rules and silences projections.
 	Admin *adapters.ClickHouseAdminRepository
+	// Pipeline reads consumer lag and topic sizes from Kafka; nil answers
+	// GET /api/v1/pipeline with 503. NewStorage leaves it nil; New sets it.
+	Pipeline query.PipelineReader
 }
+
+// PipelineCacheTTL is how long a pipeline health snapshot is served before
+// the broker is asked again, so many dashboards cost one round per TTL.
+const PipelineCacheTTL = 2 * time.Second
 
 // NewStorage builds the repositories on ch (tables in database) and rdb
 // (keys under prefix; recentKey is the notifier's alerts list), with window
@@ -96,6 +104,9 @@ func NewApplication(s Storage, defs []metrics.Definition, pub command.RecordPubl
 			Search: query.NewSearchHandler(s.Events, s.Windows, s.Alerts, s.Recent),
 			Batch:  query.NewBatchReportHandler(s.Batch),
 			Admin:  s.Admin,
+
+			Notifications: query.NewNotificationsHandler(s.Alerts),
+			Pipeline:      query.NewPipelineHandler(s.Pipeline, PipelineCacheTTL),
 		},
 	}
 }
@@ -167,6 +178,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	if err != nil {
 		return nil, err
 	}
+	kp, err := adapters.NewKafkaPipeline(cfg.Kafka.Brokers)
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, kp.Close)
+	s.storage.Pipeline = kp
 	defs, err := cfg.Batch.Definitions()
 	if err != nil {
 		return nil, err
