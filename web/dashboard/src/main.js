@@ -126,10 +126,10 @@ function lineChart(id, named, { stack = false, bar = false, unit = "" } = {}) {
 async function refresh() {
   await resolveRange();
   const perSec = 1000 / state.stepMs;
-  const [req, byType, byClass, p95, p99, clients, users] = await Promise.all([
+  const [req, byType, byClass, p95, p99, clients, users, pages] = await Promise.all([
     series("requests"), series("events_by_type", "type"), series("requests_by_status_class", "status_class"),
     series("latency_p95_by_service", "service"), series("latency_p99_by_service", "service"),
-    series("requests_by_client", "client_ip"), series("events_by_user", "user_id"),
+    series("requests_by_client", "client_ip"), series("events_by_user", "user_id"), series("events_by_page", "page"),
   ]);
 
   const requests = req[""] || new Map();
@@ -154,7 +154,8 @@ async function refresh() {
 
   topList("top-clients", clients);
   topList("top-users", users);
-  await alertsPanels();
+  topList("top-pages", pages);
+  await Promise.all([alertsPanels(), notificationsPanel(), pipelinePanel()]);
   $("status").textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC · step ${stepFor((state.to - state.from) / MIN).step}`;
 }
 
@@ -208,6 +209,88 @@ async function alertsPanels() {
   setValue("kpi-alerts", active.length);
   alertRows("alerts", active, "no active alerts");
   alertRows("recent", list(recent), "no alerts yet");
+}
+
+function emptyState(el, text) {
+  el.replaceChildren();
+  const d = document.createElement("div");
+  d.className = "empty";
+  d.textContent = text;
+  el.append(d);
+}
+
+// alertNames returns the alertname values in a notification outcome: its
+// own list when it has one, else those in its group key ({alertname="x"}).
+function alertNames(p) {
+  if (Array.isArray(p.alertnames)) return p.alertnames.join(", ");
+  const names = [...String(p.group_key || "").matchAll(/alertname="((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]);
+  return names.join(", ");
+}
+
+const outcomeClass = { sent: "ok", failed: "critical", retried: "warning" };
+
+async function notificationsPanel() {
+  const body = await api("/api/v1/notifications", { limit: 20 });
+  const el = $("notifications");
+  if (!body) return emptyState(el, "not available");
+  const list = body.notifications || [];
+  if (!list.length) return emptyState(el, "no notifications yet");
+  el.replaceChildren();
+  for (const n of list) {
+    const p = n.payload || {};
+    const kind = String(p.kind || "unknown");
+    const li = document.createElement("li");
+    li.dataset.id = n.id || "";
+    li.dataset.kind = kind;
+    const at = Number(p.at) || n.received_at;
+    li.append(span(kind, `sev ${outcomeClass[kind] || "muted-sev"}`), span(`${p.integration || p.receiver || "–"} ${alertNames(p)}`),
+      span(at ? fmtTime(at) : "", "muted"));
+    el.append(li);
+  }
+}
+
+function row(cells, attrs, bad) {
+  const tr = document.createElement("tr");
+  Object.assign(tr.dataset, attrs);
+  if (bad) tr.className = "bad";
+  for (const c of cells) {
+    const td = document.createElement("td");
+    td.textContent = c;
+    tr.append(td);
+  }
+  return tr;
+}
+
+function table(title, rows, emptyText) {
+  const t = document.createElement("table");
+  const head = document.createElement("tr");
+  for (const h of title) {
+    const th = document.createElement("th");
+    th.textContent = h;
+    head.append(th);
+  }
+  t.append(head, ...rows);
+  if (!rows.length) t.append(row([emptyText, ""], {}));
+  return t;
+}
+
+async function pipelinePanel() {
+  const body = await api("/api/v1/pipeline");
+  const el = $("pipeline");
+  if (!body) return emptyState(el, "not available");
+  el.replaceChildren();
+  el.dataset.generatedAt = String(body.generated_at || 0);
+  const groups = (body.groups || []).map((g) =>
+    row([g.group, fmtNum(g.lag)], { group: g.group, value: String(g.lag) }, g.lag > 0));
+  const late = Number(body.late_records) || 0;
+  const dlq = (body.dlq || []).map((d) =>
+    row([d.topic, fmtNum(d.records)], { topic: d.topic, value: String(d.records) }, d.records > 0));
+  const lateRow = row(["events.late", fmtNum(late)], { late: "", value: String(late) });
+  lateRow.id = "pipeline-late";
+  el.append(
+    table(["consumer group", "lag (records)"], groups, "no consumer groups"),
+    table(["late / dead letters", "records"], [lateRow, ...dlq], ""),
+  );
 }
 
 // --- live mode ---------------------------------------------------------------
