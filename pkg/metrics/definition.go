@@ -345,9 +345,17 @@ func (p *Predicate) match(e *events.Event) bool {
 }
 
 func typeIndex(t events.Type) uint {
+	switch t { // the common types without a loop over events.Types
+	case events.TypeHTTPRequest:
+		return 0
+	case events.TypeServiceRequest:
+		return 1
+	case events.TypePageView:
+		return 2
+	}
 	for i, x := range events.Types {
 		if x == t {
-			return uint(i)
+			return uint(i) + 3
 		}
 	}
 	return 31
@@ -383,10 +391,19 @@ func (d *Definition) Complete() bool {
 	return true
 }
 
+// TypeBit returns the bit of an event type in a definition's type mask, for
+// MatchesType: compute it once per event, not once per definition.
+func TypeBit(t events.Type) uint32 { return 1 << typeIndex(t) }
+
 // Matches reports whether the event passes the type filter and every
 // predicate. The definition must be compiled.
 func (d *Definition) Matches(e *events.Event) bool {
-	if d.typeMask != 0 && d.typeMask&(1<<typeIndex(e.Type)) == 0 {
+	return d.MatchesType(e, TypeBit(e.Type))
+}
+
+// MatchesType is Matches with the event's TypeBit already computed.
+func (d *Definition) MatchesType(e *events.Event, typeBit uint32) bool {
+	if d.typeMask != 0 && d.typeMask&typeBit == 0 {
 		return false
 	}
 	for i := range d.Where {

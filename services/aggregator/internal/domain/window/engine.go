@@ -217,9 +217,10 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 			continue
 		}
 		accepted, late := false, false
+		typeBit := metrics.TypeBit(ev.Type)
 		for d := range e.defs {
 			c := &e.defs[d]
-			if !c.def.Matches(ev) {
+			if !c.def.MatchesType(ev, typeBit) {
 				continue
 			}
 			key = c.def.AppendGroupKey(key[:0], ev)
