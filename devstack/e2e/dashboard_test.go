@@ -42,9 +42,11 @@ func chromium(t *testing.T) string {
 // mode: events ingested while the page is open appear within 2 seconds.
 func TestDashboard(t *testing.T) {
 	bin := chromium(t)
-	logPath := filepath.Join(repo, "testdata", "apache_logs")
-	postLog(t, logPath, "apache_logs") // idempotent: other tests replay it too
-	waitQuiet(t)
+	var live struct {
+		Metrics []json.RawMessage `json:"metrics"`
+	}
+	getJSON(t, st.QueryURL()+"/api/v1/live?metric=requests", &live)
+	emptyStack := len(live.Metrics) == 0
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),
@@ -85,6 +87,44 @@ func TestDashboard(t *testing.T) {
 		}
 	}))
 
+	// (a) With no data yet every panel shows its empty state, without
+	// console errors.
+	if emptyStack {
+		require.NoError(t, chromedp.Do(ctx,
+			chromedp.Navigate(st.QueryURL()+"/?range=latest"),
+			chromedp.WaitVisible(`#kpi-requests[data-value]`),
+		))
+		readPage(t, ctx)
+		empties, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]string](`(() => {
+			const out = {};
+			for (const id of ["top-clients", "top-users", "top-pages", "alerts", "recent", "notifications"]) {
+				const e = document.querySelector("#" + id + " .empty");
+				out[id] = e ? e.textContent : "";
+			}
+			out["kpi-requests"] = document.getElementById("kpi-requests").dataset.value;
+			out["pipeline"] = document.getElementById("pipeline").textContent;
+			return out;
+		})()`))
+		require.NoError(t, err)
+		for _, id := range []string{"top-clients", "top-users", "top-pages"} {
+			require.Equal(t, "no data in this range", empties[id], id)
+		}
+		require.Equal(t, "no active alerts", empties["alerts"])
+		require.Equal(t, "no alerts yet", empties["recent"])
+		require.Equal(t, "no notifications yet", empties["notifications"])
+		require.Equal(t, "0", empties["kpi-requests"])
+		require.Contains(t, empties["pipeline"], "events.late", "pipeline panel renders on an empty stack")
+		mu.Lock()
+		require.Empty(t, consoleErrors, "console errors on the empty dashboard")
+		mu.Unlock()
+	} else {
+		t.Log("empty-stack check skipped: the stack already holds metrics")
+	}
+
+	logPath := filepath.Join(repo, "testdata", "apache_logs")
+	postLog(t, logPath, "apache_logs") // idempotent: other tests replay it too
+	waitQuiet(t)
+
 	require.NoError(t, chromedp.Do(ctx,
 		chromedp.Navigate(st.QueryURL()+"/?range=latest"),
 		chromedp.WaitVisible(`#kpi-requests[data-value]`),
@@ -105,6 +145,9 @@ func TestDashboard(t *testing.T) {
 	require.Equal(t, bestIP, page.TopClient, "top client: page vs API")
 	require.Equal(t, fmt.Sprint(best), page.TopClientValue)
 
+	checkTopPage(t, page) // the access log has no page views: both empty
+	checkPipelinePanel(t, ctx)
+
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100 gives a PNG
 	require.NoError(t, err)
 	shot := filepath.Join(t.ArtifactDir(), "dashboard.png")
@@ -119,6 +162,13 @@ func TestDashboard(t *testing.T) {
 		evs = append(evs, map[string]any{
 			"event_id": fmt.Sprintf("dashboard-live-%d", i), "type": "service_request", "service": "dashboard-test",
 			"status": 200, "latency_ms": 5, "event_time": liveAt.Add(time.Duration(i) * time.Second).UnixMilli(),
+		})
+	}
+	// Page views for the top-pages panel (the access log has none).
+	for i, p := range []string{"/dash/a", "/dash/a", "/dash/b", "/dash/a", "/dash/b", "/dash/a", "/dash/c"} {
+		evs = append(evs, map[string]any{
+			"event_id": fmt.Sprintf("dashboard-page-%d", i), "type": "page_view", "user_id": "dashboard-user", "page": p,
+			"event_time": liveAt.Add(time.Duration(i) * time.Second).UnixMilli(),
 		})
 	}
 	body, err := json.Marshal(evs)
@@ -138,6 +188,7 @@ func TestDashboard(t *testing.T) {
 	time.Sleep(time.Second) // one more refresh after the pipeline drained
 	page = readPage(t, ctx)
 	require.Equal(t, fmt.Sprint(apiTotal(t, "requests", page.From, page.To, "")[""]), page.Requests, "after live ingest: page vs API")
+	require.Equal(t, "/dash/a", checkTopPage(t, page), "the live page views make /dash/a the top page")
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -146,7 +197,7 @@ func TestDashboard(t *testing.T) {
 
 // pageState is what the dashboard shows, read from its data attributes.
 type pageState struct {
-	From, To, Requests, TopClient, TopClientValue string
+	From, To, Requests, TopClient, TopClientValue, TopPage, TopPageValue string
 }
 
 // readPage waits until the dashboard finished a refresh and reads it.
@@ -157,7 +208,9 @@ func readPage(t *testing.T, ctx context.Context) pageState {
 	p, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](`(() => {
 		const $ = (id) => document.getElementById(id);
 		const top = document.querySelector("#top-clients li");
+		const topPage = document.querySelector("#top-pages li");
 		return {
+			TopPage: topPage ? topPage.dataset.key : "", TopPageValue: topPage ? topPage.dataset.value : "",
 			From: $("range-label").dataset.from, To: $("range-label").dataset.to,
 			Requests: $("kpi-requests").dataset.value,
 			TopClient: top ? top.dataset.key : "", TopClientValue: top ? top.dataset.value : "",
@@ -188,4 +241,80 @@ func apiTotal(t *testing.T, metric, from, to, groupBy string) map[string]float64
 		}
 	}
 	return out
+}
+
+// pipelineView is the pipeline health as numbers keyed by group or topic
+// ("late" for events.late), as strings the way data-value holds them.
+type pipelineView struct {
+	Groups map[string]string
+	Late   string
+	DLQ    map[string]string
+}
+
+// checkPipelinePanel checks that the pipeline panel shows the group lags,
+// late records and DLQ counts of GET /api/v1/pipeline. Page and API are
+// read back to back; as the panel refreshes on its own schedule, the
+// comparison is retried until both come from the same snapshot or 15 s
+// pass.
+func checkPipelinePanel(t *testing.T, ctx context.Context) {
+	t.Helper()
+	var page, api pipelineView
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var err error
+		page, err = chromedp.Run(ctx, chromedp.Evaluate[pipelineView](`(() => {
+			const out = { Groups: {}, Late: "", DLQ: {} };
+			for (const r of document.querySelectorAll("#pipeline tr[data-group]")) out.Groups[r.dataset.group] = r.dataset.value;
+			for (const r of document.querySelectorAll("#pipeline tr[data-topic]")) out.DLQ[r.dataset.topic] = r.dataset.value;
+			const late = document.getElementById("pipeline-late");
+			out.Late = late ? late.dataset.value : "";
+			return out;
+		})()`))
+		require.NoError(t, err)
+		var body struct {
+			Groups []struct {
+				Group string `json:"group"`
+				Lag   int64  `json:"lag"`
+			} `json:"groups"`
+			LateRecords int64 `json:"late_records"`
+			DLQ         []struct {
+				Topic   string `json:"topic"`
+				Records int64  `json:"records"`
+			} `json:"dlq"`
+		}
+		getJSON(t, st.QueryURL()+"/api/v1/pipeline", &body)
+		api = pipelineView{Groups: map[string]string{}, Late: fmt.Sprint(body.LateRecords), DLQ: map[string]string{}}
+		for _, g := range body.Groups {
+			api.Groups[g.Group] = fmt.Sprint(g.Lag)
+		}
+		for _, d := range body.DLQ {
+			api.DLQ[d.Topic] = fmt.Sprint(d.Records)
+		}
+		if fmt.Sprint(page) == fmt.Sprint(api) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	require.Equal(t, api, page, "pipeline panel vs GET /api/v1/pipeline")
+	require.NotEmpty(t, api.Groups, "the stack's consumer groups have members")
+	require.NotEmpty(t, api.DLQ, "the stack creates the dead-letter topics")
+	t.Logf("pipeline: %d groups, late records %s, DLQ %v", len(api.Groups), api.Late, api.DLQ)
+}
+
+// checkTopPage checks that the top-pages panel's first entry is the API's
+// top page of events_by_page over the page's range (or that both are
+// empty), and returns it.
+func checkTopPage(t *testing.T, page pageState) string {
+	t.Helper()
+	best, bestPage := 0.0, ""
+	for p, v := range apiTotal(t, "events_by_page", page.From, page.To, "page") {
+		if v > best || (v == best && p < bestPage) {
+			best, bestPage = v, p
+		}
+	}
+	require.Equal(t, bestPage, page.TopPage, "top page: page vs API")
+	if bestPage != "" {
+		require.Equal(t, fmt.Sprint(best), page.TopPageValue, "top page count: page vs API")
+	}
+	return bestPage
 }
