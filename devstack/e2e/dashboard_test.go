@@ -189,6 +189,7 @@ func TestDashboard(t *testing.T) {
 	page = readPage(t, ctx)
 	require.Equal(t, fmt.Sprint(apiTotal(t, "requests", page.From, page.To, "")[""]), page.Requests, "after live ingest: page vs API")
 	require.Equal(t, "/dash/a", checkTopPage(t, page), "the live page views make /dash/a the top page")
+	checkNotificationsPanel(t, ctx)
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -317,4 +318,38 @@ func checkTopPage(t *testing.T, page pageState) string {
 		require.Equal(t, fmt.Sprint(best), page.TopPageValue, "top page count: page vs API")
 	}
 	return bestPage
+}
+
+// checkNotificationsPanel checks that the recent-notifications panel lists
+// the ids and outcomes of GET /api/v1/notifications, newest first, retrying
+// for up to 15 s as the panel refreshes on its own schedule.
+func checkNotificationsPanel(t *testing.T, ctx context.Context) {
+	t.Helper()
+	var page, api []string
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var err error
+		page, err = chromedp.Run(ctx, chromedp.Evaluate[[]string](
+			`[...document.querySelectorAll("#notifications li")].map((li) => li.dataset.id + " " + li.dataset.kind)`))
+		require.NoError(t, err)
+		var body struct {
+			Notifications []struct {
+				ID      string `json:"id"`
+				Payload struct {
+					Kind string `json:"kind"`
+				} `json:"payload"`
+			} `json:"notifications"`
+		}
+		getJSON(t, st.QueryURL()+"/api/v1/notifications?limit=20", &body)
+		api = api[:0]
+		for _, n := range body.Notifications {
+			api = append(api, n.ID+" "+n.Payload.Kind)
+		}
+		if fmt.Sprint(page) == fmt.Sprint(api) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	require.Equal(t, fmt.Sprint(api), fmt.Sprint(page), "notifications panel vs GET /api/v1/notifications")
+	t.Logf("notifications on the page: %d", len(page))
 }
