@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/streamwatch/streamwatch/pkg/metrics"
@@ -20,23 +21,14 @@ const windowCodecVersion = 1
 // fired, 2 dirty, 4 has distinct, 8 has quantiles); HyperLogLog and DDSketch bytes (uvarint length, 0 for
 // none); top-k capacity and entries (key string, count and err varints).
 // It is what a checkpoint commit writes per touched window, so it avoids
-// reflection.
+// reflection, copies the series' cached header, and re-serializes a sketch
+// only when it changed since its last encoding (Window.hllEnc, ddEnc).
 func encodeWindow(b []byte, w *Window) ([]byte, error) {
-	b = append(b, windowCodecVersion)
-	b = appendString(b, w.Metric)
-	b = appendString(b, w.series.group)
-	b = binary.AppendUvarint(b, uint64(len(w.Labels)))
-	if len(w.Labels) > 0 {
-		names := make([]string, 0, len(w.Labels))
-		for k := range w.Labels {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			b = appendString(b, k)
-			b = appendString(b, w.Labels[k])
-		}
+	sr := w.series
+	if sr.hdr == nil {
+		sr.hdr = encodeHeader(nil, w.Metric, sr.group, w.Labels)
 	}
+	b = append(b, sr.hdr...)
 	for _, v := range [...]int64{w.Start, w.End, w.Count, w.Revision, w.LastEarly} {
 		b = binary.AppendVarint(b, v)
 	}
@@ -57,18 +49,18 @@ func encodeWindow(b []byte, w *Window) ([]byte, error) {
 		flags |= 8
 	}
 	b = append(b, flags)
-	var hll, dd []byte
-	var err error
-	if w.Distinct != nil {
-		if hll, err = w.Distinct.MarshalBinary(); err != nil {
+	if w.Distinct != nil && w.hllEnc == nil {
+		hll, err := w.Distinct.MarshalBinary()
+		if err != nil {
 			return nil, fmt.Errorf("encode window %s: %w", w.entry, err)
 		}
+		w.hllEnc = hll
 	}
-	if w.Quantiles != nil {
-		dd, _ = w.Quantiles.MarshalBinary()
+	if w.Quantiles != nil && w.ddEnc == nil {
+		w.ddEnc, _ = w.Quantiles.MarshalBinary()
 	}
-	b = appendString(b, string(hll))
-	b = appendString(b, string(dd))
+	b = appendBytes(b, w.hllEnc)
+	b = appendBytes(b, w.ddEnc)
 	if w.TopK == nil {
 		return binary.AppendUvarint(b, 0), nil
 	}
@@ -81,6 +73,32 @@ func encodeWindow(b []byte, w *Window) ([]byte, error) {
 		b = binary.AppendVarint(b, kc.Err)
 	}
 	return b, nil
+}
+
+// encodeHeader appends the part of a window entry shared by every window of
+// a series: version byte, metric, group and the sorted labels.
+func encodeHeader(b []byte, metric, group string, labels map[string]string) []byte {
+	b = append(b, windowCodecVersion)
+	b = appendString(b, metric)
+	b = appendString(b, group)
+	b = binary.AppendUvarint(b, uint64(len(labels)))
+	if len(labels) > 0 {
+		names := make([]string, 0, len(labels))
+		for k := range labels {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			b = appendString(b, k)
+			b = appendString(b, labels[k])
+		}
+	}
+	return b
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -182,11 +200,13 @@ func decodeWindow(b []byte) (*Window, string, error) {
 		if w.Distinct, err = metrics.DecodeDistinct(hll); err != nil {
 			return nil, "", err
 		}
+		w.hllEnc = slices.Clone(hll)
 	}
 	if flags&8 != 0 {
 		if w.Quantiles, err = metrics.DecodeQuantiles(dd); err != nil {
 			return nil, "", err
 		}
+		w.ddEnc = slices.Clone(dd)
 	}
 	if topCap > 0 {
 		w.TopK = metrics.NewTopK(int(topCap))

@@ -29,6 +29,7 @@ type deltaTracker struct {
 	seenDrop  []string
 	seq       int64
 	metaDirty bool
+	perWindow int // mean bytes per window entry in the last commit
 }
 
 func (d *deltaTracker) init() {
@@ -68,7 +69,8 @@ type metaEntry struct {
 func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 	d := &s.delta
 	set := make(map[string][]byte, len(d.touched)+len(d.seenNew)+1)
-	buf := make([]byte, 0, 96*len(d.touched)) // one buffer for every window of the commit
+	// One buffer for every window of the commit, sized from the last one.
+	buf := make([]byte, 0, len(d.touched)*max(96, d.perWindow+d.perWindow/4))
 	for _, w := range d.touched {
 		w.touched = false
 		if w.dead {
@@ -80,6 +82,9 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 			return nil, nil, err
 		}
 		set[w.entry] = buf[n:len(buf):len(buf)]
+	}
+	if len(d.touched) > 0 {
+		d.perWindow = len(buf) / len(d.touched)
 	}
 	for bucket, hs := range d.seenNew {
 		d.seq++

@@ -133,6 +133,11 @@ type Window struct {
 	entry   string // checkpoint entry name
 	dead    bool   // removed from the state
 	touched bool   // in the delta tracker's touched list
+	// hllEnc and ddEnc cache the serialized Distinct and Quantiles sketches
+	// for checkpoint entries; nil when the sketch changed since (see
+	// sketchBytes). Never mutated in place: a change drops the slice.
+	hllEnc []byte
+	ddEnc  []byte
 }
 
 // series holds the windows of one metric and label set.
@@ -141,6 +146,9 @@ type series struct {
 	group   string // metrics.Definition.AppendGroupKey form
 	labels  map[string]string
 	windows []*Window
+	// hdr caches the entry prefix encodeWindow writes for every window of
+	// the series (version, metric, group, sorted labels); nil until first use.
+	hdr []byte
 }
 
 // State is the windowing state of one partition. The zero value is not
@@ -381,11 +389,13 @@ func (e *Engine) update(s *State, c *compiled, w *Window, ev *events.Event) {
 		w.Sum += v
 		if w.Quantiles != nil {
 			w.Quantiles.Add(v)
+			w.ddEnc = nil
 		}
 	}
 	w.Count++
 	if w.Distinct != nil {
 		w.Distinct.Add(c.def.DistinctOf(ev))
+		w.hllEnc = nil
 	}
 	if w.TopK != nil {
 		w.TopK.Add(c.def.TopKOf(ev))
@@ -409,9 +419,11 @@ func mergeWindow(a, b *Window) {
 	a.Sum += b.Sum
 	if a.Distinct != nil && b.Distinct != nil {
 		_ = a.Distinct.Merge(b.Distinct) // same precision: cannot fail
+		a.hllEnc = nil
 	}
 	if a.Quantiles != nil && b.Quantiles != nil {
 		_ = a.Quantiles.Merge(b.Quantiles) // same mapping: cannot fail
+		a.ddEnc = nil
 	}
 	if a.TopK != nil && b.TopK != nil {
 		a.TopK.Merge(b.TopK)
