@@ -40,6 +40,11 @@ type Aggregate struct {
 
 	mu     sync.Mutex
 	gauges map[int32]PartitionGauge
+
+	// evBufs holds *[]events.Event buffers, zeroed up to their capacity,
+	// that Apply decodes records into (one partition's Apply at a time
+	// each; nothing keeps a pointer into them after Apply).
+	evBufs sync.Pool
 }
 
 // PartitionGauge is the size of one partition's window state after its
@@ -99,7 +104,17 @@ func (a *Aggregate) NewState(partition int32) *window.State { return window.NewS
 // windows and returns the due final/revised results, plus one events.late
 // record with the events too late for their windows.
 func (a *Aggregate) Apply(_ context.Context, st *window.State, msg *message.Message, offset int64) ([]stream.Output, error) {
-	evs, err := decodeBatch(msg.Payload)
+	bufp, _ := a.evBufs.Get().(*[]events.Event)
+	if bufp == nil {
+		bufp = new([]events.Event)
+	}
+	evs, err := decodeBatch(msg.Payload, *bufp)
+	defer func() {
+		*bufp = evs[:cap(evs)]
+		clear(*bufp) // drop the strings, and decode into zero values next time
+		*bufp = (*bufp)[:0]
+		a.evBufs.Put(bufp)
+	}()
 	if err != nil {
 		return nil, messaging.Permanent(err)
 	}
