@@ -136,13 +136,20 @@ type KeyCount struct {
 // Not safe for concurrent use.
 type TopK struct {
 	Capacity int
-	heap     []*KeyCount    // min-heap by (Count, then Key descending)
-	index    map[string]int // key -> position in heap
+	heap     []*topKNode          // min-heap by (Count, then Key descending)
+	index    map[string]*topKNode // key -> its node
+}
+
+// topKNode is one counter of a TopK and its position in the heap, so that
+// moving it in the heap writes no map entry.
+type topKNode struct {
+	KeyCount
+	pos int
 }
 
 // NewTopK returns an empty TopK tracking capacity keys.
 func NewTopK(capacity int) *TopK {
-	return &TopK{Capacity: capacity, index: make(map[string]int)}
+	return &TopK{Capacity: capacity, index: make(map[string]*topKNode)}
 }
 
 // Add counts one occurrence of key. When the table is full, the key with
@@ -151,23 +158,23 @@ func (t *TopK) Add(key string) { t.AddCount(key, 1, 0) }
 
 // AddCount counts n occurrences of key with error err.
 func (t *TopK) AddCount(key string, n, err int64) {
-	if i, ok := t.index[key]; ok {
-		kc := t.heap[i]
+	if kc, ok := t.index[key]; ok {
 		kc.Count += n
 		kc.Err += err
-		t.down(i)
+		t.down(kc.pos)
 		return
 	}
 	if len(t.heap) < t.Capacity {
-		t.heap = append(t.heap, &KeyCount{Key: key, Count: n, Err: err})
-		t.index[key] = len(t.heap) - 1
-		t.up(len(t.heap) - 1)
+		kc := &topKNode{KeyCount: KeyCount{Key: key, Count: n, Err: err}, pos: len(t.heap)}
+		t.heap = append(t.heap, kc)
+		t.index[key] = kc
+		t.up(kc.pos)
 		return
 	}
 	root := t.heap[0]
 	delete(t.index, root.Key)
-	t.heap[0] = &KeyCount{Key: key, Count: root.Count + n, Err: root.Count + err}
-	t.index[key] = 0
+	root.Key, root.Count, root.Err = key, root.Count+n, root.Count+err
+	t.index[key] = root
 	t.down(0)
 }
 
@@ -178,8 +185,8 @@ func (t *TopK) less(i, j int) bool {
 
 func (t *TopK) swap(i, j int) {
 	t.heap[i], t.heap[j] = t.heap[j], t.heap[i]
-	t.index[t.heap[i].Key] = i
-	t.index[t.heap[j].Key] = j
+	t.heap[i].pos = i
+	t.heap[j].pos = j
 }
 
 func (t *TopK) up(i int) {
@@ -222,7 +229,7 @@ func (t *TopK) Top(n int) []KeyCount {
 func (t *TopK) Entries() []KeyCount {
 	all := make([]KeyCount, 0, len(t.heap))
 	for _, kc := range t.heap {
-		all = append(all, *kc)
+		all = append(all, kc.KeyCount)
 	}
 	slices.SortFunc(all, func(a, b KeyCount) int {
 		if c := cmp.Compare(b.Count, a.Count); c != 0 {
