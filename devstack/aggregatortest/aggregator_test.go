@@ -97,10 +97,8 @@ func run(m *testing.M) int {
 		fmt.Println("aggregatortest:", err)
 		return 1
 	}
-	cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, stack.Aggregator), "./cmd/aggregator")
-	cmd.Dir = filepath.Join(repo, "services", "aggregator")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Printf("aggregatortest: build aggregator: %v\n%s\n", err, out)
+	if err := stack.BuildServices(context.Background(), repo, binDir, stack.Aggregator); err != nil {
+		fmt.Println("aggregatortest:", err)
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

@@ -61,13 +61,9 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(tmp)
 	bin = filepath.Join(tmp, "bin")
 	services := []string{stack.Collector, stack.Aggregator, stack.Detector, stack.Query}
-	for _, s := range services {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, s), "./cmd/"+s)
-		cmd.Dir = filepath.Join(repo, "services", s)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Printf("detectortest: build %s: %v\n%s\n", s, err, out)
-			return 1
-		}
+	if err := stack.BuildServices(context.Background(), repo, bin, services...); err != nil {
+		fmt.Println("detectortest:", err)
+		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -245,50 +241,13 @@ func readTopic(t *testing.T, topic string, f func(*kgo.Record)) {
 	}
 }
 
-// waitQuiet waits until the groups are stable with members and lag 0 on
-// three polls in a row.
+// waitQuiet waits until the whole pipeline has drained (Stack.WaitDrained:
+// groups stable with members and lag 0), for at most 3 minutes.
 func waitQuiet(t *testing.T) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers()...))
-	require.NoError(t, err)
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	quiet := 0
-	var last string
-	for quiet < 3 {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("pipeline did not drain: %s", last)
-		case <-time.After(500 * time.Millisecond):
-		}
-		lags, err := adm.Lag(ctx, groups...)
-		if err != nil {
-			last, quiet = err.Error(), 0
-			continue
-		}
-		var busy []string
-		for _, g := range groups {
-			l, ok := lags[g]
-			switch {
-			case !ok || l.Error() != nil:
-				busy = append(busy, g+": no lag info")
-			case l.State != "Stable" || len(l.Members) == 0:
-				// A SIGKILLed member stays in the group until its session
-				// times out; lag means nothing until the group is stable.
-				busy = append(busy, g+": "+l.State)
-			case l.Lag.Total() > 0:
-				busy = append(busy, fmt.Sprintf("%s: lag %d", g, l.Lag.Total()))
-			}
-		}
-		last = strings.Join(busy, ", ")
-		if len(busy) == 0 {
-			quiet++
-		} else {
-			quiet = 0
-		}
-	}
+	require.NoError(t, st.WaitDrained(ctx))
 }
 
 // TestRuleFromTopicWithoutRestart publishes a new rule on the rules topic

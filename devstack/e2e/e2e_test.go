@@ -16,9 +16,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,8 +25,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamwatch/streamwatch/devstack/stack"
 )
@@ -62,13 +58,9 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "bin")
-	for _, s := range stack.ServiceNames() {
-		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, s), "./cmd/"+s)
-		cmd.Dir = filepath.Join(repo, "services", s)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Printf("e2e: build %s: %v\n%s\n", s, err, out)
-			return 1
-		}
+	if err := stack.BuildServices(context.Background(), repo, bin); err != nil {
+		fmt.Println("e2e:", err)
+		return 1
 	}
 	hook := httptest.NewServer(webhook)
 	defer hook.Close()
@@ -334,57 +326,13 @@ func clickhouse(t *testing.T, query string) string {
 	return strings.TrimSpace(string(body))
 }
 
-// waitQuiet waits until every consumer group with members has caught up
-// with every topic it reads (lag 0) on three polls in a row, 500 ms apart.
-// Groups are discovered from the broker, so a service's new consumer is
-// waited for without this test knowing its name; groups without members
-// (a finished replay) are left out.
+// waitQuiet waits until the whole pipeline has drained (Stack.WaitDrained),
+// for at most 3 minutes.
 func waitQuiet(t *testing.T) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers()...))
-	require.NoError(t, err)
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	quiet := 0
-	var last string
-	for quiet < 3 {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("pipeline did not drain: %s", last)
-		case <-time.After(500 * time.Millisecond):
-		}
-		listed, err := adm.ListGroups(ctx)
-		if err != nil {
-			last = err.Error()
-			quiet = 0
-			continue
-		}
-		lags, err := adm.Lag(ctx, listed.Groups()...)
-		if err != nil {
-			last = err.Error()
-			quiet = 0
-			continue
-		}
-		var busy []string
-		for g, l := range lags {
-			switch {
-			case l.State == "Empty" || l.State == "Dead":
-			case l.Error() != nil:
-				busy = append(busy, g+": no lag info")
-			case l.Lag.Total() > 0:
-				busy = append(busy, fmt.Sprintf("%s: lag %d", g, l.Lag.Total()))
-			}
-		}
-		sort.Strings(busy)
-		last = strings.Join(busy, ", ")
-		if len(busy) == 0 {
-			quiet++
-		} else {
-			quiet = 0
-		}
-	}
+	require.NoError(t, st.WaitDrained(ctx))
 }
 
 // webhookSink is the webhook receiver on loopback: it records every

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -109,10 +108,8 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	bin := filepath.Join(tmp, "bin")
-	cmd := exec.Command("go", "build", "-o", filepath.Join(bin, stack.Notifier), "./cmd/notifier")
-	cmd.Dir = filepath.Join(repo, "services", "notifier")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		fmt.Printf("notifiertest: build notifier: %v\n%s\n", err, out)
+	if err := stack.BuildServices(context.Background(), repo, bin, stack.Notifier); err != nil {
+		fmt.Println("notifiertest:", err)
 		return 1
 	}
 	cfgPath := filepath.Join(tmp, "notifier.yaml")
