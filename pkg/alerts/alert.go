@@ -50,9 +50,9 @@ type Alert struct {
 	Score float64 `json:"score,omitempty"`
 	// Kind is the kind of the rule (threshold, change, absence, sequence,
 	// repetition, negation, anomaly); empty in records of older builds.
-	Kind string `json:"kind,omitempty"`
-	StartsAt  int64   `json:"starts_at"`
-	EndsAt    int64   `json:"ends_at,omitempty"`
+	Kind     string `json:"kind,omitempty"`
+	StartsAt int64  `json:"starts_at"`
+	EndsAt   int64  `json:"ends_at,omitempty"`
 	// WindowStart and WindowEnd link back to the window result (ms).
 	WindowStart int64 `json:"window_start,omitempty"`
 	WindowEnd   int64 `json:"window_end,omitempty"`
