@@ -84,20 +84,7 @@ func (s *HTTPServer) Register(e *echo.Echo) {
 //   - 503 {"code": "unavailable"} with Retry-After when Kafka did not
 //     acknowledge; nothing counts as accepted then.
 func (s *HTTPServer) PostEvents(c echo.Context) error {
-	body, err := s.body(c)
-	if err != nil {
-		return err
-	}
-	res, err := s.app.IngestEvents.Handle(c.Request().Context(), app.IngestEvents{
-		Body:   body,
-		NDJSON: isNDJSON(c.Request().Header.Get(echo.HeaderContentType)),
-	})
-	if err != nil {
-		return s.httpError(c, err)
-	}
-	return respond(c, res, func(r app.Rejection) EventRejection {
-		return EventRejection{Index: r.Position, Error: r.ErrorMessage()}
-	})
+	return s.ingestJSON(c, s.app.IngestEvents)
 }
 
 // PostSamples handles POST /v1/samples: metric samples
@@ -107,11 +94,17 @@ func (s *HTTPServer) PostEvents(c echo.Context) error {
 // sample's event id is derived from its series, labels and timestamp, so a
 // re-sent series is deduplicated. Answers exactly as PostEvents.
 func (s *HTTPServer) PostSamples(c echo.Context) error {
+	return s.ingestJSON(c, s.app.IngestSamples)
+}
+
+// ingestJSON reads a JSON array or NDJSON body, hands it to h and answers
+// as PostEvents describes; PostEvents and PostSamples differ only in h.
+func (s *HTTPServer) ingestJSON(c echo.Context, h *app.IngestEventsHandler) error {
 	body, err := s.body(c)
 	if err != nil {
 		return err
 	}
-	res, err := s.app.IngestSamples.Handle(c.Request().Context(), app.IngestEvents{
+	res, err := h.Handle(c.Request().Context(), app.IngestEvents{
 		Body:   body,
 		NDJSON: isNDJSON(c.Request().Header.Get(echo.HeaderContentType)),
 	})
