@@ -152,15 +152,18 @@ type Stack struct {
 	dataDir string
 	http    *http.Client
 
-	ports      map[string]int // by component: broker, redis, clickhouse, clickhouse-http, services
-	broker     *kfake.Cluster
-	redis      *process
-	clickHouse *process
+	ports map[string]int // by component: broker, redis, clickhouse, clickhouse-http, services
 
-	services map[string]*service
+	redisBin, clickHouseBin string
+	infraMu                 sync.Mutex // guards broker, redis and clickHouse (see faults.go)
+	broker                  *kfake.Cluster
+	redis                   *process
+	clickHouse              *process
+
+	services map[string]*service // instances added by AddInstance too; guarded by mu
 	order    []string
 
-	mu        sync.Mutex // guards closed
+	mu        sync.Mutex // guards closed and additions to services
 	closed    bool       // set by Close; no service starts after it
 	closeOnce sync.Once
 	closeErr  error
@@ -208,6 +211,9 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		http:     newReadyClient(),
 		services: make(map[string]*service),
 		order:    opts.Services,
+
+		redisBin:      redisBin,
+		clickHouseBin: clickHouseBin,
 	}
 	if s.ports, err = s.pickPorts(); err != nil {
 		return nil, err
@@ -357,6 +363,8 @@ func (s *Stack) close(ctx context.Context) error {
 	}
 	stopAll(services)
 
+	s.infraMu.Lock()
+	defer s.infraMu.Unlock()
 	infra := make(map[string]func() bool)
 	for name, proc := range map[string]*process{"clickhouse": s.clickHouse, "redis": s.redis} {
 		if proc != nil {
@@ -385,10 +393,13 @@ func (s *Stack) isClosed() bool {
 
 // service returns the named service, ErrUnknownService or ErrClosed.
 func (s *Stack) service(name string) (*service, error) {
-	if s.isClosed() {
+	s.mu.Lock()
+	svc, ok := s.services[name]
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return nil, ErrClosed
 	}
-	svc, ok := s.services[name]
 	if !ok {
 		return nil, fmt.Errorf("%q: %w", name, ErrUnknownService)
 	}
@@ -439,7 +450,9 @@ func (s *Stack) KillService(name string) error {
 
 // ServiceRunning reports whether the named service's process is alive.
 func (s *Stack) ServiceRunning(name string) bool {
+	s.mu.Lock()
 	svc, ok := s.services[name]
+	s.mu.Unlock()
 	return ok && svc.running() != nil
 }
 
@@ -463,7 +476,9 @@ func (s *Stack) ClickHouseHTTPURL() string { return "http://" + hostPort(s.ports
 // ServiceURL returns the base URL (http://host:port, no trailing slash) of
 // the named service's HTTP server, or "" if the stack does not run it.
 func (s *Stack) ServiceURL(name string) string {
+	s.mu.Lock()
 	svc, ok := s.services[name]
+	s.mu.Unlock()
 	if !ok {
 		return ""
 	}
