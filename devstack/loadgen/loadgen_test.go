@@ -2,8 +2,14 @@ package loadgen_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,3 +163,42 @@ func median(v []float64) float64 {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestSendRetriesWhileTheCollectorIsDown answers every request with 502 or
+// a dropped connection for a while: with RetryFor every item is accepted
+// in the end; without it a 502 fails the request at once.
+func TestSendRetriesWhileTheCollectorIsDown(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n := calls.Add(1); {
+		case n <= 3:
+			http.Error(w, `{"code":"unavailable"}`, http.StatusBadGateway)
+		case n <= 5:
+			hj, _ := w.(http.Hijacker)
+			conn, _, _ := hj.Hijack()
+			conn.Close() // the collector died mid-request
+		default:
+			body, _ := io.ReadAll(r.Body)
+			items := strings.Count(string(body), "\n") // log lines
+			if !strings.Contains(r.URL.Path, "/v1/logs") {
+				var evs []json.RawMessage
+				require.NoError(t, json.Unmarshal(body, &evs))
+				items = len(evs)
+			}
+			w.WriteHeader(http.StatusAccepted)
+			fmt.Fprintf(w, `{"accepted":%d,"rejected":[]}`, items)
+		}
+	}))
+	defer srv.Close()
+
+	g := gen(t, loadgen.DefaultConfig(5, start))
+	rep, err := loadgen.Send(t.Context(), g, loadgen.SendOptions{CollectorURL: srv.URL, Items: 300, Batch: 100, Workers: 1, RetryFor: time.Minute})
+	require.NoError(t, err)
+	require.EqualValues(t, 300, rep.Accepted)
+	require.Zero(t, rep.Failed)
+
+	calls.Store(0)
+	_, err = loadgen.Send(t.Context(), gen(t, loadgen.DefaultConfig(5, start)), loadgen.SendOptions{CollectorURL: srv.URL, Items: 10, Workers: 1})
+	require.ErrorContains(t, err, "502")
+}

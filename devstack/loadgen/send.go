@@ -35,6 +35,15 @@ type SendOptions struct {
 	Source string
 	// Client is the HTTP client (default: 30 s timeout).
 	Client *http.Client
+	// RetryFor, when positive, retries a request that fails in transport
+	// or is answered 5xx for up to this long (exponential backoff from
+	// 100 ms to 2 s), instead of 5 tries: a collector that is down or
+	// restarting, or a broker it cannot reach, then costs time but no
+	// items. Retrying is safe because every item has a stable id (events
+	// their event_id, log lines <Source>:<line>, samples series + time), so
+	// a request the collector accepted but whose answer was lost counts
+	// once downstream.
+	RetryFor time.Duration
 }
 
 // Report is what Send did. Counts are items (events or log lines).
@@ -98,7 +107,7 @@ func Send(ctx context.Context, g *Generator, opt SendOptions) (Report, error) {
 		go func() {
 			defer wg.Done()
 			for r := range reqs {
-				a, rj, err := post(ctx, opt.Client, opt.CollectorURL+r.path, r.body)
+				a, rj, err := post(ctx, opt.Client, opt.CollectorURL+r.path, r.body, opt.RetryFor)
 				requests.Add(1)
 				accepted.Add(a)
 				rejected.Add(rj)
@@ -181,8 +190,9 @@ func enqueue(ctx context.Context, reqs chan<- request, r request) error {
 }
 
 // post sends one request and returns the collector's accepted and rejected
-// counts.
-func post(ctx context.Context, client *http.Client, u string, body []byte) (accepted, rejected int64, err error) {
+// counts. Transport errors and 503 are retried (with retryFor > 0 also
+// every other 5xx, for up to retryFor; else 5 tries).
+func post(ctx context.Context, client *http.Client, u string, body []byte, retryFor time.Duration) (accepted, rejected int64, err error) {
 	type answer struct {
 		Accepted int64             `json:"accepted"`
 		Rejected []json.RawMessage `json:"rejected"`
@@ -204,8 +214,8 @@ func post(ctx context.Context, client *http.Client, u string, body []byte) (acce
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 		var a answer
 		switch {
-		case resp.StatusCode == http.StatusServiceUnavailable:
-			return a, fmt.Errorf("collector unavailable: %s", b)
+		case resp.StatusCode == http.StatusServiceUnavailable || (retryFor > 0 && resp.StatusCode >= 500):
+			return a, fmt.Errorf("collector answered %s: %s", resp.Status, b)
 		case resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusBadRequest:
 			return a, backoff.Permanent(fmt.Errorf("collector answered %s: %s", resp.Status, b))
 		}
@@ -213,6 +223,17 @@ func post(ctx context.Context, client *http.Client, u string, body []byte) (acce
 			return a, backoff.Permanent(fmt.Errorf("collector answer: %w", err))
 		}
 		return a, nil
-	}, backoff.WithMaxTries(5), backoff.WithBackOff(backoff.NewExponentialBackOff()))
+	}, retryOptions(retryFor)...)
 	return ans.Accepted, int64(len(ans.Rejected)), err
+}
+
+// retryOptions is 5 tries with the default exponential backoff, or with
+// retryFor > 0 as many tries as fit in retryFor, 100 ms to 2 s apart.
+func retryOptions(retryFor time.Duration) []backoff.RetryOption {
+	if retryFor <= 0 {
+		return []backoff.RetryOption{backoff.WithMaxTries(5), backoff.WithBackOff(backoff.NewExponentialBackOff())}
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval = 100*time.Millisecond, 2*time.Second
+	return []backoff.RetryOption{backoff.WithMaxElapsedTime(retryFor), backoff.WithBackOff(b)}
 }
