@@ -11,6 +11,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/streamwatch/streamwatch/pkg/messaging"
 )
 
 // startBroker starts a one-broker in-process kfake cluster on
@@ -38,8 +40,9 @@ func startBroker(logger *slog.Logger, dir string, port int, partitions int32) (*
 }
 
 // createTopics creates topics with the given partition count and replication
-// factor 1. Topics that already exist (a reused data directory) are kept as
-// they are; a different partition count is logged, not changed.
+// factor 1, and the configs of messaging.TopicConfigs (the profiles topic
+// is compacted). Topics that already exist (a reused data directory) are
+// kept as they are; a different partition count is logged, not changed.
 func createTopics(ctx context.Context, logger *slog.Logger, brokers []string, partitions int32, topics []string) error {
 	client, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
@@ -48,12 +51,31 @@ func createTopics(ctx context.Context, logger *slog.Logger, brokers []string, pa
 	defer client.Close()
 	adm := kadm.NewClient(client)
 
-	created, err := adm.CreateTopics(ctx, partitions, 1, nil, topics...)
+	var plain []string
+	var created []kadm.CreateTopicResponse
+	for _, t := range topics {
+		cfg := messaging.TopicConfigs(t) // e.g. the compacted profiles topic
+		if cfg == nil {
+			plain = append(plain, t)
+			continue
+		}
+		configs := map[string]*string{}
+		for k, v := range cfg {
+			configs[k] = kadm.StringPtr(v)
+		}
+		resp, err := adm.CreateTopics(ctx, partitions, 1, configs, t)
+		if err != nil {
+			return fmt.Errorf("create topic %s: %w", t, err)
+		}
+		created = append(created, resp.Sorted()...)
+	}
+	resp, err := adm.CreateTopics(ctx, partitions, 1, nil, plain...)
 	if err != nil {
 		return fmt.Errorf("create topics: %w", err)
 	}
+	created = append(created, resp.Sorted()...)
 	var errs []error
-	for _, t := range created.Sorted() {
+	for _, t := range created {
 		if t.Err != nil && !errors.Is(t.Err, kerr.TopicAlreadyExists) {
 			errs = append(errs, fmt.Errorf("create topic %s: %w", t.Topic, t.Err))
 		}

@@ -22,6 +22,11 @@ const (
 	// TopicNotifierDeliveries is the notifier's internal queue of due
 	// notifications, one record per receiver integration, keyed by it.
 	TopicNotifierDeliveries = "notifier.deliveries"
+	// TopicProfiles carries entity profiles (pkg/profiles): user, product
+	// and service attributes keyed by "<type>/<id>", a null value deleting
+	// one. It is log-compacted (TopicConfigs), so reading it from the start
+	// rebuilds the latest profile of every entity.
+	TopicProfiles = "profiles"
 )
 
 // DLQ returns the dead-letter topic of topic: topic + ".dlq".
@@ -31,12 +36,22 @@ func DLQ(topic string) string { return topic + ".dlq" }
 // that a stack can create them up front.
 func Topics() []string {
 	base := []string{TopicEventsRaw, TopicEventsLate, TopicMetricsWindows, TopicAlerts, TopicRules, TopicSilences, TopicNotifications,
-		TopicAcks, TopicNotifierDispatch, TopicNotifierDeliveries}
+		TopicAcks, TopicNotifierDispatch, TopicNotifierDeliveries, TopicProfiles}
 	all := append([]string{}, base...)
 	for _, t := range base {
 		all = append(all, DLQ(t))
 	}
 	return all
+}
+
+// TopicConfigs returns the Kafka topic configs that topic needs beyond the
+// broker's defaults (cleanup.policy=compact for TopicProfiles), or nil.
+// Stacks that create topics pass them on creation.
+func TopicConfigs(topic string) map[string]string {
+	if topic == TopicProfiles {
+		return map[string]string{"cleanup.policy": "compact"}
+	}
+	return nil
 }
 
 // Metadata keys set on Watermill messages.
