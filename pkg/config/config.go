@@ -82,14 +82,42 @@ type HTTP struct {
 	Addr string `env:"HTTP_ADDR"`
 	// ShutdownTimeout bounds graceful shutdown.
 	ShutdownTimeout time.Duration `env:"HTTP_SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	// HealthAddr, when set, is a second listener that serves /healthz,
+	// /readyz and /metrics, which the main listener then no longer serves
+	// (probes and scrapes on an internal port, the API on a public one).
+	HealthAddr string `env:"HTTP_HEALTH_ADDR"`
+	// ReadTimeout bounds reading one request, headers and body.
+	ReadTimeout time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"60s"`
+	// WriteTimeout bounds writing one response; streaming handlers (SSE)
+	// lift it per connection with http.ResponseController.
+	WriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"60s"`
+	// IdleTimeout closes keep-alive connections idle for this long.
+	IdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`
+	// CORSOrigins are the origins browsers may call the API from
+	// (Access-Control-Allow-Origin); empty allows none but the API's own,
+	// "*" allows any.
+	CORSOrigins []string `env:"HTTP_CORS_ORIGINS" envSeparator:","`
 }
 
-// Validate reports an empty address.
+// Validate reports an empty address, a health address equal to it, and
+// timeouts that are not positive.
 func (h HTTP) Validate() error {
+	var errs []error
 	if h.Addr == "" {
-		return errors.New("HTTP_ADDR: empty")
+		errs = append(errs, errors.New("HTTP_ADDR: empty"))
 	}
-	return nil
+	if h.HealthAddr != "" && h.HealthAddr == h.Addr {
+		errs = append(errs, fmt.Errorf("HTTP_HEALTH_ADDR: %q is HTTP_ADDR; leave it empty to serve health on the main listener", h.HealthAddr))
+	}
+	for _, d := range [...]struct {
+		name string
+		v    time.Duration
+	}{{"HTTP_READ_TIMEOUT", h.ReadTimeout}, {"HTTP_WRITE_TIMEOUT", h.WriteTimeout}, {"HTTP_IDLE_TIMEOUT", h.IdleTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s: %s is negative", d.name, d.v))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Log configures slog.

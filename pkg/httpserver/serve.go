@@ -1,0 +1,150 @@
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/streamwatch/streamwatch/pkg/config"
+)
+
+// OpsPaths are the operational endpoints: always open (no API key), and
+// moved to config.HTTP.HealthAddr when that is set.
+var OpsPaths = []string{"/healthz", "/readyz", "/metrics"}
+
+// Default server timeouts, used where config.HTTP leaves one at zero.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultReadTimeout       = 60 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultShutdownTimeout   = 10 * time.Second
+)
+
+// Serve serves h (an echo instance from New, or Handler of it) on cfg.Addr
+// until ctx is done, then shuts down gracefully
+// within cfg.ShutdownTimeout. Every connection has read, write and idle
+// timeouts (cfg, or the defaults above for zero values; the header read is
+// bounded by min(10 s, ReadTimeout)); a streaming handler lifts the write
+// deadline of its own connection with http.ResponseController.
+//
+// With cfg.HealthAddr set, a second server on that address serves only
+// OpsPaths and the main one answers them 404, so probes and metric scrapes
+// can stay on an internal port.
+//
+// It returns nil after a clean shutdown, the listen error when an address
+// is unusable (e.g. in use), or the serve or shutdown error.
+func Serve(ctx context.Context, h http.Handler, cfg config.HTTP) error {
+	main := h
+	var health http.Handler
+	if cfg.HealthAddr != "" {
+		main = pathFilter(h, false)
+		health = pathFilter(h, true)
+	}
+	lns := []net.Listener{}
+	handlers := []http.Handler{}
+	for _, a := range []struct {
+		addr string
+		h    http.Handler
+	}{{cfg.Addr, main}, {cfg.HealthAddr, health}} {
+		if a.h == nil {
+			continue
+		}
+		ln, err := net.Listen("tcp", a.addr)
+		if err != nil {
+			for _, l := range lns {
+				_ = l.Close()
+			}
+			return fmt.Errorf("listen %s: %w", a.addr, err)
+		}
+		lns = append(lns, ln)
+		handlers = append(handlers, a.h)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for i, ln := range lns {
+		srv := newServer(handlers[i], cfg)
+		g.Go(func() error {
+			errc := make(chan error, 1)
+			go func() { errc <- srv.Serve(ln) }()
+			select {
+			case err := <-errc:
+				return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+			case <-gctx.Done():
+			}
+			timeout := cfg.ShutdownTimeout
+			if timeout <= 0 {
+				timeout = DefaultShutdownTimeout
+			}
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), timeout)
+			defer cancel()
+			if err := srv.Shutdown(sctx); err != nil {
+				return fmt.Errorf("shutdown http %s: %w", ln.Addr(), err)
+			}
+			if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func newServer(h http.Handler, cfg config.HTTP) *http.Server {
+	or := func(d, def time.Duration) time.Duration {
+		if d > 0 {
+			return d
+		}
+		return def
+	}
+	read := or(cfg.ReadTimeout, DefaultReadTimeout)
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(DefaultReadHeaderTimeout, read),
+		ReadTimeout:       read,
+		WriteTimeout:      or(cfg.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:       or(cfg.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// pathFilter serves the OpsPaths of h when ops is true and every other path
+// when it is false; the rest is answered 404 with the JSON error body.
+func pathFilter(h http.Handler, ops bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slices.Contains(OpsPaths, r.URL.Path) != ops {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"code":"not_found","message":"Not Found"}` + "\n"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// CORS returns echo's CORS middleware for the given allowed origins
+// (config.HTTP.CORSOrigins): browsers on those origins may call the API
+// with GET, HEAD, POST, PUT, DELETE and the Authorization, X-API-Key and
+// Content-Type headers; preflights are cached 10 minutes. No origins means
+// no cross-origin access (the middleware is a no-op); "*" allows any origin
+// but then never with credentials (cookies).
+func CORS(origins []string) echo.MiddlewareFunc {
+	if len(origins) == 0 {
+		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	}
+	return middleware.CORSWithConfig(middleware.CORSConfig{
+		AllowOrigins:     origins,
+		AllowMethods:     []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete},
+		AllowHeaders:     []string{echo.HeaderAuthorization, "X-API-Key", echo.HeaderContentType},
+		ExposeHeaders:    []string{"Retry-After"},
+		AllowCredentials: !slices.Contains(origins, "*"),
+		MaxAge:           600,
+	})
+}
