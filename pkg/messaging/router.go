@@ -10,6 +10,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/streamwatch/streamwatch/pkg/logging"
 )
@@ -35,17 +37,25 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// NewRouter returns a Watermill router with the router-wide middleware:
-// Recoverer (a panic becomes an error, never a crash) and Retry (transient
-// errors are retried 5 times with exponential backoff, then the message is
-// nacked and redelivered). Add DeadLetter per handler.
+// NewRouter returns a Watermill router with the router-wide middleware, in
+// order: tracing and metrics (a consumer span "process <topic>" continuing
+// the record's trace context, in msg.Context() for the handler; records,
+// events, latency and events per record counted per handler and topic),
+// Retry (transient errors are retried 5 times with exponential backoff,
+// then the message is nacked and redelivered) and Recoverer (a panic
+// becomes an error, never a crash). Add DeadLetter per handler.
 func NewRouter(logger *slog.Logger) (*message.Router, error) {
+	ins, err := newInstruments()
+	if err != nil {
+		return nil, err
+	}
 	wl := logging.Watermill(logger)
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: 15 * time.Second}, wl)
 	if err != nil {
 		return nil, fmt.Errorf("watermill router: %w", err)
 	}
 	r.AddMiddleware(
+		instrument(ins),
 		middleware.Retry{
 			MaxRetries:      5,
 			InitialInterval: 100 * time.Millisecond,
@@ -61,10 +71,13 @@ func NewRouter(logger *slog.Logger) (*message.Router, error) {
 
 // DeadLetter returns handler middleware that sends a message whose handler
 // returned a Permanent error (or panicked) to DLQ(topic), with the error and
-// the source position in metadata, and then acks it so the consumer goes on.
+// the source position and the handler name (MetaConsumer) in metadata, and then acks it so the consumer goes on.
 // Transient errors pass through to Retry. If the dead-letter publish fails,
-// the error is returned and the message is redelivered.
+// the error is returned and the message is redelivered. Dead-lettered
+// records are counted (streamwatch.dead_letters by source topic) and keep
+// the trace context of the original.
 func DeadLetter(pub message.Publisher, topic string, logger *slog.Logger) message.HandlerMiddleware {
+	ins, _ := newInstruments() // on error the counter is skipped, never the dead-lettering
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			out, err := callRecovering(h, msg)
@@ -73,6 +86,7 @@ func DeadLetter(pub message.Publisher, topic string, logger *slog.Logger) messag
 				return out, err
 			}
 			dl := message.NewMessage(watermill.NewUUID(), msg.Payload)
+			dl.SetContext(msg.Context())
 			for k, v := range msg.Metadata {
 				if k != MetaPartition {
 					dl.Metadata.Set(k, v)
@@ -80,6 +94,9 @@ func DeadLetter(pub message.Publisher, topic string, logger *slog.Logger) messag
 			}
 			dl.Metadata.Set(MetaError, err.Error())
 			dl.Metadata.Set(MetaSourceTopic, topic)
+			if h := message.HandlerNameFromCtx(msg.Context()); h != "" {
+				dl.Metadata.Set(MetaConsumer, h)
+			}
 			if p, o, ok := Position(msg); ok {
 				dl.Metadata.Set(MetaSourcePartition, strconv.Itoa(int(p)))
 				dl.Metadata.Set(MetaSourceOffset, strconv.FormatInt(o, 10))
@@ -89,7 +106,10 @@ func DeadLetter(pub message.Publisher, topic string, logger *slog.Logger) messag
 				// Retry backs off while the dead-letter topic is unreachable.
 				return nil, fmt.Errorf("dead-letter %s: %w (original error: %s)", DLQ(topic), perr, err.Error())
 			}
-			Logger(logger).Warn("record sent to dead-letter topic", "topic", topic, "dlq", DLQ(topic), "error", err.Error())
+			if ins != nil {
+				ins.deadLetters.Add(msg.Context(), 1, metric.WithAttributes(attribute.String("topic", topic)))
+			}
+			Logger(logger).WarnContext(msg.Context(), "record sent to dead-letter topic", "topic", topic, "dlq", DLQ(topic), "error", err.Error())
 			return nil, nil
 		}
 	}

@@ -70,4 +70,8 @@ const (
 	MetaSourceTopic     = "source_topic"
 	MetaSourcePartition = "source_partition"
 	MetaSourceOffset    = "source_offset"
+	// MetaConsumer names the handler (= consumer group) that dead-lettered
+	// a record, so the consumers of one topic can be told apart in its
+	// dead-letter topic.
+	MetaConsumer = "consumer"
 )
