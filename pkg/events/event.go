@@ -127,6 +127,10 @@ type Event struct {
 	Series string            `json:"series,omitempty"`
 	Labels map[string]string `json:"labels,omitempty"`
 	Value  float64           `json:"value,omitempty"`
+
+	// Enriched holds what the aggregator's stream-table join added (see
+	// Enrichment); it is never serialized, so it is empty everywhere else.
+	Enriched Enrichment `json:"-"`
 }
 
 // Limits on field sizes, in bytes (strings) or entries (maps).

@@ -189,7 +189,7 @@ func (d *Definition) Compile() error {
 		switch {
 		case !ok:
 			bad("group_by: unknown field %q", g)
-		case !NameRe.MatchString(g):
+		case !NameRe.MatchString(LabelName(g)):
 			bad("group_by: %q is not a label name", g)
 		case seen[g]:
 			bad("group_by: %q listed twice", g)
@@ -391,6 +391,39 @@ func (d *Definition) Complete() bool {
 	return true
 }
 
+// FilterKey returns a canonical form of the definition's Where predicates:
+// two definitions with equal FilterKeys (and types) take the same events.
+// The aggregator uses it to compute a sketch once for several metrics.
+func (d *Definition) FilterKey() string {
+	var b strings.Builder
+	num := func(op string, v *float64) {
+		if v != nil {
+			b.WriteString(op)
+			b.WriteString(strconv.FormatFloat(*v, 'g', -1, 64))
+		}
+	}
+	for _, p := range d.Where {
+		b.WriteString(strconv.Quote(p.Field))
+		switch {
+		case p.Equals != nil:
+			b.WriteString("=" + strconv.Quote(*p.Equals))
+		case p.In != nil:
+			b.WriteString(" in")
+			for _, v := range p.In {
+				b.WriteString(" " + strconv.Quote(v))
+			}
+		case p.Prefix != nil:
+			b.WriteString("^" + strconv.Quote(*p.Prefix))
+		}
+		num(">=", p.Gte)
+		num(">", p.Gt)
+		num("<=", p.Lte)
+		num("<", p.Lt)
+		b.WriteByte(';')
+	}
+	return b.String()
+}
+
 // TypeBit returns the bit of an event type in a definition's type mask, for
 // MatchesType: compute it once per event, not once per definition.
 func TypeBit(t events.Type) uint32 { return 1 << typeIndex(t) }
@@ -414,15 +447,15 @@ func (d *Definition) MatchesType(e *events.Event, typeBit uint32) bool {
 	return true
 }
 
-// Labels returns the event's label set for the definition's GroupBy, or nil
-// when the definition has no GroupBy.
+// Labels returns the event's label set for the definition's GroupBy (label
+// names per LabelName), or nil when the definition has no GroupBy.
 func (d *Definition) Labels(e *events.Event) map[string]string {
 	if len(d.GroupBy) == 0 {
 		return nil
 	}
 	l := make(map[string]string, len(d.GroupBy))
 	for _, g := range d.GroupBy {
-		l[g] = Field(e, g)
+		l[LabelName(g)] = Field(e, g)
 	}
 	return l
 }
@@ -494,8 +527,8 @@ func b2f(b bool) float64 {
 }
 
 // StringField returns the accessor of a string event field by its JSON name,
-// plus the derived field status_class ("2xx"...) and the numeric fields in
-// their decimal form.
+// plus the derived field status_class ("2xx"...), the enriched fields of
+// EnrichedFields and the numeric fields in their decimal form.
 func StringField(name string) (func(*events.Event) string, bool) {
 	switch name {
 	case "type":
@@ -530,6 +563,9 @@ func StringField(name string) (func(*events.Event) string, bool) {
 		return func(e *events.Event) string { return e.Path }, true
 	case "protocol":
 		return func(e *events.Event) string { return e.Protocol }, true
+	}
+	if fn, ok := enrichedField(name); ok {
+		return fn, true
 	}
 	if fn, ok := NumberField(name); ok {
 		return func(e *events.Event) string { return strconv.FormatFloat(fn(e), 'f', -1, 64) }, true
