@@ -1,6 +1,7 @@
 // Package httpserver builds the echo server every Streamwatch service runs:
-// JSON errors, panic recovery, /healthz and /readyz, and graceful shutdown.
-// Body limits are the handlers' business (each knows its own).
+// JSON errors, panic recovery, /healthz, /readyz and /metrics, server spans
+// (OpenTelemetry, otelhttp) named by route, and graceful shutdown. Body
+// limits are the handlers' business (each knows its own).
 package httpserver
 
 import (
@@ -14,6 +15,11 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/streamwatch/streamwatch/pkg/telemetry"
 )
 
 // ReadyFunc reports whether a dependency is ready; nil means ready.
@@ -27,11 +33,13 @@ type ErrorBody struct {
 	Message string `json:"message"`
 }
 
-// New returns an echo instance with Recover, a JSON error handler, and the
-// health endpoints: GET /healthz answers 200 while the process runs; GET
-// /readyz answers 200 when every check returns nil within 2 s, otherwise 503
-// with the failing check's name and error.
-// A nil logger discards.
+// New returns an echo instance with Recover, a JSON error handler, the
+// health endpoints and the metrics: GET /healthz answers 200 while the
+// process runs; GET /readyz answers 200 when every check returns nil within
+// 2 s, otherwise 503 with the failing check's name and error; GET /metrics
+// serves telemetry.MetricsHandler (Prometheus text format). A middleware
+// names the server span of Handler "<METHOD> <route>" and labels the HTTP
+// metrics with the route. A nil logger discards.
 func New(logger *slog.Logger, checks map[string]ReadyFunc) *echo.Echo {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -39,7 +47,7 @@ func New(logger *slog.Logger, checks map[string]ReadyFunc) *echo.Echo {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	e.Use(middleware.Recover())
+	e.Use(middleware.Recover(), routeSpan)
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
@@ -73,7 +81,38 @@ func New(logger *slog.Logger, checks map[string]ReadyFunc) *echo.Echo {
 		}
 		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 	})
+	e.GET("/metrics", echo.WrapHandler(telemetry.MetricsHandler()))
 	return e
+}
+
+// routeSpan names the otelhttp server span after the matched route (the
+// span starts before echo routes the request) and adds http.route to the
+// span and to the request metrics.
+func routeSpan(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ctx := c.Request().Context()
+		route := c.Path()
+		if span := trace.SpanFromContext(ctx); span.IsRecording() {
+			span.SetName(c.Request().Method + " " + route)
+			span.SetAttributes(attribute.String("http.route", route))
+		}
+		if l, ok := otelhttp.LabelerFromContext(ctx); ok {
+			l.Add(attribute.String("http.route", route))
+		}
+		return next(c)
+	}
+}
+
+// untraced are the paths probes and scrapers call: no spans for them.
+var untraced = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// Handler returns e wrapped in otelhttp: a server span per request (the
+// parent comes from the request's W3C traceparent header), named by
+// routeSpan, and the http.server.* metrics; health probes and /metrics are
+// not traced. Run serves it; in-process tests serve it with httptest.
+func Handler(e *echo.Echo) http.Handler {
+	return otelhttp.NewHandler(e, "http.server",
+		otelhttp.WithFilter(func(r *http.Request) bool { return !untraced[r.URL.Path] }))
 }
 
 // Error returns an *echo.HTTPError whose JSON body has the given status
@@ -111,7 +150,7 @@ func slug(status int) string {
 	return "error"
 }
 
-// Run serves e on addr until ctx is done, then shuts down gracefully within
+// Run serves Handler(e) on addr until ctx is done, then shuts down gracefully within
 // timeout. It returns nil after a clean shutdown and the listen error
 // otherwise (e.g. the address is in use).
 func Run(ctx context.Context, e *echo.Echo, addr string, timeout time.Duration) error {
@@ -120,7 +159,7 @@ func Run(ctx context.Context, e *echo.Echo, addr string, timeout time.Duration) 
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	srv := &http.Server{
-		Handler:           e,
+		Handler:           Handler(e),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      0, // SSE streams stay open; handlers bound their own work.

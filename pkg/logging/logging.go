@@ -12,6 +12,8 @@ import (
 
 // New returns a JSON logger writing to w at the given level ("debug",
 // "info", "warn", "error"; anything else is info), with a "service" attribute.
+// Records logged with a context that carries a span get "trace_id" and
+// "span_id" (TraceHandler).
 func New(w io.Writer, level, service string) *slog.Logger {
 	var l slog.Level
 	switch strings.ToLower(level) {
@@ -24,7 +26,7 @@ func New(w io.Writer, level, service string) *slog.Logger {
 	default:
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})).With("service", service)
+	return slog.New(NewTraceHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))).With("service", service)
 }
 
 // Watermill adapts logger to Watermill's LoggerAdapter. Watermill logs

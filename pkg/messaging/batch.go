@@ -10,6 +10,8 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/streamwatch/streamwatch/pkg/config"
@@ -33,6 +35,8 @@ type BatchPublisher struct {
 	client   sarama.Client
 	maxBatch int
 
+	ins *instruments
+
 	mu         sync.Mutex
 	partitions map[string]int32
 }
@@ -44,11 +48,15 @@ func NewBatchPublisher(cfg config.Kafka, pub message.Publisher, maxBatch int) (*
 	if maxBatch <= 0 {
 		maxBatch = DefaultMaxBatch
 	}
+	ins, err := newInstruments()
+	if err != nil {
+		return nil, err
+	}
 	client, err := sarama.NewClient(cfg.Brokers, SaramaConfig("streamwatch-metadata"))
 	if err != nil {
 		return nil, fmt.Errorf("kafka metadata client: %w", err)
 	}
-	return &BatchPublisher{pub: pub, client: client, maxBatch: maxBatch, partitions: map[string]int32{}}, nil
+	return &BatchPublisher{pub: pub, client: client, maxBatch: maxBatch, ins: ins, partitions: map[string]int32{}}, nil
 }
 
 // Close releases the metadata client.
@@ -81,7 +89,10 @@ func (p *BatchPublisher) Partitions(topic string) (int32, error) {
 // events.batch.v1) and returns once the broker acknowledged all of them.
 // Partitions are written concurrently; within a partition records go out in
 // order. On error some records may have been written: the caller retries the
-// whole call, and consumers deduplicate by event id.
+// whole call, and consumers deduplicate by event id. Every record carries
+// its event count (MetaCount) and the trace context of ctx, so the spans of
+// its consumers continue the caller's trace; published events and events
+// per record are counted by topic.
 func (p *BatchPublisher) PublishEvents(ctx context.Context, topic string, evs []events.Event) error {
 	if len(evs) == 0 {
 		return nil
@@ -131,9 +142,13 @@ func (p *BatchPublisher) publishChunk(ctx context.Context, topic string, part in
 	msg.Metadata.Set(MetaSchema, events.BatchSchema)
 	msg.Metadata.Set(MetaKey, chunk[0].Key)
 	msg.Metadata.Set(MetaPartition, strconv.Itoa(int(part)))
+	msg.Metadata.Set(MetaCount, strconv.Itoa(len(chunk)))
 	if err := p.pub.Publish(topic, msg); err != nil {
 		return fmt.Errorf("publish batch of %d events to %s/%d: %w", len(chunk), topic, part, err)
 	}
+	attrs := metric.WithAttributes(attribute.String("topic", topic))
+	p.ins.producedEvts.Add(ctx, int64(len(chunk)), attrs)
+	p.ins.producedBatch.Record(ctx, int64(len(chunk)), attrs)
 	return nil
 }
 

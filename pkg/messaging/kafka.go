@@ -20,9 +20,16 @@ import (
 type explicitPartition struct{}
 
 // Marshaler is Watermill-Kafka's default marshaler (UUID and metadata as
-// headers) plus the record key from MetaKey and an explicit partition from
-// MetaPartition.
-type Marshaler struct{ kafka.DefaultMarshaler }
+// headers) plus the record key from MetaKey, an explicit partition from
+// MetaPartition, and the W3C trace context of the message's context as
+// headers (traceparent, tracestate) unless the metadata already has one.
+// Consumers find those headers in the metadata (see the router's tracing
+// middleware). The zero value counts nothing; NewPublisher's counts the
+// records it marshals (streamwatch.producer.records).
+type Marshaler struct {
+	kafka.DefaultMarshaler
+	ins *instruments
+}
 
 // Marshal implements kafka.Marshaler. It fails when MetaPartition is not a
 // non-negative integer.
@@ -31,6 +38,7 @@ func (m Marshaler) Marshal(topic string, msg *message.Message) (*sarama.Producer
 	if err != nil {
 		return nil, err
 	}
+	injectHeaders(msg, pm, m.ins)
 	if k := msg.Metadata.Get(MetaKey); k != "" {
 		pm.Key = sarama.StringEncoder(k)
 	}
@@ -110,12 +118,17 @@ func SaramaConfig(clientID string) *sarama.Config {
 }
 
 // NewPublisher returns a synchronous Watermill Kafka publisher: Publish
-// returns after the broker acknowledged every message. Safe for concurrent
-// use. The caller closes it.
+// returns after the broker acknowledged every message. Every record carries
+// the trace context of its message's context (Marshaler) and is counted.
+// Safe for concurrent use. The caller closes it.
 func NewPublisher(cfg config.Kafka, clientID string, logger *slog.Logger) (*kafka.Publisher, error) {
+	ins, err := newInstruments()
+	if err != nil {
+		return nil, err
+	}
 	pub, err := kafka.NewPublisher(kafka.PublisherConfig{
 		Brokers:               cfg.Brokers,
-		Marshaler:             Marshaler{},
+		Marshaler:             Marshaler{ins: ins},
 		OverwriteSaramaConfig: SaramaConfig(clientID),
 	}, logging.Watermill(logger))
 	if err != nil {

@@ -33,9 +33,11 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamwatch/streamwatch/pkg/checkpoint"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/pkg/telemetry"
 )
 
 // Output is one record an operator emits.
@@ -171,7 +173,28 @@ func (p *Processor[S]) Handle(msg *message.Message) error {
 		ps.loaded = false
 		return err
 	}
+	traceOutputs(ctx, outs)
 	return p.commitAndPublish(ctx, part, ps, offset, outs)
+}
+
+// traceOutputs writes the trace context of ctx (the consumer span of the
+// input record) into the metadata of every output that has none, so the
+// outputs continue the input's trace also when they are re-published from
+// the outbox after a crash. Metadata maps are copied first: operators may
+// share them between outputs. It does nothing when ctx has no span.
+func traceOutputs(ctx context.Context, outs []Output) {
+	if len(outs) == 0 || !trace.SpanContextFromContext(ctx).IsValid() {
+		return
+	}
+	for i := range outs {
+		if _, ok := outs[i].Metadata["traceparent"]; ok {
+			continue
+		}
+		md := make(map[string]string, len(outs[i].Metadata)+2)
+		maps.Copy(md, outs[i].Metadata)
+		telemetry.Inject(ctx, md)
+		outs[i].Metadata = md
+	}
 }
 
 // ensureLoaded loads the partition's checkpoint if it is not in memory and

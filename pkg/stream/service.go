@@ -14,6 +14,7 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/config"
 	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/pkg/telemetry"
 )
 
 // ServiceConfig is what a stateful consumer service needs to run one
@@ -32,13 +33,22 @@ type ServiceConfig struct {
 
 // RunService runs op as a service until ctx is done: a Kafka subscriber in
 // Group on Topic, a publisher for outputs and dead letters, Redis
-// checkpoints, ticks, and the HTTP server with /healthz and /readyz (ready
-// when Redis answers and the router runs). It shuts everything down
+// checkpoints (commands traced when tracing is on), ticks, the consumer-lag
+// gauge of Group, and the HTTP server with /healthz, /readyz (ready when
+// Redis answers and the router runs) and /metrics. It shuts everything down
 // gracefully and returns nil after a clean stop, or the first error that
 // stopped a component.
 func RunService[S any](ctx context.Context, cfg ServiceConfig, op Operator[S], logger *slog.Logger) error {
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB})
 	defer rdb.Close()
+	if err := telemetry.InstrumentRedis(rdb); err != nil {
+		return err
+	}
+	stopLag, err := messaging.ObserveLag(cfg.Kafka.Brokers, []string{cfg.Group})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopLag() }()
 	pub, err := messaging.NewPublisher(cfg.Kafka, cfg.Name, logger)
 	if err != nil {
 		return err
