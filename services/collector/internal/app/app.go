@@ -87,16 +87,17 @@ type Application struct {
 	IngestLogs *IngestLogsHandler
 }
 
-// New returns the collector use cases publishing through pub. now is the
-// clock for receive times; nil means time.Now.
-func New(pub EventPublisher, now func() time.Time) Application {
+// New returns the collector use cases publishing through pub, checking
+// every item against limits. now is the clock for receive times; nil means
+// time.Now.
+func New(pub EventPublisher, now func() time.Time, limits Limits) Application {
 	if now == nil {
 		now = time.Now
 	}
 	return Application{
-		IngestEvents:  &IngestEventsHandler{pub: pub, now: now},
-		IngestSamples: &IngestEventsHandler{pub: pub, now: now, parse: events.ParseSample},
-		IngestLogs:    &IngestLogsHandler{pub: pub, now: now},
+		IngestEvents:  &IngestEventsHandler{pub: pub, now: now, limits: limits},
+		IngestSamples: &IngestEventsHandler{pub: pub, now: now, limits: limits, parse: events.ParseSample},
+		IngestLogs:    &IngestLogsHandler{pub: pub, now: now, limits: limits},
 	}
 }
 

@@ -98,7 +98,7 @@ func TestIngestLogsLineLengths(t *testing.T) {
 			t.Run(fmt.Sprintf("%s/read %d bytes", tt.name, chunk), func(t *testing.T) {
 				t.Parallel()
 				pub := &fakePublisher{}
-				res, err := app.New(pub, clock).IngestLogs.Handle(context.Background(), app.IngestLogs{
+				res, err := app.New(pub, clock, app.Limits{}).IngestLogs.Handle(context.Background(), app.IngestLogs{
 					Body:   chunkReader{r: strings.NewReader(tt.body), n: chunk},
 					Source: "s",
 				})
@@ -172,7 +172,7 @@ func TestErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := tt.run(app.New(&fakePublisher{err: tt.pubErr}, clock))
+			err := tt.run(app.New(&fakePublisher{err: tt.pubErr}, clock, app.Limits{}))
 			require.Error(t, err)
 			for _, target := range tt.wantIs {
 				require.ErrorIs(t, err, target)
@@ -197,7 +197,7 @@ func TestIngestLogsKeepsOrder(t *testing.T) {
 	for range 1000 {
 		body.WriteString(logLine(120) + "\n")
 	}
-	res, err := app.New(pub, clock).IngestLogs.Handle(context.Background(), app.IngestLogs{Body: strings.NewReader(body.String()), Source: "f", FirstLine: 7})
+	res, err := app.New(pub, clock, app.Limits{}).IngestLogs.Handle(context.Background(), app.IngestLogs{Body: strings.NewReader(body.String()), Source: "f", FirstLine: 7})
 	require.NoError(t, err)
 	require.Equal(t, 1000, res.Accepted)
 	for i, ev := range pub.events {

@@ -21,22 +21,28 @@ type IngestEvents struct {
 	// application/x-ndjson). Otherwise the body is a JSON array when its
 	// first non-space byte is '[' and NDJSON when it is anything else.
 	NDJSON bool
+	// Tenant is the API key's tenant: events without a source get it, events
+	// with a source outside it are rejected. Empty allows any source.
+	Tenant string
 }
 
 // IngestEventsHandler ingests client events (or, built by New as
 // IngestSamples, metric samples). Safe for concurrent use.
 type IngestEventsHandler struct {
-	pub EventPublisher
-	now func() time.Time
+	pub    EventPublisher
+	now    func() time.Time
+	limits Limits
 	// parse turns one item into an event: events.ParseInput (nil) or
 	// events.ParseSample.
 	parse func(data []byte, receive time.Time) (events.Event, error)
 }
 
-// Handle reads the whole body, parses every item with events.ParseInput
-// (receive time = now; a UUIDv7 id for items without event_id), and
-// publishes the valid events to Topic in input order, returning after the
-// broker acknowledged them.
+// Handle reads the whole body, checks every item against the Limits (size,
+// JSON depth and field count), parses it with events.ParseInput (receive
+// time = now; a UUIDv7 id for items without event_id), checks its event
+// time against the bounds and its source against cmd.Tenant, and publishes
+// the valid events to Topic in input order, returning after the broker
+// acknowledged them.
 //
 // Rejections carry the 0-based array index or the 0-based NDJSON line index
 // (blank NDJSON lines are skipped but counted) and the reason naming the
@@ -63,7 +69,14 @@ func (h *IngestEventsHandler) Handle(ctx context.Context, cmd IngestEvents) (Res
 		parse = events.ParseInput
 	}
 	add := func(pos int, item []byte) {
-		ev, err := parse(item, receive)
+		err := h.limits.checkItem(item)
+		var ev events.Event
+		if err == nil {
+			ev, err = parse(item, receive)
+		}
+		if err == nil {
+			err = h.limits.admit(&ev, receive, cmd.Tenant)
+		}
 		if err != nil {
 			res.Rejected = append(res.Rejected, Rejection{Position: int64(pos), Err: err})
 			return
@@ -76,6 +89,11 @@ func (h *IngestEventsHandler) Handle(ctx context.Context, cmd IngestEvents) (Res
 	case len(trimmed) == 0:
 		return Result{}, requestErrorf("no events")
 	case !cmd.NDJSON && trimmed[0] == '[':
+		// Items deeper than MaxJSONDepth are rejected one by one below; a
+		// body nested beyond any use is refused before the decoder walks it.
+		if err := checkJSONShape(trimmed, MaxBodyJSONDepth, 0); err != nil {
+			return Result{}, requestErrorf("%s", oneLine(err))
+		}
 		var items []json.RawMessage
 		if err := json.Unmarshal(body, &items); err != nil {
 			if serr, ok := errors.AsType[*json.SyntaxError](err); ok {

@@ -52,19 +52,25 @@ type IngestLogs struct {
 	// FirstLine is the line number of the body's first line in the source,
 	// 1..MaxFirstLine; 0 means 1.
 	FirstLine int64
+	// Tenant is the API key's tenant: Source must be in it (see InTenant),
+	// and lines without a Source get it as their events' source. Empty
+	// allows any source.
+	Tenant string
 }
 
 // IngestLogsHandler ingests access-log lines. Safe for concurrent use.
 type IngestLogsHandler struct {
-	pub EventPublisher
-	now func() time.Time
+	pub    EventPublisher
+	now    func() time.Time
+	limits Limits
 }
 
 // Handle reads the body line by line. Line i of the body (0-based, blank
 // lines included) is line FirstLine+i of the source; each non-blank line is
 // parsed with accesslog.ParseCombined, turned into an http_request event
 // with Record.Event(Source, FirstLine+i, now) (a UUIDv7 id when Source is
-// empty) and validated. The valid events are published to Topic in line
+// empty), validated, and checked against the event-time bounds of Limits
+// and the tenant. The valid events are published to Topic in line
 // order; Handle returns after the broker acknowledged them.
 //
 // Rejections carry the 1-based source line number and the reason (a parse
@@ -126,6 +132,10 @@ func (h *IngestLogsHandler) Handle(ctx context.Context, cmd IngestLogs) (Result,
 			reject(lineNo, err)
 			continue
 		}
+		if err := h.limits.admit(&ev, receive, cmd.Tenant); err != nil {
+			reject(lineNo, err)
+			continue
+		}
 		valid = append(valid, ev)
 	}
 	if err := sc.Err(); err != nil {
@@ -156,6 +166,9 @@ func (cmd IngestLogs) validate() error {
 	}
 	if !utf8.ValidString(cmd.Source) || strings.ContainsFunc(cmd.Source, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return requestErrorf("source %q contains invalid UTF-8 or control characters", cmd.Source)
+	}
+	if cmd.Source != "" && !InTenant(cmd.Source, cmd.Tenant) {
+		return requestErrorf("source %q is outside the API key's tenant %q (allowed: %q or %q)", cmd.Source, cmd.Tenant, cmd.Tenant, cmd.Tenant+"/...")
 	}
 	return nil
 }

@@ -5,7 +5,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/streamwatch/streamwatch/pkg/auth"
 	swconfig "github.com/streamwatch/streamwatch/pkg/config"
 )
 
@@ -37,6 +39,24 @@ type Config struct {
 	MaxBodyBytes int64 `env:"COLLECTOR_MAX_BODY_BYTES" envDefault:"5242880"`
 	// MaxBatch is the most events packed into one Kafka batch record.
 	MaxBatch int `env:"COLLECTOR_MAX_BATCH" envDefault:"500"`
+	// Auth is the API key configuration (AUTH_MODE, AUTH_KEYS,
+	// AUTH_KEYS_FILE, AUTH_RATE_LIMIT, AUTH_RATE_BURST); ingest needs a key
+	// with the ingest scope.
+	Auth auth.Config
+	// MaxEventBytes bounds one JSON event or sample; larger ones are
+	// rejected item by item.
+	MaxEventBytes int `env:"COLLECTOR_MAX_EVENT_BYTES" envDefault:"65536"`
+	// MaxJSONDepth bounds the nesting of one JSON event (schema v1 needs 2).
+	MaxJSONDepth int `env:"COLLECTOR_MAX_JSON_DEPTH" envDefault:"8"`
+	// MaxJSONFields bounds the object keys of one JSON event, nested ones
+	// included (schema v1 has 26 fields and 64 properties at most).
+	MaxJSONFields int `env:"COLLECTOR_MAX_JSON_FIELDS" envDefault:"128"`
+	// MaxEventAge rejects events older than this relative to their receive
+	// time; 0 (the default) accepts any age, so historical logs replay.
+	MaxEventAge time.Duration `env:"COLLECTOR_MAX_EVENT_AGE" envDefault:"0s"`
+	// MaxEventSkew rejects events further than this in the future; 0
+	// accepts any.
+	MaxEventSkew time.Duration `env:"COLLECTOR_MAX_EVENT_SKEW" envDefault:"1h"`
 
 	_ struct{} // forces keyed literals
 }
@@ -71,12 +91,29 @@ func (c *Config) setDefaults() {
 // Validate reports every invalid setting, joined with errors.Join; nil when
 // the configuration is usable.
 func (c Config) Validate() error {
-	errs := []error{c.HTTP.Validate(), c.Kafka.Validate()}
+	errs := []error{c.HTTP.Validate(), c.Kafka.Validate(), c.Auth.Validate()}
 	if c.MaxBodyBytes < 1 {
 		errs = append(errs, fmt.Errorf("COLLECTOR_MAX_BODY_BYTES: %d < 1", c.MaxBodyBytes))
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > MaxMaxBatch {
 		errs = append(errs, fmt.Errorf("COLLECTOR_MAX_BATCH: %d not in 1..%d", c.MaxBatch, MaxMaxBatch))
+	}
+	for _, v := range [...]struct {
+		name string
+		n    int
+	}{{"COLLECTOR_MAX_EVENT_BYTES", c.MaxEventBytes}, {"COLLECTOR_MAX_JSON_DEPTH", c.MaxJSONDepth}, {"COLLECTOR_MAX_JSON_FIELDS", c.MaxJSONFields}} {
+		if v.n < 1 {
+			errs = append(errs, fmt.Errorf("%s: %d < 1", v.name, v.n))
+		}
+	}
+	if c.MaxJSONDepth > 0 && c.MaxJSONDepth < 2 {
+		errs = append(errs, fmt.Errorf("COLLECTOR_MAX_JSON_DEPTH: %d < 2, the depth of an event with properties", c.MaxJSONDepth))
+	}
+	if c.MaxEventAge < 0 {
+		errs = append(errs, fmt.Errorf("COLLECTOR_MAX_EVENT_AGE: %s is negative (0 disables the bound)", c.MaxEventAge))
+	}
+	if c.MaxEventSkew < 0 {
+		errs = append(errs, fmt.Errorf("COLLECTOR_MAX_EVENT_SKEW: %s is negative (0 disables the bound)", c.MaxEventSkew))
 	}
 	return errors.Join(errs...)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/streamwatch/streamwatch/pkg/auth"
 	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/services/collector/internal/app"
 )
@@ -55,19 +56,33 @@ type LineRejection struct {
 type HTTPServer struct {
 	app          app.Application
 	maxBodyBytes int64
+	guard        *auth.Guard
 }
 
 // NewHTTPServer returns the handlers for application; request bodies larger
-// than maxBodyBytes bytes are refused with 413.
-func NewHTTPServer(application app.Application, maxBodyBytes int64) *HTTPServer {
-	return &HTTPServer{app: application, maxBodyBytes: maxBodyBytes}
+// than maxBodyBytes bytes are refused with 413. guard admits requests (an
+// API key with the ingest scope, within its rate limit).
+func NewHTTPServer(application app.Application, maxBodyBytes int64, guard *auth.Guard) *HTTPServer {
+	return &HTTPServer{app: application, maxBodyBytes: maxBodyBytes, guard: guard}
 }
 
-// Register adds POST /v1/events, POST /v1/samples and POST /v1/logs to e.
+// Register adds POST /v1/events, POST /v1/samples and POST /v1/logs to e,
+// each behind guard.Require(auth.ScopeIngest): 401 without a valid key,
+// 403 for a key without the ingest scope, 429 with Retry-After beyond the
+// key's rate. The key's tenant scopes the events' source (see app.Limits).
 func (s *HTTPServer) Register(e *echo.Echo) {
-	e.POST("/v1/events", s.PostEvents)
-	e.POST("/v1/samples", s.PostSamples)
-	e.POST("/v1/logs", s.PostLogs)
+	ingest := s.guard.Require(auth.ScopeIngest, false)
+	e.POST("/v1/events", s.PostEvents, ingest)
+	e.POST("/v1/samples", s.PostSamples, ingest)
+	e.POST("/v1/logs", s.PostLogs, ingest)
+}
+
+// tenant returns the tenant of the request's API key ("" for none).
+func tenant(c echo.Context) string {
+	if k := auth.FromContext(c); k != nil {
+		return k.Tenant
+	}
+	return ""
 }
 
 // PostEvents handles POST /v1/events: a JSON array of events, or NDJSON
@@ -107,6 +122,7 @@ func (s *HTTPServer) ingestJSON(c echo.Context, h *app.IngestEventsHandler) erro
 	res, err := h.Handle(c.Request().Context(), app.IngestEvents{
 		Body:   body,
 		NDJSON: isNDJSON(c.Request().Header.Get(echo.HeaderContentType)),
+		Tenant: tenant(c),
 	})
 	if err != nil {
 		return s.httpError(c, err)
@@ -128,6 +144,7 @@ func (s *HTTPServer) PostLogs(c echo.Context) error {
 	cmd := app.IngestLogs{
 		Format: c.QueryParam("format"),
 		Source: c.QueryParam("source"),
+		Tenant: tenant(c),
 	}
 	if v := c.QueryParam("first_line"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)

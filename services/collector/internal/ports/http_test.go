@@ -21,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamwatch/streamwatch/pkg/auth"
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
@@ -63,7 +64,11 @@ func (f *fakePublisher) published() []events.Event {
 
 func newServer(pub app.EventPublisher) *echo.Echo {
 	e := httpserver.New(slog.New(slog.DiscardHandler), nil)
-	ports.NewHTTPServer(app.New(pub, func() time.Time { return now }), maxBody).Register(e)
+	guard, err := auth.NewGuard(auth.Config{Mode: auth.ModeOff}, nil)
+	if err != nil {
+		panic(err)
+	}
+	ports.NewHTTPServer(app.New(pub, func() time.Time { return now }, app.Limits{}), maxBody, guard).Register(e)
 	return e
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/labstack/echo/v4"
 
+	"github.com/streamwatch/streamwatch/pkg/auth"
 	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/services/collector/internal/app"
@@ -40,13 +41,17 @@ type Service struct {
 	closeErr  error
 }
 
-// New connects to the brokers in cfg.Kafka (it fails fast when none is
-// reachable) and builds the HTTP server. A nil logger discards. The caller
+// New reads the API keys (cfg.Auth: it fails when keys are required but
+// none is configured), connects to the brokers in cfg.Kafka (it fails fast
+// when none is reachable) and builds the HTTP server. A nil logger discards. The caller
 // calls Close when done, also when Run was never called.
 func New(cfg config.Config, logger *slog.Logger) (*Service, error) {
 	logger = messaging.Logger(logger)
 	s := &Service{cfg: cfg, logger: logger}
-	var err error
+	guard, err := auth.NewGuard(cfg.Auth, logger)
+	if err != nil {
+		return nil, fmt.Errorf("API keys: %w", err)
+	}
 	if s.pub, err = messaging.NewPublisher(cfg.Kafka, ClientID, logger); err != nil {
 		return nil, err
 	}
@@ -63,7 +68,12 @@ func New(cfg config.Config, logger *slog.Logger) (*Service, error) {
 	s.echo = httpserver.New(logger, map[string]httpserver.ReadyFunc{
 		"kafka": topicReady(s.meta, app.Topic),
 	})
-	ports.NewHTTPServer(app.New(s.batch, nil), cfg.MaxBodyBytes).Register(s.echo)
+	s.echo.Use(httpserver.CORS(cfg.HTTP.CORSOrigins))
+	limits := app.Limits{
+		MaxEventBytes: cfg.MaxEventBytes, MaxJSONDepth: cfg.MaxJSONDepth, MaxJSONFields: cfg.MaxJSONFields,
+		MaxEventAge: cfg.MaxEventAge, MaxEventSkew: cfg.MaxEventSkew,
+	}
+	ports.NewHTTPServer(app.New(s.batch, nil, limits), cfg.MaxBodyBytes, guard).Register(s.echo)
 	return s, nil
 }
 
@@ -77,7 +87,7 @@ func (s *Service) Handler() http.Handler { return s.echo }
 // a clean shutdown, or the listen or shutdown error. It logs start and stop.
 func (s *Service) Run(ctx context.Context) error {
 	s.logger.Info("collector starting", "addr", s.cfg.HTTP.Addr, "kafka_brokers", s.cfg.Kafka.Brokers, "topic", app.Topic)
-	err := httpserver.Run(ctx, s.echo, s.cfg.HTTP.Addr, s.cfg.HTTP.ShutdownTimeout)
+	err := httpserver.Serve(ctx, s.echo, s.cfg.HTTP)
 	s.logger.Info("collector stopped")
 	return err
 }

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamwatch/streamwatch/pkg/auth"
 	swconfig "github.com/streamwatch/streamwatch/pkg/config"
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
@@ -52,6 +55,7 @@ func newConfig(brokers []string) config.Config {
 		Log:          swconfig.Log{Level: "info"},
 		MaxBodyBytes: config.DefaultMaxBodyBytes,
 		MaxBatch:     100,
+		Auth:         auth.Config{Mode: auth.ModeOff},
 	}
 }
 
@@ -222,4 +226,53 @@ func TestNewFailsFastWithoutBroker(t *testing.T) {
 
 	_, err = service.New(newConfig([]string{addr}), nil)
 	require.Error(t, err)
+}
+
+// TestKeysNeverReachTheLog runs the wired service with API keys and a
+// debug log: wrong keys, a right key and a key without the scope are sent,
+// and neither the answers nor the log contain any of them.
+func TestKeysNeverReachTheLog(t *testing.T) {
+	t.Parallel()
+	skipShort(t)
+	cluster := newCluster(t)
+	good, err := auth.Generate()
+	require.NoError(t, err)
+	reader, err := auth.Generate()
+	require.NoError(t, err)
+	wrong := good[:len(good)-4] + "AAAA"
+	cfg := newConfig(cluster.ListenAddrs())
+	cfg.Log.Level = "debug"
+	cfg.Auth = auth.Config{Mode: auth.ModeKeys, Keys: auth.Line("web", good, "", auth.ScopeIngest) + ";" + auth.Line("dash", reader, "", auth.ScopeRead), RateLimit: 100, RateBurst: 100}
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	svc, err := service.New(cfg, logger)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, svc.Close()) })
+	srv := httptest.NewServer(svc.Handler())
+	t.Cleanup(srv.Close)
+
+	var answers bytes.Buffer
+	for _, h := range []map[string]string{
+		{"Authorization": "Bearer " + wrong}, {"X-API-Key": wrong}, {"Authorization": wrong},
+		{"X-API-Key": reader}, {"Authorization": "Bearer " + good},
+	} {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/events", bytes.NewReader([]byte(`{"type":"click","user_id":"u","event_time":1}`)))
+		require.NoError(t, err)
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_, _ = answers.ReadFrom(resp.Body)
+		for k, vs := range resp.Header {
+			answers.WriteString(k + ": " + strings.Join(vs, ",") + "\n")
+		}
+		resp.Body.Close()
+	}
+	require.Contains(t, answers.String(), `"accepted":1`)
+	require.Contains(t, logs.String(), "API keys loaded")
+	for _, secret := range []string{good, wrong, reader} {
+		require.NotContains(t, answers.String(), secret)
+		require.NotContains(t, logs.String(), secret)
+	}
 }
