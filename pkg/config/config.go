@@ -88,8 +88,8 @@ type HTTP struct {
 	HealthAddr string `env:"HTTP_HEALTH_ADDR"`
 	// ReadTimeout bounds reading one request, headers and body.
 	ReadTimeout time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"60s"`
-	// WriteTimeout bounds writing one response; streaming handlers (SSE)
-	// lift it per connection with http.ResponseController.
+	// WriteTimeout bounds writing one response; Server-Sent Events requests
+	// (Accept: text/event-stream) are exempt.
 	WriteTimeout time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"60s"`
 	// IdleTimeout closes keep-alive connections idle for this long.
 	IdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"120s"`

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -30,11 +31,12 @@ const (
 )
 
 // Serve serves h (an echo instance from New, or Handler of it) on cfg.Addr
-// until ctx is done, then shuts down gracefully
-// within cfg.ShutdownTimeout. Every connection has read, write and idle
-// timeouts (cfg, or the defaults above for zero values; the header read is
-// bounded by min(10 s, ReadTimeout)); a streaming handler lifts the write
-// deadline of its own connection with http.ResponseController.
+// until ctx is done, then shuts down gracefully within cfg.ShutdownTimeout.
+// Every connection has read, write and idle timeouts (cfg, or the defaults
+// above for zero values; the header read is bounded by min(10 s,
+// ReadTimeout)). The write deadline is set per request, before h runs, so
+// that Server-Sent Events streams (requests that accept
+// text/event-stream, as EventSource sends) can stay open: they get none.
 //
 // With cfg.HealthAddr set, a second server on that address serves only
 // OpsPaths and the main one answers them 404, so probes and metric scrapes
@@ -106,13 +108,25 @@ func newServer(h http.Handler, cfg config.HTTP) *http.Server {
 	}
 	read := or(cfg.ReadTimeout, DefaultReadTimeout)
 	return &http.Server{
-		Handler:           h,
+		Handler:           writeDeadline(h, or(cfg.WriteTimeout, DefaultWriteTimeout)),
 		ReadHeaderTimeout: min(DefaultReadHeaderTimeout, read),
 		ReadTimeout:       read,
-		WriteTimeout:      or(cfg.WriteTimeout, DefaultWriteTimeout),
 		IdleTimeout:       or(cfg.IdleTimeout, DefaultIdleTimeout),
 		MaxHeaderBytes:    64 << 10,
 	}
+}
+
+// writeDeadline bounds writing each response to d from the request's start
+// (what http.Server.WriteTimeout does for every request), except for event
+// streams. It runs outermost, on net/http's own ResponseWriter, so wrappers
+// inside (otelhttp, echo) need not support http.ResponseController.
+func writeDeadline(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // pathFilter serves the OpsPaths of h when ops is true and every other path

@@ -173,3 +173,36 @@ func TestCORSAllowsOnlyConfiguredOrigins(t *testing.T) {
 	_ = resp.Body.Close()
 	require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
 }
+
+// A response that takes longer than the write timeout is cut off, except
+// an event stream, which stays open.
+func TestServeWriteTimeoutSparesEventStreams(t *testing.T) {
+	t.Parallel()
+	e := httpserver.New(nil, nil)
+	e.GET("/slow", func(c echo.Context) error {
+		w := c.Response()
+		w.WriteHeader(http.StatusOK)
+		for range 6 {
+			if _, err := w.Write([]byte("tick\n")); err != nil {
+				return nil
+			}
+			w.Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+		return nil
+	})
+	cfg := config.HTTP{Addr: freeAddr(t), WriteTimeout: 250 * time.Millisecond}
+	serve(t, e, cfg)
+	read := func(accept string) string {
+		req, err := http.NewRequest(http.MethodGet, "http://"+cfg.Addr+"/slow", nil)
+		require.NoError(t, err)
+		req.Header.Set("Accept", accept)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body) // a cut-off stream ends with an error
+		return string(b)
+	}
+	require.Less(t, strings.Count(read("application/json"), "tick"), 6, "the write deadline cut the slow response")
+	require.Equal(t, 6, strings.Count(read("text/event-stream"), "tick"), "an event stream has no write deadline")
+}
