@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
 	"github.com/streamwatch/streamwatch/services/notifier/internal/domain/dispatch"
 )
 
@@ -65,7 +67,7 @@ type Webhook struct {
 // logged). maxAlerts > 0 truncates the alert list (truncatedAlerts counts
 // the rest). Bound each call with the context.
 func NewWebhook(url, externalURL string, maxAlerts int) *Webhook {
-	return &Webhook{url: url, externalURL: externalURL, maxAlerts: maxAlerts, client: &http.Client{}}
+	return &Webhook{url: url, externalURL: externalURL, maxAlerts: maxAlerts, client: &http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport)}}
 }
 
 // Message renders n as the webhook payload.

@@ -22,6 +22,7 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/stream"
+	"github.com/streamwatch/streamwatch/pkg/telemetry"
 	"github.com/streamwatch/streamwatch/services/notifier/internal/adapters"
 	"github.com/streamwatch/streamwatch/services/notifier/internal/app"
 	"github.com/streamwatch/streamwatch/services/notifier/internal/config"
@@ -50,6 +51,11 @@ func Routing(cfg *config.Config) (config.Routing, error) {
 	return config.LoadRouting(cfg.ConfigFile)
 }
 
+// deliverGroup is the consumer group of an integration's delivery queue.
+func deliverGroup(integration string) string {
+	return GroupDeliverPrefix + strings.ReplaceAll(integration, "/", ".")
+}
+
 // Run runs the notifier until ctx is done.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	routing, err := Routing(&cfg)
@@ -66,6 +72,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB})
 	defer rdb.Close()
+	if err := telemetry.InstrumentRedis(rdb); err != nil {
+		return err
+	}
 	lookup := func(k string) (string, bool) {
 		if k == "NOTIFIER_WEBHOOK_URL" && cfg.WebhookURL != "" {
 			return cfg.WebhookURL, true
@@ -76,11 +85,21 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	pub, err := messaging.NewPublisher(cfg.Kafka, "notifier", logger)
+	traced(built)
+	stopLag, err := messaging.ObserveLag(cfg.Kafka.Brokers, groups(built))
 	if err != nil {
 		return err
 	}
-	defer pub.Close()
+	defer func() { _ = stopLag() }()
+	kpub, err := messaging.NewPublisher(cfg.Kafka, "notifier", logger)
+	if err != nil {
+		return err
+	}
+	defer kpub.Close()
+	pub, err := newOutcomePublisher(kpub)
+	if err != nil {
+		return err
+	}
 	router, err := messaging.NewRouter(logger)
 	if err != nil {
 		return err
@@ -126,7 +145,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	dproc.Register(router, dsub)
 	done := adapters.NewRedisDone(rdb, cfg.Redis.KeyPrefix)
 	for _, b := range built {
-		group := GroupDeliverPrefix + strings.ReplaceAll(b.Ref.Name, "/", ".")
+		group := deliverGroup(b.Ref.Name)
 		sub, err := subscribe(group)
 		if err != nil {
 			return err
