@@ -18,6 +18,7 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/rules"
 	"github.com/streamwatch/streamwatch/pkg/stream"
+	"github.com/streamwatch/streamwatch/pkg/telemetry"
 	"github.com/streamwatch/streamwatch/services/detector/internal/adapters"
 	"github.com/streamwatch/streamwatch/services/detector/internal/app"
 	"github.com/streamwatch/streamwatch/services/detector/internal/config"
@@ -61,6 +62,14 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 
 	rdb := redis.NewClient(&redis.Options{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password, DB: cfg.Redis.DB})
 	defer rdb.Close()
+	if err := telemetry.InstrumentRedis(rdb); err != nil {
+		return err
+	}
+	stopLag, err := messaging.ObserveLag(cfg.Kafka.Brokers, []string{Group, EventsGroup})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopLag() }()
 	pub, err := messaging.NewPublisher(cfg.Kafka, "detector", logger)
 	if err != nil {
 		return err
