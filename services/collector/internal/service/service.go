@@ -77,9 +77,10 @@ func New(cfg config.Config, logger *slog.Logger) (*Service, error) {
 	return s, nil
 }
 
-// Handler returns the HTTP handler: the ingest endpoints, /healthz and
-// /readyz.
-func (s *Service) Handler() http.Handler { return s.echo }
+// Handler returns the HTTP handler Run serves: the ingest endpoints,
+// /healthz, /readyz and /metrics, with a server span per ingest request
+// (the root of the request's trace, or a child of its traceparent header).
+func (s *Service) Handler() http.Handler { return httpserver.Handler(s.echo) }
 
 // Run serves HTTP on cfg.HTTP.Addr until ctx is done, then stops accepting
 // connections and waits up to cfg.HTTP.ShutdownTimeout for requests in
