@@ -30,7 +30,8 @@ const (
 	DefaultShutdownTimeout   = 10 * time.Second
 )
 
-// Serve serves h (an echo instance from New, or Handler of it) on cfg.Addr
+// Serve serves h (an echo instance from New, served through Handler so
+// that requests get server spans and HTTP metrics, or Handler of it) on cfg.Addr
 // until ctx is done, then shuts down gracefully within cfg.ShutdownTimeout.
 // Every connection has read, write and idle timeouts (cfg, or the defaults
 // above for zero values; the header read is bounded by min(10 s,
@@ -45,6 +46,9 @@ const (
 // It returns nil after a clean shutdown, the listen error when an address
 // is unusable (e.g. in use), or the serve or shutdown error.
 func Serve(ctx context.Context, h http.Handler, cfg config.HTTP) error {
+	if e, ok := h.(*echo.Echo); ok {
+		h = Handler(e) // server spans and HTTP metrics
+	}
 	main := h
 	var health http.Handler
 	if cfg.HealthAddr != "" {
