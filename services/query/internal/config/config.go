@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/streamwatch/streamwatch/pkg/auth"
 	"github.com/streamwatch/streamwatch/pkg/config"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 )
@@ -38,6 +39,11 @@ type Config struct {
 	// StreamHeartbeat is the interval of SSE heartbeat comments on
 	// /api/v1/stream (> 0).
 	StreamHeartbeat time.Duration `env:"QUERY_STREAM_HEARTBEAT" envDefault:"15s"`
+	// Auth is the API key configuration (AUTH_*): reads need the read
+	// scope, changes the admin scope. service.New validates it (it fails
+	// when keys are required and none is configured), so that commands
+	// without the API (batch, replay) run without keys.
+	Auth auth.Config
 
 	_ struct{}
 }

@@ -74,7 +74,7 @@ func newEnv(t testing.TB) *env {
 	t.Cleanup(func() { _ = pubsub.Close() })
 	application := service.NewApplication(storage, metrics.DefaultDefinitions(), adapters.RecordPublisher{Pub: pubsub})
 	e := httpserver.New(slog.New(slog.DiscardHandler), nil)
-	ports.NewHTTPServer(application, ports.StreamConfig{Feed: storage.Hub, Heartbeat: 50 * time.Millisecond}).Register(e)
+	ports.NewHTTPServer(application, ports.StreamConfig{Feed: storage.Hub, Heartbeat: 50 * time.Millisecond}, noAuth()).Register(e)
 	return &env{ch: conn, rdb: rdb, storage: storage, app: application, pubsub: pubsub, proj: ports.NewProjections(application), http: e}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/streamwatch/streamwatch/pkg/auth"
 	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/services/query/internal/app"
@@ -27,6 +28,7 @@ const queryTimeout = 30 * time.Second
 type HTTPServer struct {
 	app    app.Application
 	stream StreamConfig
+	guard  *auth.Guard
 }
 
 // WindowFeed delivers window results as the projector stores them.
@@ -48,12 +50,13 @@ type StreamConfig struct {
 	Stop <-chan struct{}
 }
 
-// NewHTTPServer returns the API over a, streaming from stream.Feed.
-func NewHTTPServer(a app.Application, stream StreamConfig) *HTTPServer {
+// NewHTTPServer returns the API over a, streaming from stream.Feed, with
+// access checked by guard (see Register).
+func NewHTTPServer(a app.Application, stream StreamConfig, guard *auth.Guard) *HTTPServer {
 	if stream.Heartbeat <= 0 {
 		stream.Heartbeat = 15 * time.Second
 	}
-	return &HTTPServer{app: a, stream: stream}
+	return &HTTPServer{app: a, stream: stream, guard: guard}
 }
 
 // Register adds the API routes to e (documented in api/openapi/query.yml,
@@ -75,22 +78,41 @@ func NewHTTPServer(a app.Application, stream StreamConfig) *HTTPServer {
 //	GET /api/v1/pipeline  (Kafka consumer lag, late and dead-letter records; cached 2 s)
 //
 // T is RFC 3339 or integer milliseconds since the epoch.
+//
+// Access (pkg/auth): every GET under /api/v1 needs a key with the read
+// scope, sent as a header or, for the dashboard, as the cookie set by
+// opening "/?key=<read key>"; every POST, PUT and DELETE (rules, silences,
+// acknowledgements, batch runs) needs the admin scope in a header (a cookie
+// never authorizes a change). /api/openapi.json, the dashboard's static
+// files and the health endpoints are open.
 func (s *HTTPServer) Register(e *echo.Echo) {
+	read := s.guard.Require(auth.ScopeRead, true)
+	admin := s.guard.Require(auth.ScopeAdmin, false)
+	login := s.guard.Login(auth.ScopeRead)
+	e.Pre(func(next echo.HandlerFunc) echo.HandlerFunc {
+		withLogin := login(next)
+		return func(c echo.Context) error {
+			if p := c.Request().URL.Path; p == "/" || p == "/index.html" {
+				return withLogin(c)
+			}
+			return next(c)
+		}
+	})
 	e.GET("/api/openapi.json", serveOpenAPI)
 	g := e.Group("/api/v1")
-	g.GET("/series", s.series)
-	g.GET("/live", s.live)
-	g.GET("/stream", s.streamWindows)
-	g.GET("/topk", s.topk)
-	g.GET("/topk/live", s.liveTopK)
-	g.GET("/events", s.events)
-	g.GET("/alerts", s.alerts)
-	g.GET("/alerts/recent", s.recentAlerts)
-	g.GET("/batch/runs/:id", s.batchRun)
-	g.POST("/batch/runs", s.startBatchRun)
-	g.GET("/notifications", s.notifications)
-	g.GET("/pipeline", s.pipeline)
-	s.registerAdmin(g)
+	g.GET("/series", s.series, read)
+	g.GET("/live", s.live, read)
+	g.GET("/stream", s.streamWindows, read)
+	g.GET("/topk", s.topk, read)
+	g.GET("/topk/live", s.liveTopK, read)
+	g.GET("/events", s.events, read)
+	g.GET("/alerts", s.alerts, read)
+	g.GET("/alerts/recent", s.recentAlerts, read)
+	g.GET("/batch/runs/:id", s.batchRun, read)
+	g.POST("/batch/runs", s.startBatchRun, admin)
+	g.GET("/notifications", s.notifications, read)
+	g.GET("/pipeline", s.pipeline, read)
+	s.registerAdmin(g, read, admin)
 }
 
 // SeriesResponse is the body of GET /api/v1/series.

@@ -59,19 +59,20 @@ type AckResponse struct {
 	Ack silences.Ack `json:"ack"`
 }
 
-// registerAdmin adds the admin routes to g.
-func (s *HTTPServer) registerAdmin(g *echo.Group) {
-	g.GET("/rules", s.listRules)
-	g.GET("/rules/:id", s.getRule)
-	g.POST("/rules", s.createRule)
-	g.PUT("/rules/:id", s.putRule)
-	g.DELETE("/rules/:id", s.deleteRule)
-	g.GET("/silences", s.listSilences)
-	g.GET("/silences/:id", s.getSilence)
-	g.POST("/silences", s.createSilence)
-	g.PUT("/silences/:id", s.putSilence)
-	g.DELETE("/silences/:id", s.expireSilence)
-	g.POST("/alerts/:fingerprint/ack", s.ackAlert)
+// registerAdmin adds the admin routes to g: reads behind read, changes
+// behind admin.
+func (s *HTTPServer) registerAdmin(g *echo.Group, read, admin echo.MiddlewareFunc) {
+	g.GET("/rules", s.listRules, read)
+	g.GET("/rules/:id", s.getRule, read)
+	g.POST("/rules", s.createRule, admin)
+	g.PUT("/rules/:id", s.putRule, admin)
+	g.DELETE("/rules/:id", s.deleteRule, admin)
+	g.GET("/silences", s.listSilences, read)
+	g.GET("/silences/:id", s.getSilence, read)
+	g.POST("/silences", s.createSilence, admin)
+	g.PUT("/silences/:id", s.putSilence, admin)
+	g.DELETE("/silences/:id", s.expireSilence, admin)
+	g.POST("/alerts/:fingerprint/ack", s.ackAlert, admin)
 }
 
 func readBody(c echo.Context) ([]byte, error) {

@@ -100,7 +100,7 @@ func pipelineServer(t *testing.T, brokers []string, clock func() time.Time) *ech
 	t.Cleanup(func() { _ = kp.Close() })
 	a := app.Application{Queries: app.Queries{Pipeline: query.NewPipelineHandler(kp, 2*time.Second).WithClock(clock)}}
 	e := httpserver.New(slog.New(slog.DiscardHandler), nil)
-	ports.NewHTTPServer(a, ports.StreamConfig{}).Register(e)
+	ports.NewHTTPServer(a, ports.StreamConfig{}, noAuth()).Register(e)
 	return e
 }
 
@@ -227,7 +227,7 @@ func TestPipelineUnavailable(t *testing.T) {
 
 	// Without a broker configured at all.
 	noBroker := httpserver.New(slog.New(slog.DiscardHandler), nil)
-	ports.NewHTTPServer(app.Application{}, ports.StreamConfig{}).Register(noBroker)
+	ports.NewHTTPServer(app.Application{}, ports.StreamConfig{}, noAuth()).Register(noBroker)
 	code, _, body = getPipeline(t, noBroker, context.Background())
 	require.Equal(t, http.StatusServiceUnavailable, code, body)
 }

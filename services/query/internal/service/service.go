@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/streamwatch/streamwatch/pkg/auth"
 	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
@@ -158,6 +159,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		}
 	}()
 
+	guard, err := auth.NewGuard(cfg.Auth, logger)
+	if err != nil {
+		return nil, fmt.Errorf("API keys: %w", err)
+	}
 	ch, err := adapters.OpenClickHouse(ctx, cfg.ClickHouse)
 	if err != nil {
 		return nil, err
@@ -234,7 +239,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 			return nil
 		},
 	})
-	ports.NewHTTPServer(application, ports.StreamConfig{Feed: s.storage.Hub, Heartbeat: cfg.StreamHeartbeat, Stop: s.streamStop}).Register(s.http)
+	s.http.Use(httpserver.CORS(cfg.HTTP.CORSOrigins))
+	ports.NewHTTPServer(application, ports.StreamConfig{Feed: s.storage.Hub, Heartbeat: cfg.StreamHeartbeat, Stop: s.streamStop}, guard).Register(s.http)
 	dashboard.Register(s.http)
 	return s, nil
 }
@@ -269,7 +275,7 @@ func (s *Service) RunProjections(ctx context.Context) error {
 func (s *Service) RunHTTP(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.streamStopOnce.Do(func() { close(s.streamStop) }) })
 	defer stop()
-	return httpserver.Run(ctx, s.http, s.cfg.HTTP.Addr, s.cfg.HTTP.ShutdownTimeout)
+	return httpserver.Serve(ctx, s.http, s.cfg.HTTP)
 }
 
 // Close releases the router, Kafka clients, Redis and ClickHouse. It is

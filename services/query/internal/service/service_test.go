@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamwatch/streamwatch/pkg/auth"
 	"github.com/streamwatch/streamwatch/services/query/internal/adapters/chtest"
 	"github.com/streamwatch/streamwatch/services/query/internal/config"
 	"github.com/streamwatch/streamwatch/services/query/internal/service"
@@ -28,6 +29,7 @@ func testConfig(t *testing.T) config.Config {
 	t.Helper()
 	cfg, err := config.Load()
 	require.NoError(t, err)
+	cfg.Auth = auth.Config{Mode: auth.ModeOff}
 	return cfg
 }
 
