@@ -7,7 +7,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/pkg/telemetry"
 	"github.com/streamwatch/streamwatch/services/query/internal/app/command"
 )
 
@@ -76,6 +79,8 @@ type Batcher[T any] struct {
 type request[T any] struct {
 	item T
 	done chan error // buffered: Run never blocks on a caller that left
+	// span is the caller's span context: the flush links to it.
+	span trace.SpanContext
 }
 
 // NewBatcher returns a Batcher that flushes with flush. It fails on an
@@ -95,7 +100,7 @@ func NewBatcher[T any](cfg BatcherConfig, flush FlushFunc[T]) (*Batcher[T], erro
 // failed, ctx's error if ctx ends first (the item may still be flushed;
 // flushes must be idempotent), or ErrBatcherStopped if Run has returned.
 func (b *Batcher[T]) Write(ctx context.Context, item T) error {
-	req := request[T]{item: item, done: make(chan error, 1)}
+	req := request[T]{item: item, done: make(chan error, 1), span: trace.SpanContextFromContext(ctx)}
 	select {
 	case b.in <- req:
 	case <-b.stopped:
@@ -117,8 +122,9 @@ func (b *Batcher[T]) Write(ctx context.Context, item T) error {
 // items of other flushes may still be durable; flushes must be idempotent).
 func (b *Batcher[T]) WriteAll(ctx context.Context, items []T) error {
 	reqs := make([]request[T], len(items))
+	sc := trace.SpanContextFromContext(ctx)
 	for i, item := range items {
-		reqs[i] = request[T]{item: item, done: make(chan error, 1)}
+		reqs[i] = request[T]{item: item, done: make(chan error, 1), span: sc}
 		select {
 		case b.in <- reqs[i]:
 		case <-b.stopped:
@@ -197,14 +203,22 @@ func (b *Batcher[T]) Run(ctx context.Context) error {
 }
 
 // flushBatch flushes the items of reqs and tells every caller the outcome.
+// The flush context carries links to the callers' spans
+// (telemetry.WithLinks), so the insert span links to every record whose
+// items it holds.
 func (b *Batcher[T]) flushBatch(ctx context.Context, reqs []request[T]) {
 	if len(reqs) == 0 {
 		return
 	}
 	items := make([]T, len(reqs))
+	var spans []trace.SpanContext
 	for i, r := range reqs {
 		items[i] = r.item
+		if r.span.IsValid() {
+			spans = append(spans, r.span)
+		}
 	}
+	ctx = telemetry.WithLinks(ctx, telemetry.LinksOf(spans))
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.FlushTimeout)
 	err := b.flush(ctx, items)
 	cancel()

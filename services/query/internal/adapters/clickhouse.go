@@ -18,7 +18,8 @@ import (
 // OpenClickHouse connects to ClickHouse over the native protocol and pings
 // it. The connection uses the server's default database: repositories name
 // their tables with cfg.Database, which may not exist before migrations run.
-// The caller closes the connection.
+// Calls are client spans when tracing is on (TraceClickHouse). The caller
+// closes the connection.
 func OpenClickHouse(ctx context.Context, cfg config.ClickHouse) (driver.Conn, error) {
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:        []string{cfg.Addr},
@@ -32,7 +33,7 @@ func OpenClickHouse(ctx context.Context, cfg config.ClickHouse) (driver.Conn, er
 		_ = conn.Close()
 		return nil, fmt.Errorf("ping clickhouse %s: %w", cfg.Addr, err)
 	}
-	return conn, nil
+	return TraceClickHouse(conn), nil
 }
 
 // maxDateTimeSec is the last second ClickHouse's DateTime (UInt32) holds.
