@@ -37,7 +37,7 @@ func TestGenerateIsRandomAndPrefixed(t *testing.T) {
 func TestParseKeysRoundTrip(t *testing.T) {
 	t.Parallel()
 	s1, s2 := newSecret(t), newSecret(t)
-	text := "# keys\n\n" + auth.Line("web", s1, "web1", auth.ScopeIngest) + " rate=5 burst=7\n" +
+	text := "# keys; one per line\n\n" + auth.Line("web", s1, "web1", auth.ScopeIngest) + " rate=5 burst=7\n" +
 		auth.Line("console", s2, "", auth.ScopeRead, auth.ScopeAdmin)
 	keys, err := auth.ParseKeys("test", strings.NewReader(text))
 	require.NoError(t, err)
@@ -58,7 +58,8 @@ func TestParseKeysRoundTrip(t *testing.T) {
 	require.False(t, ok)
 
 	// Entries separated by ';' (an environment variable) parse the same.
-	inline, err := auth.ParseKeys("AUTH_KEYS", strings.NewReader(strings.ReplaceAll(text, "\n", ";")))
+	keyLines := text[strings.Index(text, "\n\n")+2:]
+	inline, err := auth.ParseKeys("AUTH_KEYS", strings.NewReader(strings.ReplaceAll(keyLines, "\n", ";")))
 	require.NoError(t, err)
 	require.Equal(t, keys, inline)
 }

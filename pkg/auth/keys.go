@@ -116,7 +116,8 @@ var nameRule = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
 // NAME matches [A-Za-z0-9_.:-]{1,64} and is unique; SCOPES is a
 // comma-separated subset of ingest, read, admin; HEX is the 64-digit SHA-256
 // of the secret (`printf %s "$KEY" | sha256sum`); rate=-1 exempts the key
-// from rate limiting. Blank lines and lines starting with '#' are skipped.
+// from rate limiting. Blank lines, lines starting with '#' and entries
+// starting with '#' are skipped.
 // origin names the input in errors ("AUTH_KEYS", a file name). Every error
 // names the line and the problem, and never contains a digest.
 func ParseKeys(origin string, r io.Reader) ([]Key, error) {
@@ -131,6 +132,9 @@ func ParseKeys(origin string, r io.Reader) ([]Key, error) {
 	line := 0
 	for sc.Scan() {
 		line++
+		if strings.HasPrefix(strings.TrimSpace(sc.Text()), "#") {
+			continue // a comment line may contain ';'
+		}
 		for entry := range strings.SplitSeq(sc.Text(), ";") {
 			entry = strings.TrimSpace(entry)
 			if entry == "" || strings.HasPrefix(entry, "#") {
