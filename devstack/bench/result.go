@@ -1,0 +1,230 @@
+package bench
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Result is everything one run measured; it is written as JSON as is.
+type Result struct {
+	Date       time.Time  `json:"date"`
+	Host       string     `json:"host"`
+	CPUs       int        `json:"cpus"`
+	GoVersion  string     `json:"go_version"`
+	LoadBefore [3]float64 `json:"load_before"`
+	LoadAfter  [3]float64 `json:"load_after"`
+	Config     ConfigJSON `json:"config"`
+	// Phases are "max" (as fast as possible) and "half" (50 % of the
+	// sustainable rate of max).
+	Phases      []Phase  `json:"phases"`
+	PhaseErrors []string `json:"phase_errors,omitempty"`
+	Ceiling     Ceiling  `json:"ceiling"`
+	// CeilingError says why the ceiling is missing.
+	CeilingError string `json:"ceiling_error,omitempty"`
+	// PipelineVsCeiling is the max phase's sustainable rate over the
+	// ceiling's events/s.
+	PipelineVsCeiling float64            `json:"pipeline_vs_ceiling"`
+	Profiles          map[string]Profile `json:"profiles,omitempty"`
+	ProfileNote       string             `json:"profile_note,omitempty"`
+	Targets           []Target           `json:"targets"`
+	Samples           []Sample           `json:"samples"`
+}
+
+// ConfigJSON records the settings of a run.
+type ConfigJSON struct {
+	DurationS      float64 `json:"duration_s"`
+	Workers        int     `json:"workers"`
+	Batch          int     `json:"batch"`
+	MaxEPS         float64 `json:"max_eps"`
+	Partitions     int32   `json:"partitions"`
+	CeilingEvents  int64   `json:"ceiling_events"`
+	ProbeIntervalS float64 `json:"probe_interval_s"`
+}
+
+// Phase is one load level. Counts are events (JSON events, access-log
+// lines and metric samples alike).
+type Phase struct {
+	Name string `json:"name"`
+	// TargetRate is the wall-clock rate asked for (0: as fast as possible).
+	TargetRate float64 `json:"target_rate"`
+	// StartS and EndS bound the phase in seconds since the start of the
+	// run (EndS after the drain).
+	StartS float64 `json:"start_s"`
+	EndS   float64 `json:"end_s"`
+	// EventTimeStart and EventTimeEnd bound the phase's event times (ms).
+	EventTimeStart int64 `json:"event_time_start_ms"`
+	EventTimeEnd   int64 `json:"event_time_end_ms"`
+
+	Sent           int64  `json:"sent"`
+	Accepted       int64  `json:"accepted"`
+	Rejected       int64  `json:"rejected"`
+	Failed         int64  `json:"failed"`
+	SendErrors     int    `json:"send_errors"`
+	FirstSendError string `json:"first_send_error,omitempty"`
+	// Tally is the generator's exact count; Expected adds the probes the
+	// collector accepted.
+	Tally          int64 `json:"tally"`
+	ProbesAccepted int64 `json:"probes_accepted"`
+	Expected       int64 `json:"expected"`
+	// Counted is the sum of the aggregator's events_by_type counts stored
+	// in ClickHouse; Stored the distinct raw events in ClickHouse.
+	Counted    int64 `json:"counted"`
+	Stored     int64 `json:"stored"`
+	Loss       int64 `json:"loss"`
+	StoredLoss int64 `json:"stored_loss"`
+	// SendSeconds is the sending time; ProcessedSeconds from the start of
+	// sending until every expected event was counted.
+	SendSeconds      float64 `json:"send_s"`
+	ProcessedSeconds float64 `json:"processed_s"`
+	DrainTimedOut    bool    `json:"drain_timed_out"`
+	// AcceptedRate is Accepted/SendSeconds, ProcessedRate
+	// Counted/ProcessedSeconds, Sustainable the smaller.
+	AcceptedRate  float64 `json:"accepted_rate"`
+	ProcessedRate float64 `json:"processed_rate"`
+	Sustainable   float64 `json:"sustainable_rate"`
+
+	LiveLatency   LatencySummary `json:"live_latency"`
+	BreachLatency LatencySummary `json:"breach_latency"`
+	LiveProbes    []ProbeRecord  `json:"live_probes"`
+	BreachProbes  []ProbeRecord  `json:"breach_probes"`
+
+	// Procs are per process: CPU during the phase and peak RSS.
+	Procs map[string]ProcPhase `json:"procs"`
+	// MaxLag is each consumer group's largest sampled lag (records).
+	MaxLag map[string]int64 `json:"max_lag"`
+	// PerMinuteAccepted and PerMinuteProcessed are events/s in each whole
+	// minute of the phase (flat over a long run is the target).
+	PerMinuteAccepted  []float64 `json:"per_minute_accepted"`
+	PerMinuteProcessed []float64 `json:"per_minute_processed"`
+}
+
+// ProcPhase is one process's resource use in a phase.
+type ProcPhase struct {
+	CPUSeconds float64 `json:"cpu_s"`
+	// CPUPerMillion is CPU seconds per million counted events.
+	CPUPerMillion float64 `json:"cpu_s_per_million_events"`
+	// PeakRSSBytes is the largest sampled RSS in the phase; HWMBytes the
+	// process's peak since it started (VmHWM) at the end of the phase.
+	PeakRSSBytes int64 `json:"peak_rss_bytes"`
+	HWMBytes     int64 `json:"hwm_bytes"`
+}
+
+// procDeltas returns each process's CPU between before and after, and its
+// peak RSS among the phase's samples and after.
+func procDeltas(before, after map[string]ProcStat, samples []Sample, phase string, events int64) map[string]ProcPhase {
+	out := map[string]ProcPhase{}
+	for name, a := range after {
+		b, ok := before[name]
+		if !ok || a.CPUSeconds < b.CPUSeconds { // restarted: no delta
+			continue
+		}
+		p := ProcPhase{CPUSeconds: a.CPUSeconds - b.CPUSeconds, PeakRSSBytes: a.RSSBytes, HWMBytes: a.PeakRSSBytes}
+		p.CPUPerMillion = Ratio(p.CPUSeconds*1e6, float64(events))
+		for _, s := range samples {
+			if s.Phase == phase {
+				p.PeakRSSBytes = max(p.PeakRSSBytes, s.Procs[name].RSSBytes)
+			}
+		}
+		out[name] = p
+	}
+	return out
+}
+
+// maxLag returns each group's largest lag in the phase's samples.
+func maxLag(samples []Sample, phase string) map[string]int64 {
+	out := map[string]int64{}
+	for _, s := range samples {
+		if s.Phase != phase {
+			continue
+		}
+		for g, l := range s.Lag {
+			out[g] = max(out[g], l)
+		}
+	}
+	return out
+}
+
+// perMinute returns the phase's accepted and processed events/s per whole
+// minute from its start.
+func perMinute(samples []Sample, phase string, startS float64) (accepted, processed []float64) {
+	acc := []Counter{{T: startS}}
+	proc := []Counter{{T: startS}}
+	for _, s := range samples {
+		if s.Phase != phase {
+			continue
+		}
+		acc = append(acc, Counter{T: s.T, Count: s.Accepted})
+		if s.Processed >= 0 {
+			proc = append(proc, Counter{T: s.T, Count: s.Processed})
+		}
+	}
+	return PerWindow(acc, startS, 60), PerWindow(proc, startS, 60)
+}
+
+// Target is one of the issue's targets and how far this run is from it.
+type Target struct {
+	Name     string `json:"name"`
+	Goal     string `json:"goal"`
+	Measured string `json:"measured"`
+	// Status is "met", "not met" or "not measured".
+	Status string `json:"status"`
+}
+
+func status(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "not met"
+}
+
+// Targets evaluates the issue's targets on res.
+func Targets(res *Result) []Target {
+	var out []Target
+	maxPh, hasMax := res.phase("max")
+	half, hasHalf := res.phase("half")
+	if hasMax {
+		ok := maxPh.Sustainable >= 200_000 && maxPh.Loss == 0 && maxPh.StoredLoss == 0 && maxPh.SendSeconds >= 60
+		out = append(out, Target{Name: "throughput", Goal: "≥ 200,000 events/s end to end for 60 s, zero loss",
+			Measured: fmt.Sprintf("%.0f events/s sustained (%.1f %% of goal) over %.0f s, loss %d (windows) / %d (raw events)",
+				maxPh.Sustainable, 100*maxPh.Sustainable/200_000, maxPh.SendSeconds, maxPh.Loss, maxPh.StoredLoss),
+			Status: status(ok)})
+	}
+	if hasHalf {
+		l, b := half.LiveLatency, half.BreachLatency
+		out = append(out,
+			Target{Name: "live latency", Goal: "p99 collector receive → /api/v1/live < 1 s at 50 % load",
+				Measured: fmt.Sprintf("p99 %.0f ms (p50 %.0f ms) over %d probes, %d lost", l.P99, l.P50, l.N, l.Lost),
+				Status:   status(l.N > 0 && l.Lost == 0 && l.P99 < 1000)},
+			Target{Name: "breach latency", Goal: "p99 threshold breach → webhook < 2 s",
+				Measured: fmt.Sprintf("p99 %.0f ms (p50 %.0f ms) over %d probes, %d lost", b.P99, b.P50, b.N, b.Lost),
+				Status:   status(b.N > 0 && b.Lost == 0 && b.P99 < 2000)})
+	}
+	if hasMax {
+		agg := maxPh.Procs["aggregator"]
+		out = append(out, Target{Name: "aggregator memory", Goal: "aggregator peak RSS < 1 GiB with 1,000,000 active keys",
+			Measured: fmt.Sprintf("peak RSS %.0f MiB, at far fewer active keys than 1,000,000 (the generator's populations: 10,000 users, 200 pages, 1,000 products)",
+				float64(max(agg.PeakRSSBytes, agg.HWMBytes))/(1<<20)),
+			Status: "not measured"})
+	}
+	flat := Target{Name: "flat throughput", Goal: "no per-event cost growth: flat throughput over a 10-minute run"}
+	if hasMax && len(maxPh.PerMinuteAccepted) >= 10 {
+		lo, hi := slices.Min(maxPh.PerMinuteAccepted), slices.Max(maxPh.PerMinuteAccepted)
+		first, last := maxPh.PerMinuteAccepted[0], maxPh.PerMinuteAccepted[len(maxPh.PerMinuteAccepted)-1]
+		flat.Measured = fmt.Sprintf("accepted events/s per minute: min %.0f, max %.0f, first %.0f, last %.0f", lo, hi, first, last)
+		flat.Status = status(last >= 0.9*first)
+	} else {
+		flat.Measured = "run shorter than 10 minutes (use -duration 10m)"
+		flat.Status = "not measured"
+	}
+	return append(out, flat)
+}
+
+func (res *Result) phase(name string) (Phase, bool) {
+	for _, p := range res.Phases {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Phase{}, false
+}
