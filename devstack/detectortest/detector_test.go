@@ -187,7 +187,7 @@ func post(t *testing.T, source string, firstLine int, lines []string) {
 	for start := 0; start < len(lines); start += 1000 {
 		chunk := strings.Join(lines[start:min(start+1000, len(lines))], "")
 		u := fmt.Sprintf("%s/v1/logs?format=combined&source=%s&first_line=%d", st.CollectorURL(), url.QueryEscape(source), firstLine+start)
-		resp, err := http.Post(u, "text/plain", strings.NewReader(chunk))
+		resp, err := st.Client().Post(u, "text/plain", strings.NewReader(chunk))
 		require.NoError(t, err)
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()

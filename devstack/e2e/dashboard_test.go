@@ -91,7 +91,7 @@ func TestDashboard(t *testing.T) {
 	// console errors.
 	if emptyStack {
 		require.NoError(t, chromedp.Do(ctx,
-			chromedp.Navigate(st.QueryURL()+"/?range=latest"),
+			chromedp.Navigate(st.QueryURL()+"/?range=latest&key="+st.Keys().Read),
 			chromedp.WaitVisible(`#kpi-requests[data-value]`),
 		))
 		readPage(t, ctx)
@@ -126,7 +126,7 @@ func TestDashboard(t *testing.T) {
 	waitQuiet(t)
 
 	require.NoError(t, chromedp.Do(ctx,
-		chromedp.Navigate(st.QueryURL()+"/?range=latest"),
+		chromedp.Navigate(st.QueryURL()+"/?range=latest&key="+st.Keys().Read),
 		chromedp.WaitVisible(`#kpi-requests[data-value]`),
 	))
 	page := readPage(t, ctx)
@@ -173,7 +173,7 @@ func TestDashboard(t *testing.T) {
 	}
 	body, err := json.Marshal(evs)
 	require.NoError(t, err)
-	resp, err := http.Post(st.CollectorURL()+"/v1/events", "application/json", strings.NewReader(string(body)))
+	resp, err := st.Client().Post(st.CollectorURL()+"/v1/events", "application/json", strings.NewReader(string(body)))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)

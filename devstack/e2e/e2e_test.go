@@ -247,7 +247,7 @@ func postLog(t *testing.T, path, source string) int {
 	for start := 0; start < len(lines); start += 1000 {
 		chunk := strings.Join(lines[start:min(start+1000, len(lines))], "")
 		u := fmt.Sprintf("%s/v1/logs?format=combined&source=%s&first_line=%d", st.CollectorURL(), url.QueryEscape(source), start+1)
-		resp, err := http.Post(u, "text/plain", strings.NewReader(chunk))
+		resp, err := st.Client().Post(u, "text/plain", strings.NewReader(chunk))
 		require.NoError(t, err)
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -306,7 +306,7 @@ func sumSeries(points map[int64]float64) float64 {
 
 func getJSON(t *testing.T, u string, v any) {
 	t.Helper()
-	resp, err := http.Get(u)
+	resp, err := st.Client().Get(u)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -406,7 +406,7 @@ func TestBadInput(t *testing.T) {
 			202, 2, []string{`"line":2`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := http.Post(st.CollectorURL()+tc.path, tc.ctype, strings.NewReader(tc.body))
+			resp, err := st.Client().Post(st.CollectorURL()+tc.path, tc.ctype, strings.NewReader(tc.body))
 			require.NoError(t, err)
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -423,7 +423,7 @@ func TestBadInput(t *testing.T) {
 	}
 	t.Run("10 MB body", func(t *testing.T) {
 		big := bytes.Repeat([]byte(" "), 10<<20)
-		resp, err := http.Post(st.CollectorURL()+"/v1/events", "application/json", bytes.NewReader(big))
+		resp, err := st.Client().Post(st.CollectorURL()+"/v1/events", "application/json", bytes.NewReader(big))
 		require.NoError(t, err)
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()

@@ -130,7 +130,7 @@ func TestQueryServiceOnTheRealLog(t *testing.T) {
 			"/api/v1/series?metric=requests&step=1h&" + rng + "&filter=status=" + url.QueryEscape("200') OR ('1'='1"),
 			"/api/v1/alerts?filter=client_ip=" + url.QueryEscape("x' UNION SELECT * FROM system.tables --"),
 		} {
-			resp, err := http.Get(q + target)
+			resp, err := st.Client().Get(q + target)
 			require.NoError(t, err)
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -148,7 +148,7 @@ func TestQueryServiceOnTheRealLog(t *testing.T) {
 
 	t.Run("batch layer agrees with the speed layer", func(t *testing.T) {
 		reqBody := fmt.Sprintf(`{"from":%d,"to":%d,"metrics":["requests","requests_by_status","requests_by_client"]}`, want.from, want.to)
-		resp, err := http.Post(q+"/api/v1/batch/runs", "application/json", bytes.NewBufferString(reqBody))
+		resp, err := st.Client().Post(q+"/api/v1/batch/runs", "application/json", bytes.NewBufferString(reqBody))
 		require.NoError(t, err)
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()

@@ -20,7 +20,7 @@ func TestLoadGeneratorTallyMatchesStoredEvents(t *testing.T) {
 	start := time.Date(2015, 5, 10, 0, 0, 0, 0, time.UTC)
 	g, err := loadgen.New(loadgen.DefaultConfig(seed, start))
 	require.NoError(t, err)
-	rep, err := loadgen.Send(context.Background(), g, loadgen.SendOptions{CollectorURL: st.CollectorURL(), Items: 20_000})
+	rep, err := loadgen.Send(context.Background(), g, loadgen.SendOptions{CollectorURL: st.CollectorURL(), Items: 20_000, APIKey: st.Keys().Ingest})
 	require.NoError(t, err)
 	tally := g.Tally()
 	require.EqualValues(t, 20_000, tally.Total)

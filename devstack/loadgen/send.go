@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,10 @@ type SendOptions struct {
 	// a request the collector accepted but whose answer was lost counts
 	// once downstream.
 	RetryFor time.Duration
+	// APIKey is sent as "Authorization: Bearer <key>" (a key with the
+	// ingest scope, e.g. stack.Stack.Keys().Ingest); empty sends none (a
+	// collector with AUTH_MODE=off).
+	APIKey string
 }
 
 // Report is what Send did. Counts are items (events or log lines).
@@ -107,7 +112,7 @@ func Send(ctx context.Context, g *Generator, opt SendOptions) (Report, error) {
 		go func() {
 			defer wg.Done()
 			for r := range reqs {
-				a, rj, err := post(ctx, opt.Client, opt.CollectorURL+r.path, r.body, opt.RetryFor)
+				a, rj, err := post(ctx, opt.Client, opt.APIKey, opt.CollectorURL+r.path, r.body, opt.RetryFor)
 				requests.Add(1)
 				accepted.Add(a)
 				rejected.Add(rj)
@@ -190,9 +195,10 @@ func enqueue(ctx context.Context, reqs chan<- request, r request) error {
 }
 
 // post sends one request and returns the collector's accepted and rejected
-// counts. Transport errors and 503 are retried (with retryFor > 0 also
+// counts, sending key (when not empty) as a bearer token. Transport errors,
+// 429 (after its Retry-After) and 503 are retried (with retryFor > 0 also
 // every other 5xx, for up to retryFor; else 5 tries).
-func post(ctx context.Context, client *http.Client, u string, body []byte, retryFor time.Duration) (accepted, rejected int64, err error) {
+func post(ctx context.Context, client *http.Client, key, u string, body []byte, retryFor time.Duration) (accepted, rejected int64, err error) {
 	type answer struct {
 		Accepted int64             `json:"accepted"`
 		Rejected []json.RawMessage `json:"rejected"`
@@ -203,6 +209,9 @@ func post(ctx context.Context, client *http.Client, u string, body []byte, retry
 			return answer{}, backoff.Permanent(err)
 		}
 		req.Header.Set("Content-Type", "application/json")
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
 		if strings.Contains(u, "/v1/logs") {
 			req.Header.Set("Content-Type", "text/plain")
 		}
@@ -214,6 +223,12 @@ func post(ctx context.Context, client *http.Client, u string, body []byte, retry
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 		var a answer
 		switch {
+		case resp.StatusCode == http.StatusTooManyRequests:
+			// Rate limited: wait as long as the collector says.
+			if secs, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && secs > 0 {
+				return a, backoff.RetryAfter(secs)
+			}
+			return a, fmt.Errorf("collector answered %s: %s", resp.Status, b)
 		case resp.StatusCode == http.StatusServiceUnavailable || (retryFor > 0 && resp.StatusCode >= 500):
 			return a, fmt.Errorf("collector answered %s: %s", resp.Status, b)
 		case resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusBadRequest:

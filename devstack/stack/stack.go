@@ -160,6 +160,9 @@ type Stack struct {
 	redis                   *process
 	clickHouse              *process
 
+	keys     DevKeys // generated at Start
+	keysFile string  // their digests, AUTH_KEYS_FILE of every service
+
 	services map[string]*service // instances added by AddInstance too; guarded by mu
 	order    []string
 
@@ -216,6 +219,9 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		clickHouseBin: clickHouseBin,
 	}
 	if s.ports, err = s.pickPorts(); err != nil {
+		return nil, err
+	}
+	if s.keys, s.keysFile, err = newDevKeys(dataDir); err != nil {
 		return nil, err
 	}
 	common := s.Env()
@@ -513,8 +519,8 @@ func (s *Stack) LogPath(name string) string {
 }
 
 // Env returns the variables every service gets: KAFKA_BROKERS,
-// KAFKA_PARTITIONS, REDIS_ADDR, CLICKHOUSE_ADDR, CLICKHOUSE_DATABASE and
-// LOG_LEVEL. A service also gets HTTP_ADDR and its Options.ServiceEnv. Tests
+// KAFKA_PARTITIONS, REDIS_ADDR, CLICKHOUSE_ADDR, CLICKHOUSE_DATABASE,
+// LOG_LEVEL and AUTH_KEYS_FILE (the digests of Keys). A service also gets HTTP_ADDR and its Options.ServiceEnv. Tests
 // that run a service in-process can load its config from these.
 func (s *Stack) Env() map[string]string {
 	return map[string]string{
@@ -524,5 +530,6 @@ func (s *Stack) Env() map[string]string {
 		"CLICKHOUSE_ADDR":     s.ClickHouseAddr(),
 		"CLICKHOUSE_DATABASE": ClickHouseDatabase,
 		"LOG_LEVEL":           s.opts.LogLevel,
+		"AUTH_KEYS_FILE":      s.keysFile,
 	}
 }

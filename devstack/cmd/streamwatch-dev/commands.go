@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -177,7 +177,7 @@ func runDemo(ctx context.Context, cfg config, stdout io.Writer, logger *slog.Log
 
 func replay(ctx context.Context, cfg config, st *stack.Stack, stdout io.Writer) error {
 	client := &demo.Client{
-		HTTP:         &http.Client{Timeout: time.Minute},
+		HTTP:         st.Client(),
 		CollectorURL: st.CollectorURL(),
 		QueryURL:     st.QueryURL(),
 	}
@@ -229,7 +229,14 @@ func printAddresses(w io.Writer, st *stack.Stack) {
 	fmt.Fprintf(tw, "  clickhouse http\t%s\t\n", st.ClickHouseHTTPURL())
 	fmt.Fprintf(tw, "  data\t%s\t\n", st.DataDir())
 	_ = tw.Flush()
+	keys := st.Keys()
+	fmt.Fprintf(w, "\n  API keys (generated for this run; the services hold only their SHA-256, in %s):\n", filepath.Join(st.DataDir(), stack.KeysFileName))
+	fmt.Fprintf(w, "    ingest  %s\n    read    %s\n    admin   %s   (read + admin)\n", keys.Ingest, keys.Read, keys.Admin)
 	if st.QueryURL() != "" {
-		fmt.Fprintf(w, "\n  e.g. curl '%s/api/v1/series?metric=requests&from=0&to=%d&step=1h'\n", st.QueryURL(), time.Now().UnixMilli())
+		fmt.Fprintf(w, "\n  dashboard: %s/?key=%s\n", st.QueryURL(), keys.Read)
+		fmt.Fprintf(w, "  e.g. curl -H 'Authorization: Bearer %s' '%s/api/v1/series?metric=requests&from=0&to=%d&step=1h'\n", keys.Read, st.QueryURL(), time.Now().UnixMilli())
+	}
+	if st.CollectorURL() != "" {
+		fmt.Fprintf(w, "       curl -H 'Authorization: Bearer %s' %s/v1/events -d '{\"type\":\"click\",\"user_id\":\"u1\",\"event_time\":%d}'\n", keys.Ingest, st.CollectorURL(), time.Now().UnixMilli())
 	}
 }

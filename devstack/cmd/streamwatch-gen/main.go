@@ -34,6 +34,7 @@ func run() int {
 		workers   = flag.Int("workers", 4, "concurrent HTTP requests")
 		incidents = flag.String("incidents", "", `incident schedule: "" for none, "demo" for one of each kind`)
 		tallyOut  = flag.String("tally", "", "write the exact tally as JSON to this file")
+		key       = flag.String("key", os.Getenv("STREAMWATCH_API_KEY"), "collector API key with the ingest scope (default $STREAMWATCH_API_KEY; streamwatch-dev prints one)")
 	)
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,7 +66,7 @@ func run() int {
 		return 2
 	}
 	rep, err := loadgen.Send(ctx, g, loadgen.SendOptions{
-		CollectorURL: *url, Items: *items, Batch: *batch, Workers: *workers, Rate: *rateFlag,
+		CollectorURL: *url, Items: *items, Batch: *batch, Workers: *workers, Rate: *rateFlag, APIKey: *key,
 	})
 	out := map[string]any{"report": rep, "items_per_second": rep.ItemsPerSecond(), "tally_total": g.Tally().Total}
 	enc := json.NewEncoder(os.Stdout)
