@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
@@ -21,6 +22,9 @@ const Group = "aggregator.windows"
 
 // Run runs the aggregator until ctx is done, then shuts down gracefully. It
 // returns an error when a dependency cannot be set up or a component fails.
+// Besides the shared pipeline metrics it exports the state gauges (open
+// windows, state size, watermark delay per partition) and the late-event
+// counter.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	defs, err := loadDefinitions(cfg.MetricsFile)
 	if err != nil {
@@ -36,10 +40,19 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			EarlyInterval:   cfg.Window.EmitInterval.Milliseconds(),
 		},
 	})
+	unregister, err := observeGauges(op, time.Now)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = unregister() }()
+	counted, err := newCountingOperator(op)
+	if err != nil {
+		return err
+	}
 	return stream.RunService(ctx, stream.ServiceConfig{
 		Name: "aggregator", HTTP: cfg.HTTP, Kafka: cfg.Kafka, Redis: cfg.Redis,
 		Group: Group, Topic: messaging.TopicEventsRaw, TickInterval: cfg.Window.EmitInterval,
-	}, op, logger)
+	}, counted, logger)
 }
 
 // loadDefinitions returns the definitions of path, or the built-in set when
