@@ -84,12 +84,16 @@ func (c *RulesConsumer) Run(ctx context.Context, loaded chan<- struct{}) error {
 		go func() {
 			defer wg.Done()
 			defer pc.AsyncClose()
+			perrs := pc.Errors()
 			for {
 				select {
 				case <-ctx.Done():
 					return
 				case m, ok := <-pc.Messages():
 					if !ok {
+						if ctx.Err() == nil {
+							errs <- fmt.Errorf("partition %d: consumer closed", p)
+						}
 						return
 					}
 					select {
@@ -97,11 +101,18 @@ func (c *RulesConsumer) Run(ctx context.Context, loaded chan<- struct{}) error {
 					case <-ctx.Done():
 						return
 					}
-				case e, ok := <-pc.Errors():
-					if ok {
-						errs <- e
-						return
+				case e, ok := <-perrs:
+					// Sarama reports a lost broker connection here and
+					// goes on by itself (it re-dispatches the partition
+					// to the current leader with backoff), so an error is
+					// logged, not fatal: returning it stopped the whole
+					// detector when the broker restarted (fault suite).
+					// A partition consumer that gives up closes Messages.
+					if !ok {
+						perrs = nil
+						continue
 					}
+					c.logger.Warn("rules topic consumer error, retrying", "topic", c.topic, "partition", p, "error", e.Error())
 				}
 			}
 		}()
