@@ -3,6 +3,8 @@ package adapters
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -18,15 +20,46 @@ const batchWindowColumns = "run_id, metric, labels_key, label_names, label_value
 // <database>.events into <database>.metric_windows_batch, records runs in
 // <database>.batch_runs (migration 0005), and reads both for serving and
 // for the divergence report. Safe for concurrent use.
+//
+// Recompute reads the events table without FINAL where that is exact (see
+// batch.Deduplicated), compacting partitions the run reads whole with
+// OPTIMIZE ... FINAL first, and with FINAL elsewhere.
 type ClickHouseBatchRepository struct {
 	conn     driver.Conn
 	database string
+	// optimizeMu serialises OPTIMIZE statements: two chunks of a run may
+	// want the same partition, and merges are heavy.
+	optimizeMu sync.Mutex
+	stats      struct{ merged, final, redone, optimized atomic.Uint64 }
+	// afterRead, when set (tests), runs after a merged read and before its
+	// parts are listed again.
+	afterRead func()
+}
+
+// BatchStats counts how Recompute read the events table since the
+// repository was made.
+type BatchStats struct {
+	// Merged queries read without FINAL (deduplicated parts).
+	Merged uint64
+	// Final queries read with FINAL, including Redone.
+	Final uint64
+	// Redone merged reads whose parts changed while they ran, so they were
+	// recomputed with FINAL.
+	Redone uint64
+	// Optimized partitions compacted with OPTIMIZE ... FINAL.
+	Optimized uint64
 }
 
 // NewClickHouseBatchRepository returns a repository on conn for database
 // (a validated identifier).
 func NewClickHouseBatchRepository(conn driver.Conn, database string) *ClickHouseBatchRepository {
 	return &ClickHouseBatchRepository{conn: conn, database: database}
+}
+
+// Stats returns the read-path counters.
+func (r *ClickHouseBatchRepository) Stats() BatchStats {
+	return BatchStats{Merged: r.stats.merged.Load(), Final: r.stats.final.Load(), Redone: r.stats.redone.Load(),
+		Optimized: r.stats.optimized.Load()}
 }
 
 // EventsTable is the qualified raw events table compiled queries read.
@@ -63,8 +96,144 @@ func (r *ClickHouseBatchRepository) SaveRun(ctx context.Context, run batch.Run, 
 // view in inserts of up to 50,000 rows. It returns the windows written.
 // The aggregation runs in ClickHouse; only one row per window and label
 // set crosses the wire.
+//
+// FINAL merges the parts of the range in one stream at read time, which
+// halves the read rate, so Recompute reads without it where that is exact:
+//
+//  1. list the active parts holding events of q's range; if they are not
+//     batch.Deduplicated, compact with OPTIMIZE TABLE ... PARTITION ID ...
+//     FINAL every partition that is not and whose events all lie inside
+//     q's plan (the run reads it whole anyway, so compacting costs about
+//     one FINAL read, and later runs read it merged); list again;
+//  2. if deduplicated, run q.MergedSQL, then list the parts again: the
+//     same names mean the read saw exactly those parts (batch.SameParts);
+//     otherwise (an insert or merge raced the read) run q.SQL, whose rows
+//     replace the first ones (same batch view keys, inserted later);
+//  3. else run q.SQL (FINAL).
 func (r *ClickHouseBatchRepository) Recompute(ctx context.Context, runID string, q batch.Query) (uint64, error) {
-	rows, err := r.conn.Query(ctx, q.SQL, q.Args...)
+	if q.MergedSQL != "" {
+		parts, err := r.dedupParts(ctx, q)
+		if err != nil {
+			return 0, err
+		}
+		if batch.Deduplicated(parts) {
+			n, err := r.recompute(ctx, runID, q, q.MergedSQL)
+			if err != nil {
+				return n, err
+			}
+			if r.afterRead != nil {
+				r.afterRead()
+			}
+			after, err := r.readParts(ctx, q)
+			if err != nil {
+				return n, err
+			}
+			if batch.SameParts(parts, after) {
+				r.stats.merged.Add(1)
+				return n, nil
+			}
+			r.stats.redone.Add(1)
+		}
+	}
+	r.stats.final.Add(1)
+	return r.recompute(ctx, runID, q, q.SQL)
+}
+
+// partsSQL lists the active parts of the events table in the partitions
+// that hold events in [?, ?] (seconds), with each part's time range.
+const partsSQL = "SELECT name, partition_id, toUInt32(level), toInt64(toUInt32(min_time)), toInt64(toUInt32(max_time))" +
+	" FROM system.parts WHERE database = ? AND table = ? AND active AND partition_id IN (" +
+	"SELECT partition_id FROM system.parts WHERE database = ? AND table = ? AND active" +
+	" AND toUInt32(max_time) >= ? AND toUInt32(min_time) <= ?)"
+
+// seconds converts the event range [fromMs, toMs) to the inclusive
+// event_time bounds compiled statements use.
+func seconds(fromMs, toMs int64) (from, to int64) {
+	return max(fromMs/1000, 0), max((toMs-1)/1000, 0)
+}
+
+// partitionParts returns the active parts of the partitions holding
+// events of q's range, by partition id.
+func (r *ClickHouseBatchRepository) partitionParts(ctx context.Context, q batch.Query) (map[string][]batch.Part, error) {
+	from, to := seconds(q.ReadFromMs, q.ReadToMs)
+	rows, err := r.conn.Query(ctx, partsSQL, r.database, DefaultTables.Events, r.database, DefaultTables.Events, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("list events parts: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]batch.Part{}
+	for rows.Next() {
+		var p batch.Part
+		if err := rows.Scan(&p.Name, &p.Partition, &p.Level, &p.MinTime, &p.MaxTime); err != nil {
+			return nil, fmt.Errorf("scan events part: %w", err)
+		}
+		out[p.Partition] = append(out[p.Partition], p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events parts: %w", err)
+	}
+	return out, nil
+}
+
+// readParts returns the active parts holding events of q's range.
+func (r *ClickHouseBatchRepository) readParts(ctx context.Context, q batch.Query) ([]batch.Part, error) {
+	byPartition, err := r.partitionParts(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	from, to := seconds(q.ReadFromMs, q.ReadToMs)
+	var out []batch.Part
+	for _, parts := range byPartition {
+		for _, p := range parts {
+			if p.MaxTime >= from && p.MinTime <= to {
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
+}
+
+// dedupParts returns the active parts holding events of q's range after
+// compacting the partitions that are not deduplicated and lie inside q's
+// plan (step 1 of Recompute).
+func (r *ClickHouseBatchRepository) dedupParts(ctx context.Context, q batch.Query) ([]batch.Part, error) {
+	parts, err := r.readParts(ctx, q)
+	if err != nil || batch.Deduplicated(parts) {
+		return parts, err
+	}
+	r.optimizeMu.Lock()
+	defer r.optimizeMu.Unlock()
+	byPartition, err := r.partitionParts(ctx, q) // again: another chunk may have compacted meanwhile
+	if err != nil {
+		return nil, err
+	}
+	spanFrom, spanTo := seconds(q.SpanFromMs, q.SpanToMs)
+	for id, ps := range byPartition {
+		if batch.Deduplicated(ps) {
+			continue
+		}
+		inside := true
+		for _, p := range ps {
+			inside = inside && p.MinTime >= spanFrom && p.MaxTime <= spanTo
+		}
+		if !inside {
+			continue
+		}
+		if err := r.conn.Exec(ctx, "OPTIMIZE TABLE "+r.EventsTable()+" PARTITION ID ? FINAL", id); err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("optimize events partition %s: %w", id, err)
+			}
+			continue // e.g. a merge of the partition is running: this query reads it with FINAL
+		}
+		r.stats.optimized.Add(1)
+	}
+	return r.readParts(ctx, q)
+}
+
+// recompute runs sql (q.SQL or q.MergedSQL) with q's arguments and writes
+// its rows into the batch view (see Recompute).
+func (r *ClickHouseBatchRepository) recompute(ctx context.Context, runID string, q batch.Query, sql string) (uint64, error) {
+	rows, err := r.conn.Query(ctx, sql, q.Args...)
 	if err != nil {
 		return 0, fmt.Errorf("batch query %s: %w", q.Metric, err)
 	}

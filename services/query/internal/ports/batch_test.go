@@ -158,9 +158,7 @@ func TestBatchLayer(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	evs := append(accessLogEvents(t), syntheticEvents(4000)...)
-	for i := 0; i < len(evs); i += 500 {
-		require.NoError(t, e.proj.HandleEventsRaw(batchMessage(t, evs[i:min(i+500, len(evs))])))
-	}
+	projectEvents(t, e, evs)
 	defs := metrics.DefaultDefinitions()
 	from, to := int64(1431856800000), int64(1431856800000+2*3_600_000) // 10:00–12:00
 	// Chunks of 7 minutes: window starts split mid-hour, and hopping
@@ -171,26 +169,8 @@ func TestBatchLayer(t *testing.T) {
 	require.Contains(t, run.Skipped, "user_sessions", "session windows have no batch form")
 	require.Contains(t, run.Metrics, "requests_5m")
 
-	want := bruteForce(t, defs, evs, from, to)
-	require.Greater(t, len(want), 1000)
-	got, all := map[winKey]float64{}, map[winKey]float64{}
-	rows, err := e.ch.Query(ctx, "SELECT metric, labels_key, window_start_ms, value FROM streamwatch.metric_windows_batch FINAL WHERE run_id = 'run1'")
-	require.NoError(t, err)
-	for rows.Next() {
-		var k winKey
-		var v float64
-		require.NoError(t, rows.Scan(&k.metric, &k.labels, &k.start, &v))
-		all[k] = v
-		if _, quantile := metrics.QuantileOf[defHeadline(defs, k.metric)]; quantile {
-			continue
-		}
-		got[k] = v
-	}
-	require.NoError(t, rows.Err())
-	require.Equal(t, len(want), len(got))
-	for k, v := range want {
-		require.True(t, batch.Equal(v, got[k]), "%v: brute force %v, batch %v", k, v, got[k])
-	}
+	all := requireBruteForce(t, e, "run1", defs, evs, from, to)
+	require.Greater(t, len(all), 1000)
 
 	// An exact speed layer: the verified values (and the exact quantiles)
 	// as window results; additive headlines split over two shards
@@ -261,6 +241,109 @@ func TestBatchLayer(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, e.get(t, "/api/v1/batch/runs/nope", &errBody))
 	require.Equal(t, http.StatusBadRequest, e.get(t, "/api/v1/batch/runs/x'%20OR%201=1", &errBody))
 	require.Equal(t, http.StatusBadRequest, e.get(t, "/api/v1/batch/runs/run1?min_rel_diff=-1", &errBody))
+}
+
+// projectEvents projects evs through the events.raw handler in records of
+// 500 events, as the collector packs them.
+func projectEvents(t *testing.T, e *env, evs []events.Event) {
+	t.Helper()
+	for i := 0; i < len(evs); i += 500 {
+		require.NoError(t, e.proj.HandleEventsRaw(batchMessage(t, evs[i:min(i+500, len(evs))])))
+	}
+}
+
+// requireBruteForce checks that run's batch view equals a brute-force
+// computation of defs over evs (each event id once) for every window whose
+// headline is not a quantile, and returns every window of the run.
+func requireBruteForce(t *testing.T, e *env, run string, defs []metrics.Definition, evs []events.Event, from, to int64) map[winKey]float64 {
+	t.Helper()
+	want := bruteForce(t, defs, evs, from, to)
+	got, all := map[winKey]float64{}, map[winKey]float64{}
+	rows, err := e.ch.Query(context.Background(), "SELECT metric, labels_key, window_start_ms, value FROM streamwatch.metric_windows_batch FINAL WHERE run_id = ?", run)
+	require.NoError(t, err)
+	for rows.Next() {
+		var k winKey
+		var v float64
+		require.NoError(t, rows.Scan(&k.metric, &k.labels, &k.start, &v))
+		all[k] = v
+		if _, quantile := metrics.QuantileOf[defHeadline(defs, k.metric)]; quantile {
+			continue
+		}
+		got[k] = v
+	}
+	require.NoError(t, rows.Err())
+	require.Equal(t, len(want), len(got))
+	for k, v := range want {
+		require.True(t, batch.Equal(v, got[k]), "%v: brute force %v, batch %v", k, v, got[k])
+	}
+	return all
+}
+
+// TestBatchMergedReadCountsReplayedEventsOnce checks the batch job's read
+// without FINAL: the access log and a synthetic stream are projected, then
+// partly replayed (the same records again, and a record holding one event
+// twice), so every partition holds duplicates across and inside insert
+// parts. A run over the whole days compacts the partitions and reads them
+// without FINAL, and still equals the brute force (each event id once).
+// A later replay into one day makes that partition unmerged again: a run
+// reading only part of that day reads it with FINAL, a run over the whole
+// range compacts it again; both stay exact.
+func TestBatchMergedReadCountsReplayedEventsOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real ClickHouse and the access log")
+	}
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	evs := append(accessLogEvents(t), syntheticEvents(2000)...)
+	project := func(evs []events.Event) { projectEvents(t, e, evs) }
+	project(evs)
+	project(evs[:3000])                                                 // a replay of the log's first records
+	project([]events.Event{evs[5000], evs[5000], evs[6000], evs[7000]}) // duplicates inside one insert
+	require.Greater(t, e.count(t, "SELECT count() FROM streamwatch.events"), e.count(t, "SELECT count() FROM streamwatch.events FINAL"),
+		"the table holds duplicates")
+
+	defs := metrics.DefaultDefinitions()
+	day := int64(24 * 3_600_000)
+	from, to := (may17/day-1)*day, (may17/day+4)*day // 2015-05-16..2015-05-21: every event, whole days
+	stats := e.storage.Batch.Stats()
+	run, err := e.app.Commands.RunBatch.Handle(ctx, "all1", from, to, nil)
+	require.NoError(t, err)
+	require.Equal(t, batch.StatusDone, run.Status)
+	after := e.storage.Batch.Stats()
+	require.Positive(t, after.Optimized-stats.Optimized, "partitions compacted")
+	require.Positive(t, after.Merged-stats.Merged, "queries read without FINAL")
+	require.Equal(t, stats.Final, after.Final, "every query read merged parts")
+	require.Greater(t, len(requireBruteForce(t, e, "all1", defs, evs, from, to)), 1000)
+
+	// Replay into 2015-05-17 again: that partition holds an insert part.
+	project(evs[:1500])
+	stats = e.storage.Batch.Stats()
+	run, err = e.app.Commands.RunBatch.Handle(ctx, "part1", may17, may17+2*3_600_000, []string{"requests", "requests_by_status"})
+	require.NoError(t, err)
+	require.Equal(t, batch.StatusDone, run.Status)
+	after = e.storage.Batch.Stats()
+	require.Equal(t, stats.Optimized, after.Optimized, "a run reading part of a day does not compact it")
+	require.Positive(t, after.Final-stats.Final, "the unmerged day is read with FINAL")
+	requireBruteForce(t, e, "part1", pick(defs, "requests", "requests_by_status"), evs, may17, may17+2*3_600_000)
+
+	stats = e.storage.Batch.Stats()
+	run, err = e.app.Commands.RunBatch.Handle(ctx, "all2", from, to, nil)
+	require.NoError(t, err)
+	require.Equal(t, batch.StatusDone, run.Status)
+	after = e.storage.Batch.Stats()
+	require.Equal(t, uint64(1), after.Optimized-stats.Optimized, "only the replayed day is compacted again")
+	require.Equal(t, stats.Final, after.Final)
+	requireBruteForce(t, e, "all2", defs, evs, from, to)
+}
+
+// pick returns the definitions named.
+func pick(defs []metrics.Definition, names ...string) []metrics.Definition {
+	var out []metrics.Definition
+	for _, n := range names {
+		out = append(out, *defByName(defs, n))
+	}
+	return out
 }
 
 func defByName(defs []metrics.Definition, name string) *metrics.Definition {

@@ -100,3 +100,46 @@ func strings(s, sub string) int {
 	}
 	return n
 }
+
+func TestPlanChunksOnChunkMultiples(t *testing.T) {
+	t.Parallel()
+	day := int64(24 * 3_600_000)
+	from, to := 10*day+3_600_000, 12*day+7_200_000 // 01:00 of day 10 to 02:00 of day 12
+	qs, err := batch.Plan(def(t, "requests_5m"), "db.events", from, to, day)
+	require.NoError(t, err)
+	require.Len(t, qs, 3, "the rest of day 10, day 11, the start of day 12")
+	require.Equal(t, from, qs[0].ReadFromMs)
+	require.Equal(t, 11*day, qs[1].ReadFromMs, "chunks start on day boundaries")
+	require.Equal(t, 12*day+4*60_000, qs[1].ReadToMs, "a hopping window starting on day 11 reads into day 12")
+	for _, q := range qs {
+		require.Equal(t, from, q.SpanFromMs)
+		require.Equal(t, to, q.SpanToMs)
+		require.Contains(t, q.SQL, "FROM db.events FINAL WHERE")
+		require.Contains(t, q.MergedSQL, "FROM db.events WHERE")
+		require.Equal(t, strings(q.MergedSQL, "?"), len(q.Args))
+	}
+	one, err := batch.Plan(def(t, "requests_5m"), "db.events", from, to, 0)
+	require.NoError(t, err)
+	require.Len(t, one, 1)
+	require.Equal(t, from, one[0].ReadFromMs)
+	require.Equal(t, to, one[0].ReadToMs)
+}
+
+func TestDeduplicated(t *testing.T) {
+	t.Parallel()
+	merged := func(name string, level uint32, minT, maxT int64) batch.Part {
+		return batch.Part{Name: name, Level: level, MinTime: minT, MaxTime: maxT}
+	}
+	require.True(t, batch.Deduplicated(nil))
+	require.True(t, batch.Deduplicated([]batch.Part{merged("b", 1, 200, 299), merged("a", 3, 100, 199)}),
+		"merged parts with disjoint times")
+	require.False(t, batch.Deduplicated([]batch.Part{merged("a", 1, 100, 199), merged("b", 0, 200, 299)}),
+		"an insert's part may hold a key twice")
+	require.False(t, batch.Deduplicated([]batch.Part{merged("a", 1, 100, 200), merged("b", 1, 200, 299)}),
+		"parts sharing a second may share a key")
+
+	a := []batch.Part{merged("a", 1, 0, 1), merged("b", 1, 2, 3)}
+	require.True(t, batch.SameParts(a, []batch.Part{a[1], a[0]}))
+	require.False(t, batch.SameParts(a, a[:1]), "a part merged away")
+	require.False(t, batch.SameParts(a, append(a[:1:1], merged("c", 2, 2, 3))), "a new part")
+}

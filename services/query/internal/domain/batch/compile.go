@@ -55,8 +55,19 @@ type Query struct {
 	Metric string
 	// GroupBy are the label names, in the order of the labels column.
 	GroupBy []string
-	SQL     string
-	Args    []any
+	// SQL reads the events table with FINAL: exact whatever the table's
+	// parts are.
+	SQL string
+	// MergedSQL is SQL without FINAL (same arguments). It is exact only
+	// while the parts it reads hold no key twice, see Deduplicated.
+	MergedSQL string
+	Args      []any
+	// ReadFromMs and ReadToMs bound the event times the query reads:
+	// [ReadFromMs, ReadToMs).
+	ReadFromMs, ReadToMs int64
+	// SpanFromMs and SpanToMs bound the event times the whole plan (every
+	// chunk of this metric) reads: [SpanFromMs, SpanToMs).
+	SpanFromMs, SpanToMs int64
 }
 
 // Span returns the whole windows of d inside [fromMs, toMs): the first
@@ -101,10 +112,12 @@ func Compile(d *metrics.Definition, table string, fromMs, toMs int64) (Query, er
 }
 
 // Plan is Compile split into queries over consecutive chunks of window
-// starts of about chunkMs each (aligned to the window grid; <= 0: one
-// query), so that chunks (e.g. days, the events table's partitions) can
-// run in parallel. Each query reads only the events its windows need; a
-// hopping window belongs to the chunk of its start.
+// starts (<= 0: one query), so that chunks can run in parallel. Chunk
+// boundaries are the multiples of chunkMs (rounded to the window grid)
+// since the epoch, so 24 h chunks are UTC days, the events table's
+// partitions on a UTC server; the first and last chunks may be shorter.
+// Each query reads only the events its windows need; a hopping window
+// belongs to the chunk of its start.
 func Plan(d *metrics.Definition, table string, fromMs, toMs, chunkMs int64) ([]Query, error) {
 	if d.Window.Kind == metrics.WindowSession {
 		return nil, fmt.Errorf("%w: %s: session windows", ErrNotCompilable, d.Name)
@@ -118,21 +131,29 @@ func Plan(d *metrics.Definition, table string, fromMs, toMs, chunkMs int64) ([]Q
 		step = d.Window.Slide.Milliseconds()
 	}
 	lastStart := end - size
-	if chunkMs <= 0 {
-		chunkMs = lastStart - start + step
+	if chunkMs > 0 {
+		chunkMs = max(chunkMs/step, 1) * step
 	}
-	chunkMs = max(chunkMs/step, 1) * step
 	var out []Query
-	for cs := start; cs <= lastStart; cs += chunkMs {
-		ce := min(cs+chunkMs, lastStart+step) // window starts in [cs, ce)
+	for cs := start; cs <= lastStart; {
+		ce := lastStart + step // window starts in [cs, ce)
+		if chunkMs > 0 {
+			ce = min((floorDiv(cs, chunkMs)+1)*chunkMs, ce) // the next boundary, a multiple of step as chunkMs is
+		}
 		q, err := compileChunk(d, table, cs, ce, min(ce-step+size, end), end)
 		if err != nil {
 			return nil, err
 		}
+		q.SpanFromMs, q.SpanToMs = start, end
 		out = append(out, q)
+		cs = ce
 	}
 	return out, nil
 }
+
+// finalMarker stands for the FINAL modifier in a statement being built
+// (a NUL byte never appears in compiled SQL).
+const finalMarker = "\x00final\x00"
 
 // compileChunk compiles the windows of d starting in [wsFrom, wsTo) and
 // ending by end, from the events in [wsFrom, evTo).
@@ -182,7 +203,7 @@ func compileChunk(d *metrics.Definition, table string, wsFrom, wsTo, evTo, end i
 		extra = s
 	}
 	inner.WriteString(", " + extra + " AS x")
-	inner.WriteString(" FROM " + table + " FINAL WHERE event_time >= toDateTime(?) AND event_time <= toDateTime(?)" +
+	inner.WriteString(" FROM " + table + finalMarker + " WHERE event_time >= toDateTime(?) AND event_time <= toDateTime(?)" +
 		" AND event_time_ms >= ? AND event_time_ms < ?")
 	args = append(args, max(start/1000, 0), max((evTo-1)/1000, 0), start, evTo)
 	if len(d.Types) > 0 {
@@ -222,7 +243,13 @@ func compileChunk(d *metrics.Definition, table string, wsFrom, wsTo, evTo, end i
 	b.WriteString(" ORDER BY ws")
 	args = append(outer, args...)
 	args = append(args, wsFrom, wsTo, size, end)
-	return Query{Metric: d.Name, GroupBy: append([]string(nil), d.GroupBy...), SQL: b.String(), Args: args}, nil
+	sql := b.String()
+	return Query{
+		Metric: d.Name, GroupBy: append([]string(nil), d.GroupBy...),
+		SQL:       strings.Replace(sql, finalMarker, " FINAL", 1),
+		MergedSQL: strings.Replace(sql, finalMarker, "", 1),
+		Args:      args, ReadFromMs: start, ReadToMs: evTo,
+	}, nil
 }
 
 // headlineSQL is the aggregate of the definition's headline aggregation.
