@@ -221,6 +221,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		s.closers = append(s.closers, k.Close)
 		*sub.dst = k
 	}
+	stopLag, err := messaging.ObserveLag(cfg.Kafka.Brokers, []string{ports.EventsProjector, ports.WindowsProjector,
+		ports.AlertsProjector, ports.NotificationsProjector, ports.RulesProjector, ports.SilencesProjector})
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, stopLag)
 	s.router, err = messaging.NewRouter(logger)
 	if err != nil {
 		return nil, err
