@@ -18,6 +18,7 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/auth"
 	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/services/collector/internal/adapters"
 	"github.com/streamwatch/streamwatch/services/collector/internal/app"
 	"github.com/streamwatch/streamwatch/services/collector/internal/config"
 	"github.com/streamwatch/streamwatch/services/collector/internal/ports"
@@ -74,6 +75,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Service, error) {
 		MaxEventAge: cfg.MaxEventAge, MaxEventSkew: cfg.MaxEventSkew,
 	}
 	ports.NewHTTPServer(app.New(s.batch, nil, limits), cfg.MaxBodyBytes, guard).Register(s.echo)
+	ports.NewProfilesServer(app.NewProfiles(adapters.NewProfilePublisher(s.pub), nil), cfg.MaxBodyBytes, guard).Register(s.echo)
 	return s, nil
 }
 
