@@ -51,13 +51,13 @@ func xys(pts []Point) plotter.XYs {
 	return out
 }
 
-// phaseRates returns per-sample rates of the accepted and processed
+// phaseRates returns rates over five samples of the accepted and processed
 // counters, each phase on its own (counters restart per phase).
 func phaseRates(samples []Sample) (accepted, processed []Point) {
 	var acc, proc []Counter
 	flush := func() {
-		accepted = append(accepted, Rates(acc)...)
-		processed = append(processed, Rates(proc)...)
+		accepted = append(accepted, Rates(acc, 5)...)
+		processed = append(processed, Rates(proc, 5)...)
 		acc, proc = nil, nil
 	}
 	phase := ""
@@ -77,7 +77,7 @@ func phaseRates(samples []Sample) (accepted, processed []Point) {
 
 func throughputPlot(res *Result) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = "Throughput (phases max, then half)"
+	p.Title.Text = "Throughput, 5-sample moving rate (phases max, then half)"
 	p.X.Label.Text = "seconds since start"
 	p.Y.Label.Text = "events/s"
 	acc, proc := phaseRates(res.Samples)

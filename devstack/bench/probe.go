@@ -75,11 +75,11 @@ func (p *prober) sendLoop(ctx context.Context, phase string, interval time.Durat
 		case <-tick.C:
 		}
 		live := "probe-" + phase + "-" + strconv.Itoa(n)
-		if err := p.send(ctx, live, 1, p.live, &p.liveOrder); err != nil && firstErr == nil && ctx.Err() == nil {
+		if err := p.send(ctx, live, 1, p.live, &p.liveOrder); err != nil && firstErr == nil {
 			firstErr = err
 		}
 		breach := "breach-" + phase + "-" + strconv.Itoa(n)
-		if err := p.send(ctx, breach, BreachLatencyMs, p.breach, &p.breachOrdr); err != nil && firstErr == nil && ctx.Err() == nil {
+		if err := p.send(ctx, breach, BreachLatencyMs, p.breach, &p.breachOrdr); err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
@@ -104,7 +104,9 @@ func (p *prober) send(ctx context.Context, service string, latencyMs float64, in
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.collector+"/v1/events", bytes.NewReader(body))
+	// Not cancelled with ctx: a probe cut off in flight could still be
+	// accepted, and then it would be counted but not expected.
+	req, err := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, p.collector+"/v1/events", bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

@@ -43,6 +43,6 @@ func TestParsePerfReport(t *testing.T) {
 	t.Parallel()
 	self := []byte("# Samples: 1K\n#\n    12.50%  [.] runtime.mallocgc\n     3.00%  [k] do_syscall_64\n\n")
 	require.Equal(t, []ProfileEntry{{12.5, "runtime.mallocgc"}, {3, "do_syscall_64"}}, parsePerfReport(self, false, 10))
-	children := []byte("    80.00%     0.00%  [.] main.run\n    40.00%    12.50%  [.] runtime.mallocgc\n")
-	require.Equal(t, []ProfileEntry{{80, "main.run"}}, parsePerfReport(children, true, 1))
+	children := []byte("    99.00%     0.00%  [.] runtime.goexit.abi0  -  -\n    80.00%     0.00%  [.] main.run  -  -\n    40.00%    12.50%  [.] runtime.mallocgc\n")
+	require.Equal(t, []ProfileEntry{{80, "main.run"}}, parsePerfReport(children, true, 1), "goroutine entry frames are left out")
 }

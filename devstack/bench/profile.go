@@ -36,13 +36,13 @@ func perfAvailable() bool {
 	return err == nil
 }
 
-// recordProfile samples pid's on-CPU stacks with perf at 99 Hz for d
+// recordProfile samples pid's on-CPU stacks with perf at 299 Hz for d
 // (frame-pointer call graphs: Go keeps frame pointers) into dir/name.perf.
 // Go binaries carry their symbol table, so perf names Go functions. The
 // services are not touched: no pprof endpoint is needed.
 func recordProfile(ctx context.Context, dir, name string, pid int, d time.Duration) (string, error) {
 	out := filepath.Join(dir, name+".perf")
-	cmd := exec.CommandContext(ctx, "perf", "record", "-F", "99", "--call-graph", "fp", "-o", out,
+	cmd := exec.CommandContext(ctx, "perf", "record", "-F", "299", "--call-graph", "fp", "-o", out,
 		"-p", strconv.Itoa(pid), "--", "sleep", strconv.Itoa(int(d.Seconds())))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("perf record %s: %w: %s", name, err, bytes.TrimSpace(b))
@@ -75,7 +75,9 @@ func reportProfile(ctx context.Context, file string, n int) (Profile, error) {
 
 // parsePerfReport parses `perf report --stdio --sort symbol -g none`
 // lines: "  12.34%  [.] symbol" (self), or "  40.00%   1.00%  [.] symbol"
-// (children, cumulative first). Kernel symbols ([k]) are kept.
+// (children, cumulative first), with perf's trailing " - -" columns
+// removed. Kernel symbols ([k]) are kept; the cumulative list leaves out
+// the goroutine-entry frames (boringFrame).
 func parsePerfReport(b []byte, children bool, n int) []ProfileEntry {
 	var out []ProfileEntry
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -100,7 +102,23 @@ func parsePerfReport(b []byte, children bool, n int) []ProfileEntry {
 		if i >= len(f) || !strings.HasPrefix(f[i], "[") {
 			continue
 		}
-		out = append(out, ProfileEntry{Percent: pct, Symbol: strings.Join(f[i+1:], " ")})
+		sym := strings.TrimSpace(strings.TrimRight(strings.Join(f[i+1:], " "), " -"))
+		if children && boringFrame(sym) {
+			continue
+		}
+		out = append(out, ProfileEntry{Percent: pct, Symbol: sym})
 	}
 	return out
+}
+
+// boringFrame reports frames at the bottom of every goroutine's stack
+// (goroutine entry, errgroup), which top the cumulative list without saying
+// where the time goes.
+func boringFrame(sym string) bool {
+	for _, p := range []string{"runtime.goexit", "runtime.main", "main.main", "golang.org/x/sync/errgroup.", "runtime.mcall", "runtime.mstart"} {
+		if strings.HasPrefix(sym, p) {
+			return true
+		}
+	}
+	return false
 }

@@ -71,18 +71,21 @@ type Counter struct {
 	Count int64   `json:"count"`
 }
 
-// Rates turns cumulative counter samples into per-interval rates: one point
-// per sample after the first, at the later sample's time, with the count
-// difference divided by the time difference (samples with no time between
-// them are skipped).
-func Rates(samples []Counter) []Point {
+// Rates turns cumulative counter samples into rates over a moving span of
+// samples: one point per sample from the span-th on, at that sample's time,
+// with the count difference to the sample span places earlier divided by
+// the time between them (pairs with no time between them are skipped). A
+// span of 1 gives per-interval rates; larger spans smooth counters that
+// move in steps (the generator reports accepted events per chunk).
+func Rates(samples []Counter, span int) []Point {
+	span = max(span, 1)
 	var out []Point
-	for i := 1; i < len(samples); i++ {
-		dt := samples[i].T - samples[i-1].T
+	for i := span; i < len(samples); i++ {
+		dt := samples[i].T - samples[i-span].T
 		if dt <= 0 {
 			continue
 		}
-		out = append(out, Point{T: samples[i].T, V: float64(samples[i].Count-samples[i-1].Count) / dt})
+		out = append(out, Point{T: samples[i].T, V: float64(samples[i].Count-samples[i-span].Count) / dt})
 	}
 	return out
 }

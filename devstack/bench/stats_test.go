@@ -51,7 +51,9 @@ func TestRatioAndRate(t *testing.T) {
 func TestRatesAndPerWindow(t *testing.T) {
 	t.Parallel()
 	samples := []Counter{{T: 0, Count: 0}, {T: 1, Count: 100}, {T: 1, Count: 100}, {T: 3, Count: 500}}
-	require.Equal(t, []Point{{T: 1, V: 100}, {T: 3, V: 200}}, Rates(samples))
+	require.Equal(t, []Point{{T: 1, V: 100}, {T: 3, V: 200}}, Rates(samples, 1))
+	require.Equal(t, Rates(samples, 1), Rates(samples, 0), "span 0 is 1")
+	require.Equal(t, []Point{{T: 3, V: 500.0 / 3}}, Rates(samples, 3))
 
 	// 100 events/s for 60 s, then 50 events/s for 60 s, sampled every 5 s
 	// up to 130 s: two whole minutes.

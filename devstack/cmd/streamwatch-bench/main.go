@@ -34,7 +34,7 @@ func run() int {
 	)
 	flag.StringVar(&cfg.Repo, "repo", "", "checkout to build the services from (default: the directory holding go.work above the working directory)")
 	flag.StringVar(&out, "out", "", "results directory (default: <repo>/bench/results)")
-	flag.StringVar(&cfg.DataDir, "data", "", "stack data directory (default: a temporary directory, removed)")
+	flag.StringVar(&cfg.DataDir, "data", "", "stack data directory (default: a temporary directory, removed after the results are written)")
 	flag.StringVar(&cfg.BinDir, "bin", "", "prebuilt service binaries (default: build them)")
 	flag.DurationVar(&cfg.Duration, "duration", bench.DefaultDuration, "sending time of each phase")
 	flag.DurationVar(&cfg.DrainTimeout, "drain-timeout", bench.DefaultDrainTimeout, "longest wait after sending for every event to be counted")
@@ -68,6 +68,17 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.DataDir == "" {
+		// Removing ClickHouse's files takes long on a busy disk: only after
+		// the results are written.
+		tmp, err := os.MkdirTemp("", "streamwatch-bench-data-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "streamwatch-bench:", err)
+			return 1
+		}
+		defer os.RemoveAll(tmp)
+		cfg.DataDir = tmp
+	}
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "streamwatch-bench:", err)
