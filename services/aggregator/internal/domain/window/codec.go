@@ -11,18 +11,49 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 )
 
-// windowCodecVersion is the first byte of an encoded window entry.
-const windowCodecVersion = 1
+// windowCodecVersion is the first byte of an encoded window entry; the
+// decoder also reads version 1 (no flags 16 and 32).
+const windowCodecVersion = 2
 
-// encodeWindow appends the binary form of w to b. Layout (v1): version
+// Flags of an encoded window.
+const (
+	flagFired     = 1
+	flagDirty     = 2
+	flagDistinct  = 4
+	flagQuantiles = 8
+	// flagSharedQ: the DDSketch is the one of the window of the same label
+	// set and start of the metric named after the flags (its owner), which
+	// checkpoints it; the entry carries no sketch bytes.
+	flagSharedQ = 16
+	// flagPending: the DDSketch bytes are followed by values to add to it.
+	flagPending = 32
+)
+
+// pendingMinBytes is the least room the values added since a DDSketch's
+// last full encoding may take in its entry before encodeWindow encodes it
+// again; beyond it they may take as much as the encoding itself.
+const pendingMinBytes = 256
+
+// encodeWindow appends the binary form of w to b. Layout (v2): version
 // byte; metric, group (strings: uvarint length + bytes); label count and
 // sorted name/value strings; start, end, count, revision, last early
 // (varints); sum, min, max (float64 bits, little endian); flags byte (1
-// fired, 2 dirty, 4 has distinct, 8 has quantiles); HyperLogLog and DDSketch bytes (uvarint length, 0 for
-// none); top-k capacity and entries (key string, count and err varints).
+// fired, 2 dirty, 4 has distinct, 8 has quantiles, 16 shared quantiles, 32
+// pending values); with flag 16 the owner metric (string); HyperLogLog and
+// DDSketch bytes (uvarint length, 0 for none); with flag 32 the count of
+// pending values (uvarint) and the values (float64 bits, little endian);
+// top-k capacity and entries (key string, count and err varints).
+//
 // It is what a checkpoint commit writes per touched window, so it avoids
 // reflection, copies the series' cached header, and re-serializes a sketch
-// only when it changed since its last encoding (Window.hllEnc, ddEnc).
+// only when it changed since its last encoding (Window.hllEnc, ddEnc). A
+// DDSketch that changed is written incrementally: its last full encoding
+// plus the values added since (Window.ddPend), until those take more room
+// than pendingMinBytes and the encoding itself; then it is encoded again.
+// Restoring decodes the sketch and adds the pending values, which gives
+// the same bins (a DDSketch's counts do not depend on insertion order), so
+// a full encoding costs O(bins) once per O(bins) values instead of once
+// per commit.
 func encodeWindow(b []byte, w *Window) ([]byte, error) {
 	sr := w.series
 	if sr.hdr == nil {
@@ -37,18 +68,34 @@ func encodeWindow(b []byte, w *Window) ([]byte, error) {
 	}
 	var flags byte
 	if w.Fired {
-		flags |= 1
+		flags |= flagFired
 	}
 	if w.Dirty {
-		flags |= 2
+		flags |= flagDirty
 	}
 	if w.Distinct != nil {
-		flags |= 4
+		flags |= flagDistinct
 	}
-	if w.Quantiles != nil {
-		flags |= 8
+	var dd []byte
+	switch {
+	case w.Quantiles == nil:
+	case w.sharedQ:
+		flags |= flagQuantiles | flagSharedQ
+	default:
+		flags |= flagQuantiles
+		if w.ddEnc == nil || 8*len(w.ddPend) > max(pendingMinBytes, len(w.ddEnc)) {
+			w.ddEnc, _ = w.Quantiles.MarshalBinary()
+			w.ddPend = w.ddPend[:0]
+		}
+		dd = w.ddEnc
+		if len(w.ddPend) > 0 {
+			flags |= flagPending
+		}
 	}
 	b = append(b, flags)
+	if flags&flagSharedQ != 0 {
+		b = appendString(b, w.owner)
+	}
 	if w.Distinct != nil && w.hllEnc == nil {
 		hll, err := w.Distinct.MarshalBinary()
 		if err != nil {
@@ -56,11 +103,14 @@ func encodeWindow(b []byte, w *Window) ([]byte, error) {
 		}
 		w.hllEnc = hll
 	}
-	if w.Quantiles != nil && w.ddEnc == nil {
-		w.ddEnc, _ = w.Quantiles.MarshalBinary()
-	}
 	b = appendBytes(b, w.hllEnc)
-	b = appendBytes(b, w.ddEnc)
+	b = appendBytes(b, dd)
+	if flags&flagPending != 0 {
+		b = binary.AppendUvarint(b, uint64(len(w.ddPend)))
+		for _, v := range w.ddPend {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+		}
+	}
 	if w.TopK == nil {
 		return binary.AppendUvarint(b, 0), nil
 	}
@@ -171,11 +221,14 @@ func (r *reader) byte1() byte {
 }
 
 // decodeWindow decodes an encodeWindow entry; it returns the window (not
-// linked to a series) and its group key.
+// linked to a series) and its group key. A window with a shared DDSketch
+// comes back with sharedQ set and Quantiles nil: the restore links it to
+// its owner's.
 func decodeWindow(b []byte) (*Window, string, error) {
 	r := &reader{b: b}
-	if v := r.byte1(); r.err == nil && v != windowCodecVersion {
-		return nil, "", fmt.Errorf("%w: version %d (this build reads %d)", errCorrupt, v, windowCodecVersion)
+	version := r.byte1()
+	if r.err == nil && (version < 1 || version > windowCodecVersion) {
+		return nil, "", fmt.Errorf("%w: version %d (this build reads 1..%d)", errCorrupt, version, windowCodecVersion)
 	}
 	w := &Window{Metric: string(r.bytes())}
 	group := string(r.bytes())
@@ -189,24 +242,47 @@ func decodeWindow(b []byte) (*Window, string, error) {
 	w.Start, w.End, w.Count, w.Revision, w.LastEarly = r.varint(), r.varint(), r.varint(), r.varint(), r.varint()
 	w.Sum, w.Min, w.Max = r.float(), r.float(), r.float()
 	flags := r.byte1()
-	w.Fired, w.Dirty = flags&1 != 0, flags&2 != 0
+	if version == 1 {
+		flags &= flagFired | flagDirty | flagDistinct | flagQuantiles
+	}
+	w.Fired, w.Dirty = flags&flagFired != 0, flags&flagDirty != 0
+	if flags&flagSharedQ != 0 {
+		w.sharedQ, w.owner = true, string(r.bytes())
+	}
 	hll, dd := r.bytes(), r.bytes()
+	var pend []float64
+	if flags&flagPending != 0 {
+		n := r.uvarint()
+		if r.err == nil && n > uint64(len(r.b)/8) {
+			r.err = errCorrupt
+		}
+		if r.err == nil {
+			pend = make([]float64, n)
+			for i := range pend {
+				pend[i] = r.float()
+			}
+		}
+	}
 	topCap := r.uvarint()
 	if r.err != nil {
 		return nil, "", r.err
 	}
 	var err error
-	if flags&4 != 0 {
+	if flags&flagDistinct != 0 {
 		if w.Distinct, err = metrics.DecodeDistinct(hll); err != nil {
 			return nil, "", err
 		}
 		w.hllEnc = slices.Clone(hll)
 	}
-	if flags&8 != 0 {
+	if flags&(flagQuantiles|flagSharedQ) == flagQuantiles {
 		if w.Quantiles, err = metrics.DecodeQuantiles(dd); err != nil {
 			return nil, "", err
 		}
 		w.ddEnc = slices.Clone(dd)
+		for _, v := range pend {
+			w.Quantiles.Add(v)
+		}
+		w.ddPend = pend
 	}
 	if topCap > 0 {
 		w.TopK = metrics.NewTopK(int(topCap))

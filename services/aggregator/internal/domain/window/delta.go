@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/pkg/stream"
 )
 
@@ -156,11 +157,36 @@ func (s *State) RestoreEntries(entries map[string][]byte) error {
 			errs = append(errs, fmt.Errorf("entry %q: unknown kind", name))
 		}
 	}
+	s.linkSharedSketches()
 	s.nextScan = 0 // the first Emit rescans everything
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("restore window state of partition %d: %w", s.Partition, err)
 	}
 	return nil
+}
+
+// linkSharedSketches points every restored window whose DDSketch is shared
+// at its owner's. A window whose owner is gone (its metric was removed from
+// the definitions) starts an empty sketch of its own.
+func (s *State) linkSharedSketches() {
+	for _, m := range s.byMetric {
+		for _, sr := range m {
+			for _, w := range sr.windows {
+				if !w.sharedQ || w.Quantiles != nil {
+					continue
+				}
+				var o *Window
+				if osr := s.byMetric[w.owner][sr.group]; osr != nil {
+					o = osr.find(w.Start)
+				}
+				if o != nil && o.Quantiles != nil && !o.sharedQ {
+					w.Quantiles = o.Quantiles
+					continue
+				}
+				w.Quantiles, w.sharedQ, w.owner = metrics.NewQuantiles(), false, ""
+			}
+		}
+	}
 }
 
 func (s *State) restoreWindow(name string, b []byte) error {

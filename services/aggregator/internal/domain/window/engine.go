@@ -46,7 +46,11 @@ type Config struct {
 // Engine evaluates a set of compiled definitions under a Config. It holds no
 // partition state and is safe for concurrent use; States are not.
 type Engine struct {
-	defs      []compiled
+	defs []compiled
+	// keysets groups the definitions by their GroupBy list: Add computes an
+	// event's group key and looks its series up once per keyset, not once
+	// per definition.
+	keysets   []keyset
 	cfg       Config
 	maxSpan   int64 // longest window size or gap, ms
 	maxLate   int64 // longest allowed lateness, ms
@@ -65,6 +69,19 @@ type compiled struct {
 	headline string
 	complete bool
 	quants   []string
+	// ks and pos are the definition's keyset and its position in it.
+	ks, pos int
+	// shareFrom is the position in the keyset of the definition whose
+	// windows hold this definition's DDSketch (same types, filter, window,
+	// timing and value field: the same values in the same windows), or -1
+	// when its windows keep their own.
+	shareFrom int
+}
+
+// keyset is the definitions with one GroupBy list, in definition order.
+type keyset struct {
+	def     *metrics.Definition // the first member: group key and labels
+	members []int               // indices into Engine.defs
 }
 
 // NewEngine returns an engine for defs, which must be compiled (as
@@ -102,8 +119,41 @@ func NewEngine(defs []metrics.Definition, cfg Config) *Engine {
 	}
 	for i := range e.defs {
 		e.defByName[e.defs[i].def.Name] = &e.defs[i]
+		e.assignKeyset(i)
 	}
 	return e
+}
+
+// assignKeyset puts definition i into the keyset of its GroupBy list and
+// links its quantile sketch to an earlier member that computes the same
+// sketch, if any.
+func (e *Engine) assignKeyset(i int) {
+	c := &e.defs[i]
+	c.shareFrom = -1
+	k := slices.IndexFunc(e.keysets, func(ks keyset) bool { return slices.Equal(ks.def.GroupBy, c.def.GroupBy) })
+	if k < 0 {
+		k = len(e.keysets)
+		e.keysets = append(e.keysets, keyset{def: c.def})
+	}
+	ks := &e.keysets[k]
+	c.ks, c.pos = k, len(ks.members)
+	if c.def.NeedsQuantiles() && c.kind != metrics.WindowSession {
+		for j, o := range ks.members {
+			if oc := &e.defs[o]; oc.shareFrom < 0 && oc.def.NeedsQuantiles() && sameSketch(oc, c) {
+				c.shareFrom = j
+				break
+			}
+		}
+	}
+	ks.members = append(ks.members, i)
+}
+
+// sameSketch reports whether a and b (of one keyset) put the same values
+// into the same windows: same types, filter, window, timing and value.
+func sameSketch(a, b *compiled) bool {
+	return a.kind == b.kind && a.size == b.size && a.slide == b.slide && a.ooo == b.ooo && a.lateness == b.lateness &&
+		a.def.Value == b.def.Value && slices.Equal(a.def.Types, b.def.Types) &&
+		a.def.FilterKey() == b.def.FilterKey()
 }
 
 // Window is the running aggregate of one window of one metric and label set.
@@ -138,6 +188,15 @@ type Window struct {
 	// sketchBytes). Never mutated in place: a change drops the slice.
 	hllEnc []byte
 	ddEnc  []byte
+	// ddPend are the values added to Quantiles since ddEnc was encoded: a
+	// checkpoint entry carries ddEnc plus these instead of a fresh
+	// encoding (see encodeWindow).
+	ddPend []float64
+	// sharedQ is set when Quantiles belongs to another metric's window of
+	// the same label set and start (owner), which adds the values and
+	// checkpoints the sketch; owner is that window's metric.
+	sharedQ bool
+	owner   string
 }
 
 // series holds the windows of one metric and label set.
@@ -146,6 +205,10 @@ type series struct {
 	group   string // metrics.Definition.AppendGroupKey form
 	labels  map[string]string
 	windows []*Window
+	// nd is the node the series is linked from (nil until Add looks its
+	// label set up after a restore), pos its index in nd.series.
+	nd  *node
+	pos int
 	// hdr caches the entry prefix encodeWindow writes for every window of
 	// the series (version, metric, group, sorted labels); nil until first use.
 	hdr []byte
@@ -166,7 +229,10 @@ type State struct {
 	LastInput int64
 
 	byMetric map[string]map[string]*series
-	nwin     int
+	// nodes holds per keyset of the engine the label sets seen, each with
+	// the series of the keyset's members: the index Add uses.
+	nodes []map[string]*node
+	nwin  int
 	// nextScan is the Clock at which some window may fire or be purged.
 	nextScan int64
 	revised  map[*Window]struct{}
@@ -175,6 +241,16 @@ type State struct {
 	seen map[int64]map[uint64]struct{}
 
 	delta deltaTracker
+}
+
+// node is one label set of one keyset: the series of its members (nil
+// while a member has no windows for it).
+type node struct {
+	ks     int
+	key    string
+	labels map[string]string
+	series []*series
+	live   int // non-nil entries of series
 }
 
 // NewState returns the empty state of a partition.
@@ -207,41 +283,55 @@ const bucketMs = 60_000
 func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 	var out Outcome
 	var key []byte
-	byDef := make([]map[string]*series, len(e.defs))
-	for i := range e.defs {
-		m := s.byMetric[e.defs[i].def.Name]
-		if m == nil {
-			m = map[string]*series{}
-			s.byMetric[e.defs[i].def.Name] = m
+	if len(s.nodes) != len(e.keysets) {
+		s.nodes = make([]map[string]*node, len(e.keysets))
+		for k := range s.nodes {
+			s.nodes[k] = map[string]*node{}
 		}
-		byDef[i] = m
 	}
+	var (
+		seenBucket int64 = -1 << 63
+		seenSet    map[uint64]struct{}
+	)
 	for i := range evs {
 		ev := &evs[i]
 		bucket := floorDiv(ev.Time, bucketMs)
 		h := idHash(ev.ID)
-		if s.isSeen(bucket, h) {
-			out.Duplicates++
-			continue
+		if bucket != seenBucket {
+			seenBucket, seenSet = bucket, s.seen[bucket]
+		}
+		if seenSet != nil {
+			if _, dup := seenSet[h]; dup {
+				out.Duplicates++
+				continue
+			}
 		}
 		accepted, late := false, false
 		typeBit := metrics.TypeBit(ev.Type)
-		for d := range e.defs {
-			c := &e.defs[d]
-			if !c.def.MatchesType(ev, typeBit) {
-				continue
-			}
-			key = c.def.AppendGroupKey(key[:0], ev)
-			sr := byDef[d][string(key)]
-			if sr == nil {
-				sr = &series{metric: c.def.Name, group: string(key), labels: c.def.Labels(ev)}
-				byDef[d][sr.group] = sr
-			}
-			a, l := e.addToSeries(s, c, sr, ev)
-			accepted = accepted || a
-			late = late || l
-			if len(sr.windows) == 0 {
-				delete(byDef[d], sr.group)
+		for k := range e.keysets {
+			ks := &e.keysets[k]
+			var nd *node
+			for _, d := range ks.members {
+				c := &e.defs[d]
+				if !c.def.MatchesType(ev, typeBit) {
+					continue
+				}
+				if nd == nil {
+					key = ks.def.AppendGroupKey(key[:0], ev)
+					if nd = s.nodes[k][string(key)]; nd == nil {
+						nd = e.newNode(s, k, string(key), ev)
+					}
+				}
+				sr := nd.series[c.pos]
+				if sr == nil {
+					sr = s.newSeries(c, nd)
+				}
+				a, l := e.addToSeries(s, c, sr, ev)
+				accepted = accepted || a
+				late = late || l
+				if len(sr.windows) == 0 {
+					s.dropSeries(sr)
+				}
 			}
 		}
 		if late && !accepted {
@@ -252,12 +342,11 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 			continue // matched no metric: nothing to count, nothing to remember
 		}
 		out.Accepted++
-		b := s.seen[bucket]
-		if b == nil {
-			b = map[uint64]struct{}{}
-			s.seen[bucket] = b
+		if seenSet == nil {
+			seenSet = map[uint64]struct{}{}
+			s.seen[bucket] = seenSet
 		}
-		b[h] = struct{}{}
+		seenSet[h] = struct{}{}
 		s.delta.addSeen(bucket, h)
 		if ev.Time > s.MaxEventTime {
 			s.MaxEventTime = ev.Time
@@ -269,6 +358,56 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 	s.Clock = max(s.Clock, s.MaxEventTime)
 	e.pruneSeen(s)
 	return out
+}
+
+// newNode adds the node of label set key (ev's) to keyset k, linking the
+// series a restore left in byMetric.
+func (e *Engine) newNode(s *State, k int, key string, ev *events.Event) *node {
+	ks := &e.keysets[k]
+	nd := &node{ks: k, key: key, series: make([]*series, len(ks.members))}
+	for j, d := range ks.members {
+		if sr := s.byMetric[e.defs[d].def.Name][key]; sr != nil {
+			nd.series[j], sr.nd, sr.pos = sr, nd, j
+			nd.live++
+			nd.labels = sr.labels
+		}
+	}
+	if nd.labels == nil {
+		nd.labels = ks.def.Labels(ev)
+	}
+	s.nodes[k][key] = nd
+	return nd
+}
+
+// newSeries adds the empty series of c's metric for nd's label set.
+func (s *State) newSeries(c *compiled, nd *node) *series {
+	sr := &series{metric: c.def.Name, group: nd.key, labels: nd.labels, nd: nd, pos: c.pos}
+	m := s.byMetric[c.def.Name]
+	if m == nil {
+		m = map[string]*series{}
+		s.byMetric[c.def.Name] = m
+	}
+	m[sr.group] = sr
+	nd.series[c.pos] = sr
+	nd.live++
+	return sr
+}
+
+// dropSeries removes a series without windows from the state's indexes.
+func (s *State) dropSeries(sr *series) {
+	if m := s.byMetric[sr.metric]; m != nil && m[sr.group] == sr {
+		delete(m, sr.group)
+		if len(m) == 0 {
+			delete(s.byMetric, sr.metric)
+		}
+	}
+	if nd := sr.nd; nd != nil {
+		nd.series[sr.pos] = nil
+		sr.nd = nil
+		if nd.live--; nd.live == 0 && len(s.nodes) > nd.ks && s.nodes[nd.ks][nd.key] == nd {
+			delete(s.nodes[nd.ks], nd.key)
+		}
+	}
 }
 
 // addToSeries adds ev to the windows of sr it belongs to and reports
@@ -366,7 +505,14 @@ func (e *Engine) newWindow(s *State, c *compiled, sr *series, start, end int64) 
 		w.Distinct = metrics.NewDistinct()
 	}
 	if c.def.NeedsQuantiles() {
-		w.Quantiles = metrics.NewQuantiles()
+		if c.shareFrom >= 0 && sr.nd != nil && sr.nd.series[c.shareFrom] != nil {
+			if o := sr.nd.series[c.shareFrom].find(start); o != nil && o.Quantiles != nil && !o.sharedQ {
+				w.Quantiles, w.sharedQ, w.owner = o.Quantiles, true, o.Metric
+			}
+		}
+		if w.Quantiles == nil {
+			w.Quantiles = metrics.NewQuantiles()
+		}
 	}
 	if c.def.NeedsTopK() {
 		w.TopK = metrics.NewTopK(c.def.TopK.N * metrics.TopKCapacityFactor)
@@ -387,9 +533,11 @@ func (e *Engine) update(s *State, c *compiled, w *Window, ev *events.Event) {
 			w.Max = v
 		}
 		w.Sum += v
-		if w.Quantiles != nil {
+		if w.Quantiles != nil && !w.sharedQ {
 			w.Quantiles.Add(v)
-			w.ddEnc = nil
+			if w.ddEnc != nil {
+				w.ddPend = append(w.ddPend, v)
+			}
 		}
 	}
 	w.Count++
@@ -423,7 +571,7 @@ func mergeWindow(a, b *Window) {
 	}
 	if a.Quantiles != nil && b.Quantiles != nil {
 		_ = a.Quantiles.Merge(b.Quantiles) // same mapping: cannot fail
-		a.ddEnc = nil
+		a.ddEnc, a.ddPend = nil, nil
 	}
 	if a.TopK != nil && b.TopK != nil {
 		a.TopK.Merge(b.TopK)
@@ -487,7 +635,7 @@ func (e *Engine) scan(s *State, now int64, early bool) []metrics.Result {
 	next := int64(1<<63 - 1)
 	for name, m := range s.byMetric {
 		c := e.defByName[name]
-		for gk, sr := range m {
+		for _, sr := range m {
 			for i := 0; i < len(sr.windows); {
 				w := sr.windows[i]
 				if c == nil { // metric no longer defined: drop its state
@@ -526,7 +674,7 @@ func (e *Engine) scan(s *State, now int64, early bool) []metrics.Result {
 				i++
 			}
 			if len(sr.windows) == 0 {
-				delete(m, gk)
+				s.dropSeries(sr)
 			}
 		}
 		if len(m) == 0 {
@@ -612,7 +760,7 @@ func (s *State) MemoryBytes() int64 {
 					b, _ := w.Distinct.MarshalBinary()
 					n += int64(len(b))
 				}
-				if w.Quantiles != nil {
+				if w.Quantiles != nil && !w.sharedQ {
 					b, _ := w.Quantiles.MarshalBinary()
 					n += int64(len(b)) * 4
 				}

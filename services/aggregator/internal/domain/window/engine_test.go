@@ -3,6 +3,7 @@ package window_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -261,6 +262,11 @@ func TestCheckpointRoundTrip(t *testing.T) {
     aggregations: [distinct, p95, topk]
     topk: {field: client_ip, n: 2}
     window: {size: 1m}
+  - name: dist99
+    types: [http_request]
+    value: bytes
+    aggregations: [p99, p50]
+    window: {size: 1m}
 `)
 	e := window.NewEngine(defs, cfg)
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -300,4 +306,76 @@ func TestCheckpointRoundTrip(t *testing.T) {
 		}
 	}
 	require.Less(t, len(entries), 200, "purged windows and id buckets are deleted from the checkpoint")
+}
+
+// TestSharedSketch checks that metrics computing the same DDSketch (same
+// types, filter, window and value) share it: their quantiles agree, only
+// the first one's checkpoint entry carries the sketch, and a restore links
+// them again. A metric with another filter keeps its own.
+func TestSharedSketch(t *testing.T) {
+	t.Parallel()
+	defs := mustDefs(t, `
+metrics:
+  - name: lat_avg
+    types: [http_request]
+    value: bytes
+    aggregations: [avg]
+    window: {size: 1m}
+  - name: lat_p95
+    types: [http_request]
+    value: bytes
+    aggregations: [p95, p50]
+    window: {size: 1m}
+  - name: lat_p99
+    types: [http_request]
+    value: bytes
+    aggregations: [p99]
+    window: {size: 1m}
+  - name: lat_p99_errors
+    types: [http_request]
+    where: [{field: status, gte: 500}]
+    value: bytes
+    aggregations: [p99]
+    window: {size: 1m}
+`)
+	e := window.NewEngine(defs, cfg)
+	s := window.NewState(0)
+	var batch []events.Event
+	for i := range 1000 {
+		x := ev(fmt.Sprint(i), t0+int64(i), "1.1.1.1", int64(1+i%500))
+		if i%10 == 0 {
+			x.Status = 500
+			x.Bytes = int64(1_000 * (i + 1))
+		}
+		batch = append(batch, x)
+	}
+	e.Add(s, batch, 1)
+	set, _, err := s.TakeDelta()
+	require.NoError(t, err)
+	entry := func(metric string) []byte {
+		for k, v := range set {
+			if strings.HasPrefix(k, "w|"+metric+"|") {
+				return v
+			}
+		}
+		t.Fatalf("no entry of %s", metric)
+		return nil
+	}
+	require.Greater(t, len(entry("lat_p95")), len(entry("lat_p99"))+200, "the sharing metric's entry has no sketch")
+	require.Greater(t, len(entry("lat_p99_errors")), 200, "another filter: its own sketch")
+
+	restored := window.NewState(0)
+	require.NoError(t, restored.RestoreEntries(set))
+	more := []events.Event{ev("x", t0+2_000, "1.1.1.1", 7), ev("y", t0+3_000, "1.1.1.1", 9)}
+	e.Add(s, more, 2)
+	e.Add(restored, more, 2)
+	want := e.Emit(s, 2, true)
+	require.Equal(t, want, e.Emit(restored, 2, true))
+	q := map[string]metrics.Result{}
+	for _, r := range want {
+		q[r.Metric] = r
+	}
+	require.NotEmpty(t, q["lat_p99"].QuantileSketch)
+	require.Equal(t, q["lat_p95"].QuantileSketch, q["lat_p99"].QuantileSketch)
+	require.Greater(t, q["lat_p99_errors"].Quantiles["p99"], 900_000.0)
 }
