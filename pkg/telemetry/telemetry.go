@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/propagation"
@@ -36,8 +37,9 @@ func ServiceName(service string) string { return "streamwatch-" + service }
 // Setup installs, for service "streamwatch-<service>":
 //
 //   - the W3C trace-context and baggage propagator;
-//   - a tracer provider exporting with OTLP over HTTP/protobuf, configured by
-//     the standard OTEL_EXPORTER_OTLP_* and OTEL_BSP_* variables, when
+//   - a tracer provider exporting with OTLP over HTTP/protobuf or gRPC
+//     (OTEL_EXPORTER_OTLP_PROTOCOL), configured by the standard
+//     OTEL_EXPORTER_OTLP_* and OTEL_BSP_* variables, when
 //     OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set
 //     (otherwise the global no-op provider stays: spans cost next to nothing
 //     and nothing is exported);
@@ -45,9 +47,10 @@ func ServiceName(service string) string { return "streamwatch-" + service }
 //     Prometheus exporter, registered on prometheus.DefaultRegisterer (next
 //     to the Go runtime and process collectors) and served by MetricsHandler.
 //
-// Setup is meant to run once per process (boot.Main calls it); a second
-// call fails because the Prometheus registration would be a duplicate. It
-// fails when the trace exporter cannot be built from the variables.
+// Setup is meant to run once per process (boot.Main calls it): a second
+// call would register a second exporter, and each metric would be served
+// twice. It fails when the trace exporter cannot be built from the variables (e.g. an
+// unsupported protocol).
 func Setup(ctx context.Context, service string) (ShutdownFunc, error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	// Schemaless, so the merge cannot conflict with the SDK's own schema URL.
@@ -55,19 +58,24 @@ func Setup(ctx context.Context, service string) (ShutdownFunc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("otel resource: %w", err)
 	}
+	var tp *sdktrace.TracerProvider
+	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
+		exp, err := newTraceExporter(ctx)
+		if err != nil {
+			return nil, err
+		}
+		tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	}
 	mp, err := NewMeterProvider(res, prometheus.DefaultRegisterer)
 	if err != nil {
+		if tp != nil {
+			_ = tp.Shutdown(ctx)
+		}
 		return nil, err
 	}
 	otel.SetMeterProvider(mp)
 	shutdowns := []ShutdownFunc{mp.Shutdown}
-	if os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "" {
-		exp, err := otlptracehttp.New(ctx)
-		if err != nil {
-			_ = mp.Shutdown(ctx)
-			return nil, fmt.Errorf("otlp trace exporter: %w", err)
-		}
-		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	if tp != nil {
 		otel.SetTracerProvider(tp)
 		shutdowns = append(shutdowns, tp.Shutdown)
 	}
@@ -78,6 +86,31 @@ func Setup(ctx context.Context, service string) (ShutdownFunc, error) {
 		}
 		return errors.Join(errs...)
 	}, nil
+}
+
+// newTraceExporter returns the OTLP span exporter for the protocol in
+// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL:
+// "http/protobuf" (the default) or "grpc". Both exporters read the other
+// OTEL_EXPORTER_OTLP_* variables themselves.
+func newTraceExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
+	name, proto := "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+	if proto == "" {
+		name, proto = "OTEL_EXPORTER_OTLP_PROTOCOL", os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	var exp sdktrace.SpanExporter
+	var err error
+	switch proto {
+	case "", "http/protobuf":
+		exp, err = otlptracehttp.New(ctx)
+	case "grpc":
+		exp, err = otlptracegrpc.New(ctx)
+	default:
+		return nil, fmt.Errorf("%s=%q: want http/protobuf or grpc", name, proto)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("otlp trace exporter (%s): %w", proto, err)
+	}
+	return exp, nil
 }
 
 // NewMeterProvider returns an SDK meter provider for res whose metrics are
