@@ -77,7 +77,7 @@ func reportProfile(ctx context.Context, file string, n int) (Profile, error) {
 // lines: "  12.34%  [.] symbol" (self), or "  40.00%   1.00%  [.] symbol"
 // (children, cumulative first), with perf's trailing " - -" columns
 // removed. Kernel symbols ([k]) are kept; the cumulative list leaves out
-// the goroutine-entry frames (boringFrame).
+// goroutine entry and plumbing frames (boringFrame).
 func parsePerfReport(b []byte, children bool, n int) []ProfileEntry {
 	var out []ProfileEntry
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -111,11 +111,18 @@ func parsePerfReport(b []byte, children bool, n int) []ProfileEntry {
 	return out
 }
 
-// boringFrame reports frames at the bottom of every goroutine's stack
-// (goroutine entry, errgroup), which top the cumulative list without saying
-// where the time goes.
+// boringFrame reports frames that top every cumulative list without saying
+// where the time goes: goroutine entry, and the plumbing every record or
+// request passes through (Watermill's router and middleware, retries, the
+// HTTP server, echo, otelhttp).
 func boringFrame(sym string) bool {
-	for _, p := range []string{"runtime.goexit", "runtime.main", "main.main", "golang.org/x/sync/errgroup.", "runtime.mcall", "runtime.mstart"} {
+	for _, p := range []string{
+		"runtime.goexit", "runtime.main", "main.main", "runtime.mcall", "runtime.mstart",
+		"golang.org/x/sync/errgroup.", "github.com/ThreeDotsLabs/watermill/message.",
+		"github.com/ThreeDotsLabs/watermill/message/router/middleware.", "github.com/cenkalti/backoff/",
+		"github.com/streamwatch/streamwatch/pkg/messaging.", "net/http.", "github.com/labstack/echo/",
+		"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp.", "github.com/streamwatch/streamwatch/pkg/httpserver.",
+	} {
 		if strings.HasPrefix(sym, p) {
 			return true
 		}

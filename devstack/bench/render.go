@@ -9,9 +9,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
-// BaseName is the file name stem of a result: <date>-<host>.
+// BaseName is the file name stem of a result: <date>-<host>, with
+// -<duration> appended when the phases did not last DefaultDuration (so a
+// 10-minute run does not replace the day's default run).
 func BaseName(res *Result) string {
 	host := strings.Map(func(r rune) rune {
 		if r == '/' || r == ' ' {
@@ -19,7 +22,11 @@ func BaseName(res *Result) string {
 		}
 		return r
 	}, res.Host)
-	return res.Date.Format("2006-01-02") + "-" + host
+	base := res.Date.Format("2006-01-02") + "-" + host
+	if d := time.Duration(res.Config.DurationS * float64(time.Second)); d != DefaultDuration {
+		base += "-" + d.String()
+	}
+	return base
 }
 
 // WriteResults writes <dir>/<BaseName>.json, .md and the PNG plots, and
@@ -123,7 +130,7 @@ func Markdown(res *Result, plots []string) []byte {
 		}
 	}
 
-	p("\n## Consumer lag\n\nLargest sampled lag per consumer group, in records (a record carries up to %d events); over time in the lag plot.\n\n| group |", c.Batch)
+	p("\n## Consumer lag\n\nLargest sampled lag per consumer group, in records, not events (an `events.raw` record carries up to `COLLECTOR_MAX_BATCH` events, a `metrics.windows` record up to 500 window results); over time in the lag plot.\n\n| group |")
 	for _, ph := range res.Phases {
 		p(" %s |", ph.Name)
 	}

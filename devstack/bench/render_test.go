@@ -88,6 +88,9 @@ func TestWriteResults(t *testing.T) {
 	files, err := WriteResults(sampleResult(), dir)
 	require.NoError(t, err)
 	base := filepath.Join(dir, "2026-11-21-dev_box")
+	short := sampleResult()
+	short.Config.DurationS = 600
+	require.Equal(t, "2026-11-21-dev_box-10m0s", BaseName(short), "a non-default duration is in the name")
 	require.Contains(t, files, base+".md")
 	require.Contains(t, files, base+"-throughput.png")
 	b, err := os.ReadFile(base + ".json")
@@ -98,4 +101,20 @@ func TestWriteResults(t *testing.T) {
 	png, err := os.ReadFile(base + "-latency.png")
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(string(png), "\x89PNG"))
+}
+
+func TestPerMinuteAcceptedStopsWithSending(t *testing.T) {
+	t.Parallel()
+	var samples []Sample
+	for s := 11.0; s <= 140; s++ { // phase starts at 10 s, sends until 70 s, drains until 140 s
+		acc := int64(100 * (min(s, 70) - 10))
+		samples = append(samples, Sample{T: s, Phase: "max", Accepted: acc, Processed: acc / 2})
+	}
+	samples = append(samples, Sample{T: 200, Phase: "half", Accepted: 1})
+	acc, proc := perMinute(samples, "max", 10, 70)
+	require.Len(t, acc, 1, "the drain is not a minute of sending")
+	require.InDelta(t, 100, acc[0], 1e-9)
+	require.Len(t, proc, 2)
+	require.InDelta(t, 50, proc[0], 1e-9)
+	require.InDelta(t, 0, proc[1], 1e-9)
 }

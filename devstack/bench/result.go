@@ -145,16 +145,19 @@ func maxLag(samples []Sample, phase string) map[string]int64 {
 	return out
 }
 
-// perMinute returns the phase's accepted and processed events/s per whole
-// minute from its start.
-func perMinute(samples []Sample, phase string, startS float64) (accepted, processed []float64) {
+// perMinute returns the phase's accepted events/s per whole minute of
+// sending (samples up to sendEnd) and processed events/s per whole minute
+// from its start.
+func perMinute(samples []Sample, phase string, startS, sendEnd float64) (accepted, processed []float64) {
 	acc := []Counter{{T: startS}}
 	proc := []Counter{{T: startS}}
 	for _, s := range samples {
 		if s.Phase != phase {
 			continue
 		}
-		acc = append(acc, Counter{T: s.T, Count: s.Accepted})
+		if s.T <= sendEnd {
+			acc = append(acc, Counter{T: s.T, Count: s.Accepted})
+		}
 		if s.Processed >= 0 {
 			proc = append(proc, Counter{T: s.T, Count: s.Processed})
 		}

@@ -456,7 +456,7 @@ func (r *runner) phase(ctx context.Context, name string, rate, eps float64, seed
 	ms, lost = latencies(breach)
 	ph.BreachLatency = Summarize(ms, lost)
 	ph.MaxLag = maxLag(r.smp.all(), name)
-	ph.PerMinuteAccepted, ph.PerMinuteProcessed = perMinute(r.smp.all(), name, ph.StartS)
+	ph.PerMinuteAccepted, ph.PerMinuteProcessed = perMinute(r.smp.all(), name, ph.StartS, ph.StartS+ph.SendSeconds)
 	r.lastEvent, r.lastWall = end, time.Now()
 	log.Info("phase done", "phase", name, "accepted_rate", math.Round(ph.AcceptedRate), "processed_rate", math.Round(ph.ProcessedRate),
 		"loss", ph.Loss, "live_p99_ms", ph.LiveLatency.P99, "breach_p99_ms", ph.BreachLatency.P99)
@@ -476,8 +476,8 @@ func (r *runner) readProcs() map[string]ProcStat {
 	return out
 }
 
-// profile records a perf profile of every service at once, starting a
-// fifth into the phase, and keeps the tops.
+// profile records a perf profile of every service, Redis and ClickHouse at
+// once, starting a fifth into the phase, and keeps the tops.
 func (r *runner) profile(ctx context.Context) {
 	if !perfAvailable() {
 		r.profileNote = "perf not installed: no profiles"
@@ -491,7 +491,7 @@ func (r *runner) profile(ctx context.Context) {
 	)
 	r.profiles = map[string]Profile{}
 	var notes []string
-	for _, s := range r.st.Services() {
+	for _, s := range append(r.st.Services(), "redis", "clickhouse") {
 		pid := r.st.PID(s)
 		if pid == 0 {
 			continue
@@ -513,7 +513,7 @@ func (r *runner) profile(ctx context.Context) {
 		})
 	}
 	wg.Wait()
-	r.profileNote = fmt.Sprintf("perf record -F 299 --call-graph fp, %s per service, all services at once, during the half phase", d)
+	r.profileNote = fmt.Sprintf("perf record -F 299 --call-graph fp, %s per process, all at once, during the half phase", d)
 	if len(notes) > 0 {
 		r.profileNote += "; errors: " + fmt.Sprint(notes)
 	}
