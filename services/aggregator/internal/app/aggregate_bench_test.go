@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,34 +52,58 @@ func genEvents(rng *rand.Rand, n int, t int64, perSecond int, seq *int) []events
 	return evs
 }
 
-// BenchmarkAggregateApply measures the aggregator alone with the built-in
-// metric set: decode one events.raw batch record of 500 events, window
-// them, emit due results, encode the result records and the checkpoint
-// delta (everything Handle does except the Redis round trip and publish).
-// Event time advances 50,000 events/s, so windows open, fire and are
-// purged as in production. Reports events/s (one core).
-func BenchmarkAggregateApply(b *testing.B) {
+// benchSettings are the aggregator's settings in the benchmarks: the
+// built-in metric set, the service defaults, a fixed processing time.
+func benchSettings(b *testing.B) app.Settings {
 	defs, err := metrics.Defaults()
 	if err != nil {
 		b.Fatal(err)
 	}
-	op := app.NewAggregate(app.Settings{
+	return app.Settings{
 		Definitions: defs,
 		Window:      window.Config{OutOfOrderness: 5_000, AllowedLateness: 60_000, IdleTimeout: 10_000, EarlyInterval: 1_000},
 		Clock:       func() time.Time { return time.UnixMilli(benchT0) },
-	})
-	rng := rand.New(rand.NewPCG(1, 1))
-	const batch = 500
+	}
+}
+
+// benchPayloads returns n events.raw batch records of 500 events each
+// (genEvents with seed, 50,000 events/s of event time).
+func benchPayloads(b *testing.B, seed uint64, n int) [][]byte {
+	rng := rand.New(rand.NewPCG(seed, 1))
 	seq := 0
-	// Pre-encode enough records for ~20 minutes of event time.
-	var payloads [][]byte
-	for range 2_400 {
-		p, err := events.EncodeBatch(genEvents(rng, batch, benchT0, 50_000, &seq))
+	payloads := make([][]byte, 0, n)
+	for range n {
+		p, err := events.EncodeBatch(genEvents(rng, 500, benchT0, 50_000, &seq))
 		if err != nil {
 			b.Fatal(err)
 		}
 		payloads = append(payloads, p)
 	}
+	return payloads
+}
+
+// applyRecord is what the service does per record apart from the Redis
+// round trip and the publish: Apply, then encode the checkpoint delta.
+func applyRecord(ctx context.Context, op *app.Aggregate, st *window.State, payload []byte, offset int64) error {
+	msg := message.NewMessage("x", payload)
+	msg.SetContext(messaging.ContextWithPosition(ctx, st.Partition, offset))
+	if _, err := op.Apply(ctx, st, msg, offset); err != nil {
+		return err
+	}
+	_, _, err := st.TakeDelta()
+	return err
+}
+
+// BenchmarkAggregateApply measures the aggregator alone with the built-in
+// metric set: decode one events.raw batch record of 500 events, window
+// them, emit due results, encode the result records and the checkpoint
+// delta (everything Handle does except the Redis round trip and publish).
+// Event time advances 50,000 events/s over up to 2,400 records (24 s; then
+// the state starts afresh). Reports events/s (one core).
+func BenchmarkAggregateApply(b *testing.B) {
+	op := app.NewAggregate(benchSettings(b))
+	const batch = 500
+	payloads := benchPayloads(b, 1, min(b.N, 2_400))
 	st := op.NewState(0)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -90,17 +115,68 @@ func BenchmarkAggregateApply(b *testing.B) {
 			st = op.NewState(0) // event time restarts: fresh state
 			b.StartTimer()
 		}
-		msg := message.NewMessage("x", payloads[i%len(payloads)])
-		msg.SetContext(messaging.ContextWithPosition(ctx, 0, int64(i)))
-		if _, err := op.Apply(ctx, st, msg, int64(i)); err != nil {
-			b.Fatal(err)
-		}
-		if _, _, err := st.TakeDelta(); err != nil {
+		if err := applyRecord(ctx, op, st, payloads[i%len(payloads)], int64(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N)*batch/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(b.N)*batch/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
+}
+
+// BenchmarkAggregateApplyParallel runs the path of BenchmarkAggregateApply
+// on 1, 2 and 6 partitions at once, one goroutine and one state per
+// partition and one shared Aggregate, as the service runs them (Sarama
+// consumes every claimed partition in its own goroutine, Watermill's router
+// handles each message in its own goroutine, and stream.Processor locks
+// per partition). b.N records are spread evenly over the partitions; each
+// partition has its own event stream (its own ids and keys drawn from the
+// whole key space, which is pessimistic: with Kafka's key partitioning a
+// partition sees only its share of the clients, users and services) and
+// cycles over at most 400 records, starting afresh when it wraps. Reports
+// events/s over all partitions (wall clock) and per CPU second.
+func BenchmarkAggregateApplyParallel(b *testing.B) {
+	for _, parts := range []int{1, 2, 6} {
+		b.Run(fmt.Sprintf("partitions=%d", parts), func(b *testing.B) {
+			op := app.NewAggregate(benchSettings(b))
+			const batch = 500
+			payloads := make([][][]byte, parts)
+			for p := range payloads {
+				payloads[p] = benchPayloads(b, uint64(p)+1, min((b.N+parts-1)/parts, 400))
+			}
+			ctx := context.Background()
+			errs := make(chan error, parts)
+			var wg sync.WaitGroup
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for p := range parts {
+				n := b.N / parts
+				if p < b.N%parts {
+					n++
+				}
+				wg.Go(func() {
+					st := op.NewState(int32(p))
+					for i := range n {
+						if i > 0 && i%len(payloads[p]) == 0 {
+							st = op.NewState(int32(p))
+						}
+						if err := applyRecord(ctx, op, st, payloads[p][i%len(payloads[p])], int64(i)); err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			close(errs)
+			if err := <-errs; err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.N)*batch/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(float64(b.N)*batch/(cpuTime()-cpu0).Seconds(), "events/cpu-s")
+		})
+	}
 }
 
 // BenchmarkEngineAdd measures the windowing engine alone (no decoding, no
