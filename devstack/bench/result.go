@@ -55,6 +55,9 @@ type Phase struct {
 	// EventTimeStart and EventTimeEnd bound the phase's event times (ms).
 	EventTimeStart int64 `json:"event_time_start_ms"`
 	EventTimeEnd   int64 `json:"event_time_end_ms"`
+	// EventRate is the event-time rate at the end of sending (events per
+	// second of event time).
+	EventRate float64 `json:"event_time_rate"`
 
 	Sent           int64  `json:"sent"`
 	Accepted       int64  `json:"accepted"`

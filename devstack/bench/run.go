@@ -54,8 +54,9 @@ type Config struct {
 	// Workers and Batch are the generator's concurrent requests and items
 	// per request.
 	Workers, Batch int
-	// MaxEPS is the event-time rate (events per second of event time) of
-	// the as-fast-as-possible phase; the half phase uses its wall rate.
+	// MaxEPS is the first event-time rate (events per second of event
+	// time) of the as-fast-as-possible phase; every 5 s it becomes the rate
+	// just accepted. The half phase uses its wall rate.
 	MaxEPS float64
 	// Partitions of every topic.
 	Partitions int32
@@ -311,22 +312,26 @@ type runner struct {
 	profileNote string
 }
 
+// adaptEvery is how often the as-fast-as-possible phase sets its
+// event-time rate to the rate the collector accepted.
+const adaptEvery = 5 * time.Second
+
 // ceilMinute rounds ms up to a whole minute.
 func ceilMinute(ms int64) int64 { return (ms + 59_999) / 60_000 * 60_000 }
 
 // phase sends generated traffic for cfg.Duration, at rate items/s (0: as
 // fast as the collector accepts), with event time advancing eps events per
-// second from a minute boundary after everything earlier, then waits until
-// every accepted event is counted or DrainTimeout.
+// second from a minute boundary after everything earlier (as fast as
+// possible: eps is the first guess, then every adaptEvery the rate just
+// accepted), then waits until every accepted event is counted or
+// DrainTimeout.
 func (r *runner) phase(ctx context.Context, name string, rate, eps float64, seed uint64, profile bool) (Phase, error) {
 	log := r.cfg.Logger
 	now := time.Now()
 	// Event time never falls behind how far an idle partition's watermark
 	// may have advanced since the last phase (processing time).
 	start := ceilMinute(max(now.UnixMilli(), r.lastEvent+now.Sub(r.lastWall).Milliseconds()))
-	gcfg := loadgen.DefaultConfig(seed, time.UnixMilli(start).UTC())
-	gcfg.EventsPerSecond = eps
-	g, err := loadgen.New(gcfg)
+	tr, err := newTraffic(seed, start, eps)
 	if err != nil {
 		return Phase{}, err
 	}
@@ -360,8 +365,16 @@ func (r *runner) phase(ctx context.Context, name string, rate, eps float64, seed
 		chunk = max(1, int64(rate*step.Seconds()))
 	}
 	var sendErrs []error
+	segBegan, segAccepted := began, int64(0)
 	for k := 0; time.Now().Before(deadline); k++ {
-		rep, err := loadgen.Send(ctx, g, loadgen.SendOptions{
+		if rate == 0 && time.Since(segBegan) >= adaptEvery {
+			// Event time follows the rate the collector takes.
+			if err := tr.restart(max(100, Rate(segAccepted, time.Since(segBegan).Seconds()))); err != nil {
+				return Phase{}, err
+			}
+			segBegan, segAccepted = time.Now(), 0
+		}
+		rep, err := loadgen.Send(ctx, tr.g, loadgen.SendOptions{
 			CollectorURL: r.st.CollectorURL(), Items: chunk, Batch: r.cfg.Batch, Workers: r.cfg.Workers,
 			Source: fmt.Sprintf("bench-%d-%d", seed, k),
 		})
@@ -370,15 +383,14 @@ func (r *runner) phase(ctx context.Context, name string, rate, eps float64, seed
 		ph.Rejected += rep.Rejected
 		ph.Failed += rep.Failed
 		accepted.Add(rep.Accepted)
+		segAccepted += rep.Accepted
 		if err != nil {
 			sendErrs = append(sendErrs, err)
 			if ctx.Err() != nil {
 				break
 			}
 		}
-		t := g.Tally()
-		base := t.Total - t.ByType["metric_sample"]
-		r.evTime.Store(start + int64(float64(base)/eps*1000))
+		r.evTime.Store(tr.eventTime())
 		if rate > 0 {
 			if wait := time.Until(began.Add(time.Duration(float64(ph.Sent) / rate * float64(time.Second)))); wait > 0 {
 				time.Sleep(wait)
@@ -393,12 +405,11 @@ func (r *runner) phase(ctx context.Context, name string, rate, eps float64, seed
 	}
 	stopProbes()
 	probing.Wait()
-	tally := g.Tally()
-	ph.Tally = tally.Total
+	ph.Tally = tr.total()
 	ph.ProbesAccepted = r.pr.takeAccepted()
 	ph.Expected = ph.Tally + ph.ProbesAccepted
-	lastEvent := start + int64(float64(tally.Total-tally.ByType["metric_sample"])/eps*1000)
-	end := ceilMinute(lastEvent + 1)
+	ph.EventRate = tr.eps
+	end := ceilMinute(tr.eventTime() + 1)
 	ph.EventTimeEnd = end
 	r.smp.setPhase(name, [2]int64{start, end}, accepted.Load)
 

@@ -40,7 +40,7 @@ func run() int {
 	flag.DurationVar(&cfg.DrainTimeout, "drain-timeout", bench.DefaultDrainTimeout, "longest wait after sending for every event to be counted")
 	flag.IntVar(&cfg.Workers, "workers", 4, "concurrent generator requests")
 	flag.IntVar(&cfg.Batch, "batch", 1000, "items per generator request")
-	flag.Float64Var(&cfg.MaxEPS, "max-eps", bench.DefaultMaxEPS, "event-time rate of the max phase (events per second of event time)")
+	flag.Float64Var(&cfg.MaxEPS, "max-eps", bench.DefaultMaxEPS, "first event-time rate of the max phase (events per second of event time; then the rate accepted, every 5 s)")
 	partitions := flag.Int("partitions", 6, "partitions per topic")
 	flag.Int64Var(&cfg.CeilingEvents, "ceiling-events", bench.DefaultCeilingEvents, "events moved by the broker-only ceiling run")
 	flag.BoolVar(&cfg.Profile, "profile", true, "perf CPU profile of every service during the half phase (needs perf)")
