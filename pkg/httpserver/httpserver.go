@@ -60,7 +60,7 @@ func New(logger *slog.Logger, checks map[string]ReadyFunc) *echo.Echo {
 			body.Code = slug(code)
 			body.Message = fmt.Sprint(he.Message)
 		} else {
-			logger.Error("request failed", "path", c.Path(), "error", err.Error())
+			logger.ErrorContext(c.Request().Context(), "request failed", "path", c.Path(), "error", err.Error())
 		}
 		if c.Request().Method == http.MethodHead {
 			_ = c.NoContent(code)
