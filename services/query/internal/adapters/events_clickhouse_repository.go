@@ -28,11 +28,14 @@ const eventColumns = "event_id, type, event_time, event_time_ms, receive_time_ms
 	"service, endpoint, latency_ms, status, client_ip, method, path, protocol, bytes, referrer, user_agent"
 
 // ClickHouseEventRepository writes raw events to <database>.events (see
-// migrations/sql/0001_events.up.sql). Safe for concurrent use.
+// migrations/sql/0001_events.up.sql). Concurrent InsertEvents calls are
+// grouped into one insert (DefaultEventsGroupCommit). Safe for concurrent
+// use.
 type ClickHouseEventRepository struct {
 	conn   driver.Conn
 	table  string // database.table
 	insert string
+	group  *groupCommit[events.Event]
 }
 
 // NewClickHouseEventRepository returns a repository on conn writing to
@@ -46,57 +49,103 @@ func NewClickHouseEventRepository(conn driver.Conn, database string) *ClickHouse
 // database.table (both validated identifiers), e.g. a replay's fresh table.
 func NewClickHouseEventRepositoryOn(conn driver.Conn, database, table string) *ClickHouseEventRepository {
 	qualified := database + "." + table
-	return &ClickHouseEventRepository{conn: conn, table: qualified, insert: "INSERT INTO " + qualified + " (" + eventColumns + ")"}
+	r := &ClickHouseEventRepository{conn: conn, table: qualified, insert: "INSERT INTO " + qualified + " (" + eventColumns + ")"}
+	r.group = newGroupCommit(DefaultEventsGroupCommit, r.insertBlock)
+	return r
 }
 
-// InsertEvents writes evs as one ClickHouse insert (one block): all or
-// none. A replayed event collapses with its earlier copy on merge (the
-// table is a ReplacingMergeTree ordered by type, event_time, event_id).
-// Columns are appended whole (clickhouse-go's columnar API), which is
-// several times faster than appending row by row.
+// WithGroupCommit returns r grouping concurrent inserts with cfg (Idle 0:
+// every InsertEvents call is its own insert).
+func (r *ClickHouseEventRepository) WithGroupCommit(cfg GroupCommitConfig) *ClickHouseEventRepository {
+	c := *r
+	c.group = newGroupCommit(cfg, c.insertBlock)
+	return &c
+}
+
+// InsertEvents writes evs in one ClickHouse insert (one block), together
+// with the events of concurrent calls (group commit): all or none. It
+// returns once that insert is done. A replayed event collapses with its
+// earlier copy on merge (the table is a ReplacingMergeTree ordered by
+// type, event_time, event_id).
 func (r *ClickHouseEventRepository) InsertEvents(ctx context.Context, evs []events.Event) error {
-	if len(evs) == 0 {
+	return r.group.Write(ctx, evs)
+}
+
+// insertBlock writes the events of every slice of groups as one insert.
+// Columns are built whole and appended with clickhouse-go's columnar API,
+// several times faster than appending row by row.
+func (r *ClickHouseEventRepository) insertBlock(ctx context.Context, groups [][]events.Event) error {
+	n := 0
+	for _, evs := range groups {
+		n += len(evs)
+	}
+	if n == 0 {
 		return nil
 	}
-	n := len(evs)
-	var (
-		ids, types, keys, sources, users, sessions, pages, products, queries = mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n)
-		services, endpoints, ips, methods, paths, protos, refs, agents       = mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n), mk[string](n)
-		times                                                                = mk[time.Time](n)
-		timeMs, recvMs, bytes                                                = mk[int64](n), mk[int64](n), mk[int64](n)
-		vs                                                                   = mk[uint16](n)
-		amounts, latencies                                                   = mk[float64](n), mk[float64](n)
-		statuses                                                             = mk[int32](n)
-		propKeys, propValues                                                 = mk[[]string](n), mk[[]string](n)
-	)
-	for i := range evs {
-		e := &evs[i]
-		ids[i], types[i], keys[i], sources[i] = e.ID, string(e.Type), e.Key, e.Source
-		users[i], sessions[i], pages[i], products[i], queries[i] = e.UserID, e.SessionID, e.Page, e.ProductID, e.Query
-		services[i], endpoints[i], ips[i], methods[i], paths[i] = e.Service, e.Endpoint, e.ClientIP, e.Method, e.Path
-		protos[i], refs[i], agents[i] = e.Protocol, e.Referrer, e.UserAgent
-		times[i], timeMs[i], recvMs[i], bytes[i] = dateTime(e.Time), e.Time, e.ReceiveTime, e.Bytes
-		vs[i] = uint16(min(max(e.V, 0), 1<<16-1))
-		amounts[i], latencies[i], statuses[i] = e.Amount, e.LatencyMs, int32(e.Status)
-		propKeys[i], propValues[i] = sortedPairs(e.Properties)
+	b := newEventBlock(n)
+	i := 0
+	for _, evs := range groups {
+		for j := range evs {
+			b.set(i, &evs[j])
+			i++
+		}
 	}
 	batch, err := r.conn.PrepareBatch(ctx, r.insert)
 	if err != nil {
 		return fmt.Errorf("prepare events insert: %w", err)
 	}
-	// In eventColumns order.
-	cols := []any{ids, types, times, timeMs, recvMs, vs, keys, sources, users, sessions, pages, products, amounts, queries,
-		propKeys, propValues, services, endpoints, latencies, statuses, ips, methods, paths, protos, bytes, refs, agents}
-	for i, col := range cols {
+	for i, col := range b.columns() {
 		if err := batch.Column(i).Append(col); err != nil {
 			_ = batch.Abort()
 			return fmt.Errorf("append events column %d: %w", i, err)
 		}
 	}
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("insert %d events: %w", len(evs), err)
+		return fmt.Errorf("insert %d events: %w", n, err)
 	}
 	return nil
+}
+
+// eventBlock holds the events table's columns of one insert.
+type eventBlock struct {
+	ids, types, keys, sources, users, sessions, pages, products, queries []string
+	services, endpoints, ips, methods, paths, protos, refs, agents       []string
+	times                                                                []time.Time
+	timeMs, recvMs, bytes                                                []int64
+	vs                                                                   []uint16
+	amounts, latencies                                                   []float64
+	statuses                                                             []int32
+	propKeys, propValues                                                 [][]string
+}
+
+func newEventBlock(n int) *eventBlock {
+	return &eventBlock{
+		ids: mk[string](n), types: mk[string](n), keys: mk[string](n), sources: mk[string](n), users: mk[string](n),
+		sessions: mk[string](n), pages: mk[string](n), products: mk[string](n), queries: mk[string](n),
+		services: mk[string](n), endpoints: mk[string](n), ips: mk[string](n), methods: mk[string](n), paths: mk[string](n),
+		protos: mk[string](n), refs: mk[string](n), agents: mk[string](n),
+		times: mk[time.Time](n), timeMs: mk[int64](n), recvMs: mk[int64](n), bytes: mk[int64](n), vs: mk[uint16](n),
+		amounts: mk[float64](n), latencies: mk[float64](n), statuses: mk[int32](n), propKeys: mk[[]string](n), propValues: mk[[]string](n),
+	}
+}
+
+// set fills row i from e.
+func (b *eventBlock) set(i int, e *events.Event) {
+	b.ids[i], b.types[i], b.keys[i], b.sources[i] = e.ID, string(e.Type), e.Key, e.Source
+	b.users[i], b.sessions[i], b.pages[i], b.products[i], b.queries[i] = e.UserID, e.SessionID, e.Page, e.ProductID, e.Query
+	b.services[i], b.endpoints[i], b.ips[i], b.methods[i], b.paths[i] = e.Service, e.Endpoint, e.ClientIP, e.Method, e.Path
+	b.protos[i], b.refs[i], b.agents[i] = e.Protocol, e.Referrer, e.UserAgent
+	b.times[i], b.timeMs[i], b.recvMs[i], b.bytes[i] = dateTime(e.Time), e.Time, e.ReceiveTime, e.Bytes
+	b.vs[i] = uint16(min(max(e.V, 0), 1<<16-1))
+	b.amounts[i], b.latencies[i], b.statuses[i] = e.Amount, e.LatencyMs, int32(e.Status)
+	b.propKeys[i], b.propValues[i] = sortedPairs(e.Properties)
+}
+
+// columns returns the columns in eventColumns order.
+func (b *eventBlock) columns() []any {
+	return []any{b.ids, b.types, b.times, b.timeMs, b.recvMs, b.vs, b.keys, b.sources, b.users, b.sessions, b.pages, b.products,
+		b.amounts, b.queries, b.propKeys, b.propValues, b.services, b.endpoints, b.latencies, b.statuses, b.ips, b.methods,
+		b.paths, b.protos, b.bytes, b.refs, b.agents}
 }
 
 func mk[T any](n int) []T { return make([]T, n) }
