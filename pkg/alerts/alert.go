@@ -8,6 +8,8 @@ import (
 	"hash/fnv"
 	"sort"
 	"strconv"
+
+	"github.com/streamwatch/streamwatch/pkg/events"
 )
 
 // Schema is the value of the schema metadata on alerts records.
@@ -90,7 +92,9 @@ func Fingerprint(rule string, labels map[string]string) string {
 // ErrInvalid is wrapped by Validate errors.
 var ErrInvalid = errors.New("invalid alert")
 
-// Validate checks the fields a consumer relies on.
+// Validate checks the fields a consumer relies on: version 1, a
+// fingerprint, a known state, a start in 1..events.MaxTime and an end (when
+// set) not before the start. Errors wrap ErrInvalid.
 func (a *Alert) Validate() error {
 	switch {
 	case a.V != 1:
@@ -99,6 +103,12 @@ func (a *Alert) Validate() error {
 		return fmt.Errorf("%w: missing fingerprint", ErrInvalid)
 	case a.State != StatePending && a.State != StateFiring && a.State != StateResolved:
 		return fmt.Errorf("%w: unknown state %q", ErrInvalid, a.State)
+	case a.StartsAt <= 0 || a.StartsAt > events.MaxTime:
+		// An absurd start would move the notifier's event-time clock (and
+		// every timer on it) years ahead.
+		return fmt.Errorf("%w: starts_at %d outside 1..%d (events.MaxTime)", ErrInvalid, a.StartsAt, events.MaxTime)
+	case a.EndsAt != 0 && a.EndsAt < a.StartsAt:
+		return fmt.Errorf("%w: ends_at %d before starts_at %d", ErrInvalid, a.EndsAt, a.StartsAt)
 	}
 	return nil
 }

@@ -24,4 +24,22 @@ func TestFingerprintIDAndValidate(t *testing.T) {
 	require.ErrorIs(t, al.Validate(), alerts.ErrInvalid)
 	al.State, al.V = alerts.StatePending, 2
 	require.ErrorIs(t, al.Validate(), alerts.ErrInvalid)
+
+	// Absurd times (they would move the notifier's event-time clock).
+	al.V = 1
+	for _, tc := range []struct {
+		starts, ends int64
+		want         string
+	}{
+		{0, 0, "starts_at 0 outside"},
+		{253402300799000, 0, "starts_at 253402300799000 outside 1..4102444800000"},
+		{120_000, 60_000, "ends_at 60000 before starts_at 120000"},
+	} {
+		al.StartsAt, al.EndsAt = tc.starts, tc.ends
+		err := al.Validate()
+		require.ErrorIs(t, err, alerts.ErrInvalid)
+		require.ErrorContains(t, err, tc.want)
+	}
+	al.StartsAt, al.EndsAt = 60_000, 60_000 // resolved in the window it started: valid
+	require.NoError(t, al.Validate())
 }

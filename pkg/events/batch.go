@@ -33,8 +33,10 @@ func EncodeBatch(evs []Event) ([]byte, error) {
 }
 
 // DecodeBatch decodes a batch record payload. It accepts batch versions up to
-// 1 and event schema versions up to SchemaVersion; anything else, and
-// malformed JSON, returns an error wrapping ErrUndecodable.
+// 1 and event schema versions up to SchemaVersion, and events within
+// CheckBounds; anything else, and malformed JSON, returns an error wrapping
+// ErrUndecodable (the whole record is poison: the collector never writes
+// such an event).
 func DecodeBatch(payload []byte) ([]Event, error) {
 	var b Batch
 	if err := json.Unmarshal(payload, &b); err != nil {
@@ -46,6 +48,9 @@ func DecodeBatch(payload []byte) ([]Event, error) {
 	for i := range b.Events {
 		if v := b.Events[i].V; v < 1 || v > SchemaVersion {
 			return nil, fmt.Errorf("%w: event %d has schema version %d (this build reads 1..%d)", ErrUndecodable, i, v, SchemaVersion)
+		}
+		if err := b.Events[i].CheckBounds(); err != nil {
+			return nil, fmt.Errorf("%w: event %d (%s): %w", ErrUndecodable, i, b.Events[i].ID, err)
 		}
 	}
 	return b.Events, nil

@@ -180,6 +180,8 @@ func (e *Event) Validate() error {
 	}
 	if e.Time <= 0 {
 		add("event_time", "missing or not after the epoch")
+	} else if err := e.checkFuture(); err != nil {
+		errs = append(errs, err)
 	}
 	for _, f := range [...]struct{ name, v string }{
 		{"user_id", e.UserID}, {"session_id", e.SessionID}, {"page", e.Page}, {"product_id", e.ProductID},

@@ -95,3 +95,51 @@ func TestStatusClass(t *testing.T) {
 	require.Equal(t, "other", events.StatusClass(600))
 	require.Equal(t, "other", events.StatusClass(0))
 }
+
+// TestDecodeBatchRefusesAbsurdEvents: a record with an event no consumer
+// can use is poison as a whole (errors wrap ErrUndecodable and name the
+// event and the field); the same events are refused by Validate, so the
+// collector never writes them.
+func TestDecodeBatchRefusesAbsurdEvents(t *testing.T) {
+	t.Parallel()
+	recv := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC).UnixMilli()
+	ok := events.Event{V: 1, ID: "ok", Type: events.TypeHTTPRequest, Time: recv, ReceiveTime: recv, ClientIP: "1.2.3.4", Method: "GET", Status: 200}
+	for _, tc := range []struct {
+		name string
+		edit func(*events.Event)
+		want string
+	}{
+		{"year 9999", func(e *events.Event) { e.Time = 253402300799000; e.ReceiveTime = 0 }, `event 1 (bad): field "event_time": 9999-12-31T23:59:59Z is after 2100-01-01T00:00:00Z`},
+		{"a millisecond after 2100", func(e *events.Event) { e.Time = events.MaxTime + 1 }, `field "event_time": 2100-01-01T00:00:00.001Z is after 2100-01-01T00:00:00Z`},
+		{"no time", func(e *events.Event) { e.Time = 0 }, `field "event_time": missing or not after the epoch`},
+		{"negative bytes", func(e *events.Event) { e.Bytes = -1 }, `field "bytes": negative`},
+		{"negative latency", func(e *events.Event) {
+			*e = events.Event{V: 1, ID: "bad", Type: events.TypeServiceRequest, Time: recv, Service: "s", Status: 200, LatencyMs: -3}
+		}, `field "latency_ms": negative`},
+		{"negative amount", func(e *events.Event) {
+			*e = events.Event{V: 1, ID: "bad", Type: events.TypePurchase, Time: recv, UserID: "u", Amount: -0.5}
+		}, `field "amount": negative`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			bad := ok
+			bad.ID = "bad"
+			tc.edit(&bad)
+			b, err := events.EncodeBatch([]events.Event{ok, bad})
+			require.NoError(t, err)
+			_, err = events.DecodeBatch(b)
+			require.ErrorIs(t, err, events.ErrUndecodable)
+			require.ErrorIs(t, err, events.ErrInvalid)
+			require.ErrorContains(t, err, tc.want)
+			require.Error(t, bad.Validate())
+		})
+	}
+	edge := ok
+	edge.Time = events.MaxTime // the last accepted instant
+	b, err := events.EncodeBatch([]events.Event{ok, edge})
+	require.NoError(t, err)
+	got, err := events.DecodeBatch(b)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.NoError(t, edge.Validate())
+}

@@ -43,6 +43,12 @@ func TestDecodeRecordRejects(t *testing.T) {
 		"bad in batch":   {metrics.BatchSchema, string(bad), "result 1"},
 		"zero revision":  {metrics.ResultSchema, `{"v":1,"metric":"m","window_start":0,"window_end":1,"kind":"final","revision":0}`, "revision 0"},
 		"batch version":  {metrics.BatchSchema, `{"v":2,"results":[]}`, "batch version 2"},
+		"end before start": {metrics.ResultSchema, `{"v":1,"metric":"m","window_start":120000,"window_end":60000,"kind":"final","revision":1}`,
+			"window end 60000 not after start 120000"},
+		"negative count": {metrics.ResultSchema, `{"v":1,"metric":"m","window_start":0,"window_end":60000,"kind":"final","revision":1,"count":-3}`,
+			"negative count -3"},
+		"year 9999": {metrics.ResultSchema, `{"v":1,"metric":"m","window_start":253402300740000,"window_end":253402300800000,"kind":"final","revision":1}`,
+			"outside 0..4102444800000"},
 	} {
 		_, err := metrics.DecodeRecord(tc.schema, []byte(tc.payload))
 		require.ErrorIs(t, err, metrics.ErrUndecodable, name)

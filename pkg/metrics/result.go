@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/streamwatch/streamwatch/pkg/events"
 )
 
 // ResultSchema is the value of the schema metadata on metrics.windows records.
@@ -135,6 +137,10 @@ func (r *Result) Validate() error {
 		return fmt.Errorf("%w: window end %d not after start %d", ErrInvalidResult, r.WindowEnd, r.WindowStart)
 	case r.Revision < 1:
 		return fmt.Errorf("%w: revision %d < 1", ErrInvalidResult, r.Revision)
+	case r.WindowStart < 0 || r.WindowEnd > events.MaxTime:
+		return fmt.Errorf("%w: window %d..%d outside 0..%d (events.MaxTime)", ErrInvalidResult, r.WindowStart, r.WindowEnd, events.MaxTime)
+	case r.Count < 0:
+		return fmt.Errorf("%w: negative count %d", ErrInvalidResult, r.Count)
 	}
 	for k := range r.Labels {
 		if !NameRe.MatchString(k) {
