@@ -359,10 +359,13 @@ func (r *runner) phase(ctx context.Context, name string, rate, eps float64, seed
 		profiling.Go(func() { r.profile(ctx) })
 	}
 
-	chunk := int64(2 * r.cfg.Workers * r.cfg.Batch)
-	step := 250 * time.Millisecond
+	// As fast as possible: chunks of two rounds of every worker. Paced: one
+	// second's items a chunk, spread over the workers (a chunk is sent
+	// before the next starts, so one slow request must not serialise it).
+	chunk, batch := int64(2*r.cfg.Workers*r.cfg.Batch), r.cfg.Batch
 	if rate > 0 {
-		chunk = max(1, int64(rate*step.Seconds()))
+		chunk = max(1, int64(rate))
+		batch = min(r.cfg.Batch, max(1, int((chunk+int64(r.cfg.Workers)-1)/int64(r.cfg.Workers))))
 	}
 	var sendErrs []error
 	segBegan, segAccepted := began, int64(0)
@@ -375,7 +378,7 @@ func (r *runner) phase(ctx context.Context, name string, rate, eps float64, seed
 			segBegan, segAccepted = time.Now(), 0
 		}
 		rep, err := loadgen.Send(ctx, tr.g, loadgen.SendOptions{
-			CollectorURL: r.st.CollectorURL(), Items: chunk, Batch: r.cfg.Batch, Workers: r.cfg.Workers,
+			CollectorURL: r.st.CollectorURL(), Items: chunk, Batch: batch, Workers: r.cfg.Workers,
 			Source: fmt.Sprintf("bench-%d-%d", seed, k),
 		})
 		ph.Sent += rep.Sent
