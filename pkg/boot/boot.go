@@ -34,8 +34,8 @@ const (
 // returns. It returns ExitConfig for an invalid configuration (printed to
 // stderr), ExitFailed when telemetry or run fails, ExitOK otherwise.
 //
-// "<binary> healthcheck" instead asks the running service on HTTP_ADDR (or
-// its default) for GET /readyz and returns ExitOK when it answers 200,
+// "<binary> healthcheck" instead asks the running service on
+// HTTP_HEALTH_ADDR, else HTTP_ADDR (or its default), for GET /readyz and returns ExitOK when it answers 200,
 // ExitFailed otherwise: container images without curl use it as their
 // health check.
 func Main[C any](name string, cfg *C, level func(*C) string, run func(context.Context, C, *slog.Logger) error) int {
@@ -63,9 +63,13 @@ func Main[C any](name string, cfg *C, level func(*C) string, run func(context.Co
 }
 
 // healthcheck GETs /readyz of the local service; the address comes from the
-// HTTP_ADDR variable or, when unset, from the Addr preset in cfg's HTTP field.
+// HTTP_HEALTH_ADDR variable (health served on its own listener), else
+// HTTP_ADDR, else the Addr preset in cfg's HTTP field.
 func healthcheck[C any](cfg *C) int {
-	addr := os.Getenv("HTTP_ADDR")
+	addr := os.Getenv("HTTP_HEALTH_ADDR")
+	if addr == "" {
+		addr = os.Getenv("HTTP_ADDR")
+	}
 	if addr == "" {
 		if v := reflect.ValueOf(cfg).Elem(); v.Kind() == reflect.Struct {
 			if f := v.FieldByName("HTTP"); f.IsValid() {

@@ -84,7 +84,7 @@ func RunService[S any](ctx context.Context, cfg ServiceConfig, op Operator[S], l
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return router.Run(gctx) })
 	g.Go(func() error { return proc.Run(gctx) })
-	g.Go(func() error { return httpserver.Run(gctx, e, cfg.HTTP.Addr, cfg.HTTP.ShutdownTimeout) })
+	g.Go(func() error { return httpserver.Serve(gctx, httpserver.Handler(e), cfg.HTTP) })
 	err = g.Wait()
 	logger.Info("service stopped")
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -90,7 +90,7 @@ func (s *Service) Handler() http.Handler { return httpserver.Handler(s.echo) }
 // a clean shutdown, or the listen or shutdown error. It logs start and stop.
 func (s *Service) Run(ctx context.Context) error {
 	s.logger.Info("collector starting", "addr", s.cfg.HTTP.Addr, "kafka_brokers", s.cfg.Kafka.Brokers, "topic", app.Topic)
-	err := httpserver.Serve(ctx, s.echo, s.cfg.HTTP)
+	err := httpserver.Serve(ctx, httpserver.Handler(s.echo), s.cfg.HTTP)
 	s.logger.Info("collector stopped")
 	return err
 }

@@ -207,7 +207,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			}
 		}
 	})
-	g.Go(func() error { return httpserver.Run(gctx, e, cfg.HTTP.Addr, cfg.HTTP.ShutdownTimeout) })
+	g.Go(func() error { return httpserver.Serve(gctx, httpserver.Handler(e), cfg.HTTP) })
 	err = g.Wait()
 	logger.Info("notifier stopped")
 	if err != nil && !errors.Is(err, context.Canceled) {

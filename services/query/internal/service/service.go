@@ -281,7 +281,7 @@ func (s *Service) RunProjections(ctx context.Context) error {
 func (s *Service) RunHTTP(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.streamStopOnce.Do(func() { close(s.streamStop) }) })
 	defer stop()
-	return httpserver.Serve(ctx, s.http, s.cfg.HTTP)
+	return httpserver.Serve(ctx, httpserver.Handler(s.http), s.cfg.HTTP)
 }
 
 // Close releases the router, Kafka clients, Redis and ClickHouse. It is
