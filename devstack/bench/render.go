@@ -68,6 +68,9 @@ func Markdown(res *Result, plots []string) []byte {
 	p("# Streamwatch end-to-end benchmark, %s, %s\n\n", res.Date.Format("2006-01-02 15:04 UTC"), res.Host)
 	p("Machine: %d CPUs, %s. Load average (1/5/15 min) before %.2f/%.2f/%.2f, after %.2f/%.2f/%.2f: the machine is shared, so other work competes for the CPUs.\n\n",
 		res.CPUs, res.GoVersion, res.LoadBefore[0], res.LoadBefore[1], res.LoadBefore[2], res.LoadAfter[0], res.LoadAfter[1], res.LoadAfter[2])
+	if res.Note != "" {
+		p("%s\n\n", res.Note)
+	}
 	c := res.Config
 	p("Settings: %.0f s of sending per phase, generator with %d concurrent requests of %d items, %d partitions per topic, a live probe and a breach probe every %.0f s. ",
 		c.DurationS, c.Workers, c.Batch, c.Partitions, c.ProbeIntervalS)

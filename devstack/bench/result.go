@@ -12,6 +12,7 @@ type Result struct {
 	Host       string     `json:"host"`
 	CPUs       int        `json:"cpus"`
 	GoVersion  string     `json:"go_version"`
+	Note       string     `json:"note,omitempty"`
 	LoadBefore [3]float64 `json:"load_before"`
 	LoadAfter  [3]float64 `json:"load_after"`
 	Config     ConfigJSON `json:"config"`

@@ -72,6 +72,9 @@ type Config struct {
 	// SampleInterval is the time between samples of counts, lag and
 	// process statistics.
 	SampleInterval time.Duration
+	// Note is free text recorded in the result (e.g. which commit the
+	// prebuilt binaries come from).
+	Note string
 	// Logger receives progress; nil discards.
 	Logger *slog.Logger
 }
@@ -164,7 +167,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 
-	res := &Result{Date: time.Now().UTC(), CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	res := &Result{Date: time.Now().UTC(), CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Note: cfg.Note}
 	res.Host, _ = os.Hostname()
 	res.LoadBefore, _ = LoadAvg()
 	res.Config = ConfigJSON{DurationS: cfg.Duration.Seconds(), Workers: cfg.Workers, Batch: cfg.Batch, MaxEPS: cfg.MaxEPS,
@@ -226,6 +229,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	r := &runner{cfg: cfg, st: st, ch: ch, pr: pr, smp: smp, evTime: &evTime, pids: pids, runStart: runStart, lastWall: time.Now(), tmp: tmp}
 	maxPhase, err := r.phase(ctx, "max", 0, cfg.MaxEPS, 1, false)
+	if err == nil {
+		err = ctx.Err() // interrupted: the counts are not final, write nothing
+	}
 	if err != nil {
 		stopSampling()
 		sampling.Wait()
@@ -247,6 +253,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		half = 1
 	}
 	halfPhase, err := r.phase(ctx, "half", half, half, 2, cfg.Profile)
+	if ctx.Err() != nil {
+		stopSampling()
+		sampling.Wait()
+		return nil, fmt.Errorf("half phase: %w", ctx.Err())
+	}
 	if err != nil {
 		res.PhaseErrors = append(res.PhaseErrors, "half: "+err.Error())
 	} else {

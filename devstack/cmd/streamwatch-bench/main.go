@@ -46,6 +46,7 @@ func run() int {
 	flag.BoolVar(&cfg.Profile, "profile", true, "perf CPU profile of every service during the half phase (needs perf)")
 	flag.DurationVar(&cfg.ProfileSeconds, "profile-duration", bench.DefaultProfileSeconds, "length of each profile")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&cfg.Note, "note", "", "free text for the report (e.g. the commit of -bin's binaries)")
 	flag.Parse()
 	cfg.Partitions = int32(*partitions)
 
