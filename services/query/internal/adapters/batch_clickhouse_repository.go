@@ -140,11 +140,12 @@ func (r *ClickHouseBatchRepository) Recompute(ctx context.Context, runID string,
 }
 
 // partsSQL lists the active parts of the events table in the partitions
-// that hold events in [?, ?] (seconds), with each part's time range.
+// that hold events in [?, ?] (seconds) or parts of unknown time range, with
+// each part's time range.
 const partsSQL = "SELECT name, partition_id, toUInt32(level), toInt64(toUInt32(min_time)), toInt64(toUInt32(max_time))" +
 	" FROM system.parts WHERE database = ? AND table = ? AND active AND partition_id IN (" +
 	"SELECT partition_id FROM system.parts WHERE database = ? AND table = ? AND active" +
-	" AND toUInt32(max_time) >= ? AND toUInt32(min_time) <= ?)"
+	" AND ((toUInt32(max_time) >= ? AND toUInt32(min_time) <= ?) OR toUInt32(max_time) = 0))"
 
 // seconds converts the event range [fromMs, toMs) to the inclusive
 // event_time bounds compiled statements use.
@@ -185,7 +186,7 @@ func (r *ClickHouseBatchRepository) readParts(ctx context.Context, q batch.Query
 	var out []batch.Part
 	for _, parts := range byPartition {
 		for _, p := range parts {
-			if p.MaxTime >= from && p.MinTime <= to {
+			if p.MaxTime >= from && p.MinTime <= to || p.MaxTime == 0 { // 0: unknown range, see batch.Deduplicated
 				out = append(out, p)
 			}
 		}

@@ -137,6 +137,7 @@ func TestDeduplicated(t *testing.T) {
 		"an insert's part may hold a key twice")
 	require.False(t, batch.Deduplicated([]batch.Part{merged("a", 1, 100, 200), merged("b", 1, 200, 299)}),
 		"parts sharing a second may share a key")
+	require.False(t, batch.Deduplicated([]batch.Part{merged("a", 1, 0, 0)}), "a part of unknown time range")
 
 	a := []batch.Part{merged("a", 1, 0, 1), merged("b", 1, 2, 3)}
 	require.True(t, batch.SameParts(a, []batch.Part{a[1], a[0]}))

@@ -37,13 +37,15 @@ type Part struct {
 //
 // After OPTIMIZE TABLE ... PARTITION ... FINAL a partition is one merged
 // part, and partitions are disjoint days, so a fully optimized range
-// qualifies. No parts qualify trivially.
+// qualifies. No parts qualify trivially. A part with MaxTime 0 does not
+// qualify: system.parts reports 0 when it knows no time range (and an event
+// at the epoch's first second is no real event).
 func Deduplicated(parts []Part) bool {
 	sorted := slices.Clone(parts)
 	slices.SortFunc(sorted, func(a, b Part) int { return cmp.Compare(a.MinTime, b.MinTime) })
 	for i, p := range sorted {
-		if p.Level == 0 {
-			return false
+		if p.Level == 0 || p.MaxTime == 0 {
+			return false // MaxTime 0: ClickHouse knows no time range for the part
 		}
 		if i > 0 && sorted[i-1].MaxTime >= p.MinTime {
 			return false
