@@ -11,6 +11,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/cenkalti/backoff/v5"
 
+	"github.com/streamwatch/streamwatch/pkg/alerts"
+	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/services/notifier/internal/domain/dispatch"
 )
@@ -102,6 +104,9 @@ func (d *Deliverer) Handle(msg *message.Message) error {
 	if err := json.Unmarshal(msg.Payload, &n); err != nil {
 		return messaging.Permanent(fmt.Errorf("decode notification: %w", err))
 	}
+	if err := validNotification(&n); err != nil {
+		return messaging.Permanent(err)
+	}
 	oc := dispatch.Outcome{
 		V: 1, GroupKey: n.GroupKey, Receiver: n.Receiver, Integration: d.s.Integration, NotificationID: n.ID,
 		Fingerprints: fingerprints(&n),
@@ -181,4 +186,22 @@ func fingerprints(n *dispatch.Notification) []string {
 		fps[i] = a.Fingerprint
 	}
 	return fps
+}
+
+// validNotification refuses a delivery record no integration should send
+// (the dispatcher never writes one, so it comes from a foreign writer):
+// another schema version, no id, an unknown status, a flush time outside
+// 0..events.MaxTime.
+func validNotification(n *dispatch.Notification) error {
+	switch {
+	case n.V != 1:
+		return fmt.Errorf("notification: schema version %d (this build reads 1)", n.V)
+	case n.ID == "":
+		return errors.New("notification: missing id")
+	case n.Status != alerts.StateFiring && n.Status != alerts.StateResolved:
+		return fmt.Errorf("notification: unknown status %q", n.Status)
+	case n.At < 0 || n.At > events.MaxTime:
+		return fmt.Errorf("notification: at %d outside 0..%d (events.MaxTime)", n.At, events.MaxTime)
+	}
+	return nil
 }

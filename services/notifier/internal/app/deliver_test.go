@@ -217,3 +217,27 @@ func TestDeadReceiverEndsInDeadLetterWithoutBlockingOthers(t *testing.T) {
 		"team/webhook/0 retried": 4, "team/webhook/0 failed": 2, "team/webhook/1 sent": 2,
 	}, kinds)
 }
+
+// TestInvalidDeliveryRecordIsPoison: a delivery record the dispatcher would
+// never write (another schema version, a flush time in the year 9999) is a
+// permanent error, so DeadLetter moves it to notifier.deliveries.dlq, and
+// nothing is sent.
+func TestInvalidDeliveryRecordIsPoison(t *testing.T) {
+	t.Parallel()
+	h := &hook{}
+	pub, _, _ := bus(t)
+	d := app.NewDeliverer(app.DeliverSettings{Integration: "team/webhook/0", Timeout: time.Second, MaxTries: 1},
+		adapters.NewWebhook(start(t, h), "", 0), adapters.NewRedisDone(redistest.Start(t), "t:"), pub, nil)
+	for payload, want := range map[string]string{
+		`{"v":2,"id":"n1","status":"firing","at":1}`:               "schema version 2",
+		`{"v":1,"id":"n2","status":"firing","at":253402300799000}`: "at 253402300799000 outside",
+		`{"v":1,"id":"n3","status":"loud","at":1}`:                 `unknown status "loud"`,
+	} {
+		m := message.NewMessage("x-"+want, []byte(payload))
+		m.Metadata.Set(app.MetaIntegration, "team/webhook/0")
+		err := d.Handle(m)
+		require.True(t, messaging.IsPermanent(err), payload)
+		require.ErrorContains(t, err, want)
+	}
+	require.Zero(t, h.count(), "nothing was sent")
+}

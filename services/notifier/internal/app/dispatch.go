@@ -46,8 +46,9 @@ func NewDispatch(d *dispatch.Dispatcher, receivers map[string][]IntegrationRef) 
 // NewState implements stream.Operator.
 func (o *Dispatch) NewState(int32) *dispatch.State { return dispatch.NewState() }
 
-// Apply implements stream.Operator. Undecodable records are permanent
-// errors (the forwarders validated them, so this means a foreign writer).
+// Apply implements stream.Operator. Undecodable and invalid records are
+// permanent errors (the forwarders validated them, so this means a foreign
+// writer): they go to notifier.dispatch.dlq and change nothing.
 func (o *Dispatch) Apply(_ context.Context, st *dispatch.State, msg *message.Message, _ int64) ([]stream.Output, error) {
 	var res dispatch.Result
 	switch k := msg.Metadata.Get(MetaKind); k {
@@ -55,6 +56,11 @@ func (o *Dispatch) Apply(_ context.Context, st *dispatch.State, msg *message.Mes
 		var a alerts.Alert
 		if err := json.Unmarshal(msg.Payload, &a); err != nil {
 			return nil, messaging.Permanent(fmt.Errorf("decode alert: %w", err))
+		}
+		// A foreign writer's alert must not reach the state: a start in
+		// the year 9999 would move the clock, and every timer, with it.
+		if err := a.Validate(); err != nil {
+			return nil, messaging.Permanent(err)
 		}
 		res = o.d.Alert(st, a)
 	case KindSilence:
@@ -70,6 +76,9 @@ func (o *Dispatch) Apply(_ context.Context, st *dispatch.State, msg *message.Mes
 		var a silences.Ack
 		if err := json.Unmarshal(msg.Payload, &a); err != nil {
 			return nil, messaging.Permanent(fmt.Errorf("decode ack: %w", err))
+		}
+		if err := a.Validate(); err != nil {
+			return nil, messaging.Permanent(err)
 		}
 		o.d.Ack(st, a)
 	case KindWake:

@@ -136,6 +136,20 @@ func TestDispatchOperatorAcrossRestarts(t *testing.T) {
 	bad.Metadata.Set(app.MetaKind, app.KindAlert)
 	_, err = op.Apply(ctx, st, bad, 0)
 	require.True(t, messaging.IsPermanent(err))
+	// So are decodable but invalid alerts and acks (fault suite: a start in
+	// the year 9999 would have moved the dispatcher's clock, and every
+	// timer, with it), and the state does not change.
+	clock := st.Now
+	for kind, payload := range map[string]string{
+		app.KindAlert: `{"v":1,"fingerprint":"f","rule":"r","state":"firing","starts_at":253402300799000}`,
+		app.KindAck:   `{"v":2,"id":"a","fingerprint":"f","by":"b","at":1}`,
+	} {
+		m := message.NewMessage("p-"+kind, []byte(payload))
+		m.Metadata.Set(app.MetaKind, kind)
+		_, err = op.Apply(ctx, st, m, 0)
+		require.True(t, messaging.IsPermanent(err), kind)
+	}
+	require.Equal(t, clock, st.Now, "a refused record does not move the clock")
 	_, err = app.NewForward(app.KindSilence).Apply(ctx, struct{}{}, message.NewMessage("z", []byte(`{"v":1,"id":"s"}`)), 0)
 	require.ErrorContains(t, err, "no matchers")
 	require.True(t, messaging.IsPermanent(err))
