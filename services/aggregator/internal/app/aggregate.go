@@ -16,6 +16,7 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/pkg/stream"
+	"github.com/streamwatch/streamwatch/services/aggregator/internal/domain/join"
 	"github.com/streamwatch/streamwatch/services/aggregator/internal/domain/window"
 )
 
@@ -28,6 +29,9 @@ type Settings struct {
 	Window window.Config
 	// Clock returns processing time; nil means time.Now.
 	Clock func() time.Time
+	// Join enriches events from the profiles table before windowing
+	// (docs/join.md); nil disables the join.
+	Join *join.Joiner
 }
 
 // Aggregate is the stream.Operator of the aggregator: one events.raw batch
@@ -97,13 +101,18 @@ func (a *Aggregate) observe(st *window.State, memory bool) {
 }
 
 // NewState implements stream.Operator.
-func (a *Aggregate) NewState(partition int32) *window.State { return window.NewState(partition) }
+func (a *Aggregate) NewState(partition int32) *window.State {
+	if a.s.Join != nil {
+		a.s.Join.Loaded(partition) // join: catch-up barrier before its next Apply
+	}
+	return window.NewState(partition)
+}
 
 // Apply implements stream.Operator: it decodes the batch (a decoding error is
 // permanent: the record goes to events.raw.dlq), adds its events to the
 // windows and returns the due final/revised results, plus one events.late
 // record with the events too late for their windows.
-func (a *Aggregate) Apply(_ context.Context, st *window.State, msg *message.Message, offset int64) ([]stream.Output, error) {
+func (a *Aggregate) Apply(ctx context.Context, st *window.State, msg *message.Message, offset int64) ([]stream.Output, error) {
 	bufp, _ := a.evBufs.Get().(*[]events.Event)
 	if bufp == nil {
 		bufp = new([]events.Event)
@@ -117,6 +126,11 @@ func (a *Aggregate) Apply(_ context.Context, st *window.State, msg *message.Mess
 	}()
 	if err != nil {
 		return nil, messaging.Permanent(err)
+	}
+	if a.s.Join != nil { // stream-table join before windowing (docs/join.md)
+		if err := a.s.Join.Enrich(ctx, st.Partition, evs); err != nil {
+			return nil, err // transient: the record is redelivered
+		}
 	}
 	now := a.s.Clock().UnixMilli()
 	out := a.engine.Add(st, evs, now)

@@ -21,6 +21,22 @@ type Config struct {
 	// MetricsFile is a YAML metric definitions file replacing the built-in
 	// set (pkg/metrics/defaults.yaml); empty uses the built-in set.
 	MetricsFile string `env:"AGG_METRICS_FILE"`
+	// Join holds the stream-table join's settings (docs/join.md).
+	Join Join
+}
+
+// Join holds the settings of the stream-table join: the profiles table
+// and the IP-range table.
+type Join struct {
+	// MaxEntries bounds the profiles held in memory (all types); new
+	// profiles beyond it are refused and counted, updates still apply.
+	MaxEntries int `env:"AGG_JOIN_MAX_ENTRIES" envDefault:"5000000"`
+	// BarrierTimeout bounds how long a partition's first record after a
+	// load waits for the profiles table to catch up before it is retried.
+	BarrierTimeout time.Duration `env:"AGG_JOIN_BARRIER_TIMEOUT" envDefault:"60s"`
+	// GeoIPFile is a CSV of CIDR,country lines that gives access-log
+	// events their client.country; empty leaves it unset.
+	GeoIPFile string `env:"AGG_GEOIP_FILE"`
 }
 
 // Window holds the aggregator's event-time settings.
@@ -55,6 +71,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Window.EmitInterval <= 0 {
 		errs = append(errs, errors.New("AGG_EMIT_INTERVAL: must be positive"))
+	}
+	if c.Join.MaxEntries <= 0 {
+		errs = append(errs, fmt.Errorf("AGG_JOIN_MAX_ENTRIES: %d is not positive", c.Join.MaxEntries))
+	}
+	if c.Join.BarrierTimeout <= 0 {
+		errs = append(errs, errors.New("AGG_JOIN_BARRIER_TIMEOUT: must be positive"))
 	}
 	return errors.Join(errs...)
 }

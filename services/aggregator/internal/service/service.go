@@ -5,14 +5,20 @@ package service
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
+	"os"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/pkg/stream"
+	"github.com/streamwatch/streamwatch/services/aggregator/internal/adapters/profilestream"
 	"github.com/streamwatch/streamwatch/services/aggregator/internal/app"
 	"github.com/streamwatch/streamwatch/services/aggregator/internal/config"
+	"github.com/streamwatch/streamwatch/services/aggregator/internal/domain/join"
 	"github.com/streamwatch/streamwatch/services/aggregator/internal/domain/window"
 )
 
@@ -31,8 +37,14 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	logger.Info("metric definitions loaded", "count", len(defs), "file", cmp.Or(cfg.MetricsFile, metrics.DefaultsFile))
+	joiner, loader, err := newJoin(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer loader.Close()
 	op := app.NewAggregate(app.Settings{
 		Definitions: defs,
+		Join:        joiner,
 		Window: window.Config{
 			OutOfOrderness:  cfg.Window.OutOfOrderness.Milliseconds(),
 			AllowedLateness: cfg.Window.AllowedLateness.Milliseconds(),
@@ -49,10 +61,46 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return stream.RunService(ctx, stream.ServiceConfig{
-		Name: "aggregator", HTTP: cfg.HTTP, Kafka: cfg.Kafka, Redis: cfg.Redis,
-		Group: Group, Topic: messaging.TopicEventsRaw, TickInterval: cfg.Window.EmitInterval,
-	}, counted, logger)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return loader.Run(gctx) })
+	g.Go(func() error {
+		return stream.RunService(gctx, stream.ServiceConfig{
+			Name: "aggregator", HTTP: cfg.HTTP, Kafka: cfg.Kafka, Redis: cfg.Redis,
+			Group: Group, Topic: messaging.TopicEventsRaw, TickInterval: cfg.Window.EmitInterval,
+		}, counted, logger)
+	})
+	err = g.Wait()
+	st := joiner.Stats()
+	logger.Info("join stopped", "profiles", st.Table.Entries, "bytes", st.Table.Bytes, "overflow", st.Table.Overflow,
+		"user_lookups", st.UserLookups, "user_misses", st.UserMisses, "product_lookups", st.ProductLookups,
+		"product_misses", st.ProductMisses, "service_lookups", st.ServiceLookups, "service_misses", st.ServiceMisses,
+		"ip_lookups", st.IPLookups, "ip_misses", st.IPMisses)
+	return err
+}
+
+// newJoin builds the stream-table join (docs/join.md): the profiles table,
+// the loader that feeds it from the profiles topic, and the IP ranges of
+// cfg.Join.GeoIPFile. The caller closes the loader.
+func newJoin(cfg config.Config, logger *slog.Logger) (*join.Joiner, *profilestream.Loader, error) {
+	var geo *join.GeoIP
+	if cfg.Join.GeoIPFile != "" {
+		f, err := os.Open(cfg.Join.GeoIPFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("AGG_GEOIP_FILE: %w", err)
+		}
+		geo, err = join.ParseGeoIP(cfg.Join.GeoIPFile, f)
+		_ = f.Close()
+		if err != nil {
+			return nil, nil, fmt.Errorf("AGG_GEOIP_FILE: %w", err)
+		}
+		logger.Info("ip ranges loaded", "file", cfg.Join.GeoIPFile, "ranges", geo.Len())
+	}
+	table := join.NewTable(cfg.Join.MaxEntries)
+	loader, err := profilestream.New(cfg.Kafka, table, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return join.NewJoiner(join.Settings{Table: table, GeoIP: geo, Ends: loader, BarrierTimeout: cfg.Join.BarrierTimeout}), loader, nil
 }
 
 // loadDefinitions returns the definitions of path, or the built-in set when
