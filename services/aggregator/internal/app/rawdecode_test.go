@@ -2,6 +2,8 @@ package app
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -147,4 +149,44 @@ func FuzzDecodeRaw(f *testing.F) {
 			require.Equal(t, want.Events[i], got[i])
 		}
 	})
+}
+
+// BenchmarkDecode compares the fast path with the general decoder on a
+// 500-event record of the sample kinds.
+func BenchmarkDecode(b *testing.B) {
+	samples := rawSamples()[:5]
+	evs := make([]events.Event, 500)
+	for i := range evs {
+		evs[i] = samples[i%len(samples)]
+		evs[i].ID = fmt.Sprintf("ev-%d", i)
+	}
+	payload, err := events.EncodeBatch(evs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		decode func([]byte, []events.Event) ([]events.Event, error)
+	}{
+		{"goccy", decodeBatch},
+		{"raw", func(p []byte, buf []events.Event) ([]events.Event, error) {
+			evs, _, ok := decodeRaw(p, buf)
+			if !ok {
+				return nil, errors.New("declined")
+			}
+			return evs, nil
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			buf := make([]events.Event, 0, 500)
+			b.ReportAllocs()
+			for b.Loop() {
+				evs, err := tc.decode(payload, buf)
+				if err != nil {
+					b.Fatal(err)
+				}
+				clear(evs)
+			}
+		})
+	}
 }
