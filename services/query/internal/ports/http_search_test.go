@@ -190,6 +190,24 @@ func TestNotificationsProjection(t *testing.T) {
 	bad := message.NewMessage(watermill.NewUUID(), []byte(`[1]`))
 	bad.SetContext(context.Background())
 	require.True(t, messaging.IsPermanent(e.proj.HandleNotification(bad)))
+
+	// Another schema or version, and an absurd time, are poison too (the
+	// fault suite's poison test found them stored).
+	for _, tc := range []struct{ schema, payload, want string }{
+		{"notifications.outcome.v2", `{"id":"n2"}`, `schema "notifications.outcome.v2"`},
+		{"", `{"v":2,"id":"n3"}`, "schema version 2"},
+		{"notifications.outcome.v1", `{"v":1,"id":"n4","at":253402300799000}`, "at 253402300799000 outside"},
+	} {
+		m := message.NewMessage(watermill.NewUUID(), []byte(tc.payload))
+		m.SetContext(context.Background())
+		if tc.schema != "" {
+			m.Metadata.Set(messaging.MetaSchema, tc.schema)
+		}
+		err := e.proj.HandleNotification(m)
+		require.True(t, messaging.IsPermanent(err), tc.payload)
+		require.ErrorContains(t, err, tc.want)
+	}
+	require.Equal(t, uint64(1), e.count(t, "SELECT count() FROM streamwatch.notifications FINAL"), "nothing poison was stored")
 }
 
 func TestRecentAlertsReadsNotifierList(t *testing.T) {

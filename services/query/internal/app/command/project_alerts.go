@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/streamwatch/streamwatch/pkg/alerts"
+	"github.com/streamwatch/streamwatch/pkg/events"
 )
 
 // AlertWriter stores alert state changes.
@@ -70,8 +71,14 @@ func NewProjectNotificationHandler(store NotificationWriter) ProjectNotification
 	return ProjectNotificationHandler{store: store}
 }
 
+// NotificationSchema is the schema metadata of the notifier's outcome
+// records (services/notifier writes them; records without schema metadata
+// are accepted too).
+const NotificationSchema = "notifications.outcome.v1"
+
 // ErrInvalidNotification is wrapped when a notifications record is not a
-// JSON object or has no id; such a record is poison.
+// JSON object, has no id, has another schema (metadata) or version ("v"),
+// or an "at" outside 0..events.MaxTime; such a record is poison.
 var ErrInvalidNotification = fmt.Errorf("invalid notification record")
 
 // Handle stores n. Its ID must be set by the caller (the payload's "id",
@@ -81,6 +88,22 @@ func (h ProjectNotificationHandler) Handle(ctx context.Context, n Notification) 
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(n.Payload, &obj); err != nil {
 		return fmt.Errorf("%w: payload is not a JSON object: %w", ErrInvalidNotification, err)
+	}
+	if n.Schema != "" && n.Schema != NotificationSchema {
+		return fmt.Errorf("%w: schema %q, this build reads %q", ErrInvalidNotification, n.Schema, NotificationSchema)
+	}
+	var head struct {
+		V  *int   `json:"v"`
+		At *int64 `json:"at"`
+	}
+	if err := json.Unmarshal(n.Payload, &head); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidNotification, err)
+	}
+	if head.V != nil && *head.V != 1 {
+		return fmt.Errorf("%w: schema version %d (this build reads 1)", ErrInvalidNotification, *head.V)
+	}
+	if head.At != nil && (*head.At < 0 || *head.At > events.MaxTime) {
+		return fmt.Errorf("%w: at %d outside 0..%d (events.MaxTime)", ErrInvalidNotification, *head.At, events.MaxTime)
 	}
 	if n.ID == "" {
 		return fmt.Errorf("%w: no id", ErrInvalidNotification)
