@@ -113,7 +113,7 @@ func Markdown(res *Result, plots []string) []byte {
 		p("Full pipeline / ceiling = **%.3f** (sustainable rate of `max` over the ceiling).\n", res.PipelineVsCeiling)
 	}
 
-	p("\n## Latency\n\nFrom the probe's POST to the collector until the live API shows its series (polled every 20 ms), or until the webhook receives its alert.\n\n| phase | path | probes | lost | p50 ms | p90 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|---|\n")
+	p("\n## Latency\n\nFrom the probe's POST to the collector until the live API shows its series (polled every %.0f ms), or until the webhook receives its alert.\n\n| phase | path | probes | lost | p50 ms | p90 ms | p99 ms | max ms |\n|---|---|---|---|---|---|---|---|\n", c.LivePollS*1000)
 	for _, ph := range res.Phases {
 		for _, l := range []struct {
 			path string

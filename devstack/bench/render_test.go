@@ -14,7 +14,7 @@ import (
 func sampleResult() *Result {
 	res := &Result{
 		Date: time.Date(2026, 11, 21, 23, 0, 0, 0, time.UTC), Host: "dev box", CPUs: 2, GoVersion: "go1.26",
-		Config:  ConfigJSON{DurationS: 60, Workers: 4, Batch: 1000, Partitions: 6, ProbeIntervalS: 1},
+		Config:  ConfigJSON{DurationS: 60, Workers: 4, Batch: 1000, Partitions: 6, ProbeIntervalS: 1, LivePollS: 0.1},
 		Ceiling: Ceiling{Records: 2000, SourceRecords: 100, Events: 1_000_000, Seconds: 2, EventsPerSecond: 500_000},
 		Phases: []Phase{
 			{Name: "max", Accepted: 1_200_000, AcceptedRate: 20_000, Counted: 1_200_060, Stored: 1_200_060, Expected: 1_200_060,
@@ -74,6 +74,7 @@ func TestMarkdownReport(t *testing.T) {
 		"| half | 7500 | 450000 |",
 		"Full pipeline / ceiling = **0.030**",
 		"| max | breach → webhook | 2 | 1 | 2000 | 2400 | 2490 | 2500 |",
+		"(polled every 100 ms)",
 		"| aggregator | max | 30.0 | 0.0 | 300 | 0 |",
 		"| aggregator | 120 | 0 |",
 		"![x-throughput](x-throughput.png)",

@@ -41,6 +41,7 @@ type ConfigJSON struct {
 	Partitions     int32   `json:"partitions"`
 	CeilingEvents  int64   `json:"ceiling_events"`
 	ProbeIntervalS float64 `json:"probe_interval_s"`
+	LivePollS      float64 `json:"live_poll_s"`
 }
 
 // Phase is one load level. Counts are events (JSON events, access-log
