@@ -209,6 +209,11 @@ type series struct {
 	// label set up after a restore), pos its index in nd.series.
 	nd  *node
 	pos int
+	// cur is the window find returned last and curStart its start, so the
+	// common lookup of the same window reads neither the windows array nor
+	// a window; drop clears it.
+	cur      *Window
+	curStart int64
 	// hdr caches the entry prefix encodeWindow writes for every window of
 	// the series (version, metric, group, sorted labels); nil until first use.
 	hdr []byte
@@ -466,6 +471,7 @@ func (e *Engine) addSession(s *State, c *compiled, sr *series, ev *events.Event,
 	}
 	if start < into.Start || end > into.End {
 		s.delta.remove(into.entry)
+		sr.cur = nil
 		into.Start, into.End = min(into.Start, start), max(into.End, end)
 		into.entry = entryName(sr, into.Start)
 	}
@@ -486,13 +492,20 @@ func (s *State) isSeen(bucket int64, h uint64) bool {
 
 // drop marks w removed; the caller takes it out of its series.
 func (s *State) drop(w *Window) {
+	if w.series != nil && w.series.cur == w {
+		w.series.cur = nil
+	}
 	w.dead = true
 	s.delta.remove(w.entry)
 }
 
 func (sr *series) find(start int64) *Window {
+	if sr.cur != nil && sr.curStart == start {
+		return sr.cur
+	}
 	for _, w := range sr.windows {
 		if w.Start == start {
+			sr.cur, sr.curStart = w, start
 			return w
 		}
 	}
