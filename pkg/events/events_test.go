@@ -143,3 +143,14 @@ func TestDecodeBatchRefusesAbsurdEvents(t *testing.T) {
 	require.Len(t, got, 2)
 	require.NoError(t, edge.Validate())
 }
+
+// BenchmarkCheckBounds is the per-event cost DecodeBatch and the
+// aggregator's decoder pay for the bounds (compare with decoding the event).
+func BenchmarkCheckBounds(b *testing.B) {
+	e := events.Event{V: 1, ID: "x", Type: events.TypeHTTPRequest, Time: 1_795_255_200_000, ClientIP: "1.2.3.4", Method: "GET", Status: 200, Bytes: 10}
+	for b.Loop() {
+		if err := e.CheckBounds(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -9,7 +9,7 @@ import (
 )
 
 // decodeBatch decodes an events.raw batch record exactly as
-// events.DecodeBatch does (same version checks, errors wrapping
+// events.DecodeBatch does (same version and bounds checks, errors wrapping
 // events.ErrUndecodable), with goccy/go-json instead of encoding/json:
 // decoding was the largest cost per event in BenchmarkAggregateApply
 // (~4 µs of ~12 µs per event), and goccy decodes the same JSON about 3
@@ -30,6 +30,9 @@ func decodeBatch(payload []byte, buf []events.Event) ([]events.Event, error) {
 	for i := range b.Events {
 		if v := b.Events[i].V; v < 1 || v > events.SchemaVersion {
 			return nil, fmt.Errorf("%w: event %d has schema version %d (this build reads 1..%d)", events.ErrUndecodable, i, v, events.SchemaVersion)
+		}
+		if err := b.Events[i].CheckBounds(); err != nil {
+			return nil, fmt.Errorf("%w: event %d (%s): %w", events.ErrUndecodable, i, b.Events[i].ID, err)
 		}
 	}
 	return b.Events, nil

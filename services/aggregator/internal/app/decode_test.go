@@ -19,6 +19,12 @@ func TestDecodeBatchAgreesWithEvents(t *testing.T) {
 	require.NoError(t, err)
 	for _, payload := range []string{
 		string(valid), `{"v":2,"events":[]}`, `{"v":1,"events":[{"v":9}]}`, `{"v":1,"events":[`, `[]`, `{"v":1,"events":[{"v":1,"bytes":"x"}]}`,
+		// Absurd values (events.CheckBounds): year 9999, a time far ahead of
+		// the receive time, a negative byte count, no time.
+		`{"v":1,"events":[{"v":1,"event_id":"x","event_time":253402300799000}]}`,
+		`{"v":1,"events":[{"v":1,"event_id":"x","event_time":1800000000000,"receive_time":1700000000000}]}`,
+		`{"v":1,"events":[{"v":1,"event_id":"x","event_time":1,"bytes":-5}]}`,
+		`{"v":1,"events":[{"v":1,"event_id":"x"}]}`,
 	} {
 		want, wantErr := events.DecodeBatch([]byte(payload))
 		got, gotErr := decodeBatch([]byte(payload), nil)
@@ -42,7 +48,7 @@ func TestDecodeBatchIntoBuffer(t *testing.T) {
 	require.NoError(t, err)
 	long := make([]events.Event, 100)
 	for i := range long {
-		long[i] = events.Event{V: 1, ID: "l", Type: events.TypePageView, Time: int64(i), Page: "/p"}
+		long[i] = events.Event{V: 1, ID: "l", Type: events.TypePageView, Time: int64(i + 1), Page: "/p"}
 	}
 	second, err := events.EncodeBatch(long)
 	require.NoError(t, err)
