@@ -45,16 +45,9 @@ func FuzzParseInput(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ev, err := events.ParseInput(data, fuzzReceive)
-		if err != nil {
-			if !errors.Is(err, events.ErrInvalid) {
-				t.Fatalf("error %q does not wrap ErrInvalid", err)
-			}
-			checkMessage(t, err, data)
+		ev, ok := parsed(t, events.ParseInput, data)
+		if !ok {
 			return
-		}
-		if verr := ev.Validate(); verr != nil {
-			t.Fatalf("accepted an invalid event: %v", verr)
 		}
 		if ev.ID == "" || ev.Key != ev.EntityKey() || ev.ReceiveTime != fuzzReceive.UnixMilli() {
 			t.Fatalf("collector fields not filled: %+v", ev)
@@ -78,16 +71,9 @@ func FuzzParseSample(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ev, err := events.ParseSample(data, fuzzReceive)
-		if err != nil {
-			if !errors.Is(err, events.ErrInvalid) {
-				t.Fatalf("error %q does not wrap ErrInvalid", err)
-			}
-			checkMessage(t, err, data)
+		ev, ok := parsed(t, events.ParseSample, data)
+		if !ok {
 			return
-		}
-		if verr := ev.Validate(); verr != nil {
-			t.Fatalf("accepted an invalid sample: %v", verr)
 		}
 		again, err := events.ParseSample(data, fuzzReceive)
 		if err != nil || again.ID != ev.ID {
@@ -130,6 +116,24 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("re-encoded batch has %d events, want %d", len(back), len(evs))
 		}
 	})
+}
+
+// parsed runs a client-input parser on data: an error must wrap ErrInvalid
+// and have a message (then ok is false), an event must validate.
+func parsed(t *testing.T, parse func([]byte, time.Time) (events.Event, error), data []byte) (events.Event, bool) {
+	t.Helper()
+	ev, err := parse(data, fuzzReceive)
+	if err != nil {
+		if !errors.Is(err, events.ErrInvalid) {
+			t.Fatalf("error %q does not wrap ErrInvalid", err)
+		}
+		checkMessage(t, err, data)
+		return events.Event{}, false
+	}
+	if verr := ev.Validate(); verr != nil {
+		t.Fatalf("accepted an invalid event: %v", verr)
+	}
+	return ev, true
 }
 
 // roundTrip checks that ev survives EncodeBatch and DecodeBatch.
