@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -50,23 +51,39 @@ func (r *ClickHouseWindowRepository) InsertWindows(ctx context.Context, rs []met
 	if len(rs) == 0 {
 		return nil
 	}
+	n := len(rs)
+	var (
+		metricCol, keys, kinds                  = mk[string](n), mk[string](n), mk[string](n)
+		names, values                           = mk[[]string](n), mk[[]string](n)
+		starts                                  = mk[time.Time](n)
+		startMs, endMs, revisions, counts, wmMs = mk[int64](n), mk[int64](n), mk[int64](n), mk[int64](n), mk[int64](n)
+		shards                                  = mk[int32](n)
+		completes                               = mk[uint8](n)
+		sums, mins, maxs, vals                  = mk[float64](n), mk[float64](n), mk[float64](n), mk[float64](n)
+	)
+	for i := range rs {
+		w := &rs[i]
+		metricCol[i], keys[i], kinds[i] = w.Metric, metrics.LabelsKey(w.Labels), w.Kind
+		names[i], values[i] = sortedPairs(w.Labels)
+		starts[i], startMs[i], endMs[i] = dateTime(w.WindowStart), w.WindowStart, w.WindowEnd
+		shards[i], revisions[i], counts[i], wmMs[i] = w.Shard, w.Revision, w.Count, w.Watermark
+		if w.Complete {
+			completes[i] = 1
+		}
+		sums[i], mins[i], maxs[i], vals[i] = w.Sum, w.Min, w.Max, w.Value
+	}
 	batch, err := r.conn.PrepareBatch(ctx, r.insert)
 	if err != nil {
 		return fmt.Errorf("prepare metric_windows insert: %w", err)
 	}
-	for i := range rs {
-		w := &rs[i]
-		names, values := sortedPairs(w.Labels)
-		var complete uint8
-		if w.Complete {
-			complete = 1
-		}
-		if err := batch.Append(
-			w.Metric, metrics.LabelsKey(w.Labels), names, values, dateTime(w.WindowStart), w.WindowStart, w.WindowEnd,
-			w.Shard, complete, w.Kind, w.Revision, w.Count, w.Sum, w.Min, w.Max, w.Value, w.Watermark,
-		); err != nil {
+	// In windowColumns order, whole columns (clickhouse-go's columnar API:
+	// no per-row reflection).
+	cols := []any{metricCol, keys, names, values, starts, startMs, endMs, shards, completes, kinds, revisions, counts,
+		sums, mins, maxs, vals, wmMs}
+	for i, col := range cols {
+		if err := batch.Column(i).Append(col); err != nil {
 			_ = batch.Abort()
-			return fmt.Errorf("append window %s: %w", w.ID(), err)
+			return fmt.Errorf("append metric_windows column %d: %w", i, err)
 		}
 	}
 	if err := batch.Send(); err != nil {
