@@ -7,6 +7,8 @@
 //	streamwatch-dev up   [flags]   start the stack and run until Ctrl-C
 //	streamwatch-dev demo [flags]   up, then replay an access log and show
 //	                               what the query API reports
+//	streamwatch-dev keygen -name N -scopes S [-tenant T]
+//	                               print a new API key and its AUTH_KEYS line
 //
 // Run `streamwatch-dev up -h` for the flags. Lifecycle logs go to stderr as
 // JSON; the summary for people goes to stdout.
@@ -52,7 +54,7 @@ var errUsage = errors.New("usage")
 // execute runs the subcommand named by args[0].
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer, logger *slog.Logger, level *slog.LevelVar) error {
 	usage := func() {
-		fmt.Fprintln(stderr, "usage: streamwatch-dev up|demo [flags]  (streamwatch-dev up -h lists the flags)")
+		fmt.Fprintln(stderr, "usage: streamwatch-dev up|demo|keygen [flags]  (streamwatch-dev up -h lists the flags)")
 	}
 	if len(args) == 0 {
 		usage()
@@ -71,6 +73,8 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer, logge
 			return err
 		}
 		return runDemo(ctx, cfg, stdout, logger)
+	case "keygen":
+		return keygen(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		usage()
 		return flag.ErrHelp

@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/streamwatch/streamwatch/pkg/auth"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -71,3 +74,31 @@ func TestParseFlags(t *testing.T) {
 
 // errAny in a test case accepts any error.
 var errAny = errors.New("any error")
+
+func TestKeygenPrintsAKeyAndItsLine(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	if err := keygen([]string{"-name", "web1", "-scopes", "ingest", "-tenant", "web1"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var key, line string
+	for l := range strings.Lines(out.String()) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "key:  "); ok {
+			key = v
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "line: "); ok {
+			line = v
+		}
+	}
+	keys, err := auth.ParseKeys("out", strings.NewReader(line))
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("line %q: %v", line, err)
+	}
+	k, ok := auth.NewKeyring(keys).Lookup(key)
+	if !ok || k.Tenant != "web1" || !k.Has(auth.ScopeIngest) {
+		t.Fatalf("key %q does not match line %q", key, line)
+	}
+	if err := keygen([]string{"-name", "x", "-scopes", "write"}, io.Discard, io.Discard); !errors.Is(err, errUsage) {
+		t.Fatalf("unknown scope: err = %v", err)
+	}
+}
