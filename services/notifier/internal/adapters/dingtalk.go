@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/services/notifier/internal/domain/dispatch"
 )
@@ -49,7 +47,7 @@ func NewDingTalk(url, secret, title string, now func() time.Time) *DingTalk {
 	if now == nil {
 		now = time.Now
 	}
-	return &DingTalk{url: url, secret: secret, title: title, client: &http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport)}, now: now}
+	return &DingTalk{url: url, secret: secret, title: title, client: newHTTPClient(), now: now}
 }
 
 // Message renders n like the seed platform: a "## SEVERITY 告警" heading,

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strings"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-
 	"github.com/streamwatch/streamwatch/services/notifier/internal/domain/dispatch"
 )
 
@@ -37,7 +35,7 @@ type Slack struct {
 
 // NewSlack returns a Slack integration; url is a secret.
 func NewSlack(url, channel, username string) *Slack {
-	return &Slack{url: url, channel: channel, username: username, client: &http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport)}}
+	return &Slack{url: url, channel: channel, username: username, client: newHTTPClient()}
 }
 
 // Message renders n: text "[FIRING:2] <group labels>", one attachment

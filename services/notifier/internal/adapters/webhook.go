@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-
 	"github.com/streamwatch/streamwatch/services/notifier/internal/domain/dispatch"
 )
 
@@ -67,7 +65,7 @@ type Webhook struct {
 // logged). maxAlerts > 0 truncates the alert list (truncatedAlerts counts
 // the rest). Bound each call with the context.
 func NewWebhook(url, externalURL string, maxAlerts int) *Webhook {
-	return &Webhook{url: url, externalURL: externalURL, maxAlerts: maxAlerts, client: &http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport)}}
+	return &Webhook{url: url, externalURL: externalURL, maxAlerts: maxAlerts, client: newHTTPClient()}
 }
 
 // Message renders n as the webhook payload.
