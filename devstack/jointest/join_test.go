@@ -146,7 +146,7 @@ const (
 	t0      = int64(1_431_820_800_000) // 2015-05-17T00:00:00Z
 	users   = 240                      // u200..u239 have no profile in phase 1
 	perPart = 6_000                    // events per phase and kind of event
-	fillers = 60_000                   // profiles of users without events
+	fillers = 400_000                  // profiles of users without events
 )
 
 // model is the brute-force side: the profiles as the test published them.
@@ -168,7 +168,7 @@ func (m *model) labels(metric string, e *events.Event, geo map[string]string) st
 	return "client_country=" + geo[e.ClientIP]
 }
 
-// TestJoinUnderKillsAndRebalance: phase 1 publishes profiles v1 (and 60,000
+// TestJoinUnderKillsAndRebalance: phase 1 publishes profiles v1 (and 400,000
 // profiles no event uses), then events in minutes 0..5 while the aggregator
 // is SIGKILLed twice and restarted. After the pipeline drained, the
 // aggregator is SIGKILLed, phase 2 publishes v2 (segment changes,
@@ -236,10 +236,11 @@ func TestJoinUnderKillsAndRebalance(t *testing.T) {
 	// Profiles no event names make every rebuild of the table take a while
 	// (a restarted aggregator that did not wait for it would join phase 2's
 	// first events with a half-read table).
-	for i := range fillers {
-		put(profiles.Profile{Type: profiles.TypeUser, ID: "f" + strconv.Itoa(i), Segment: "filler"})
-	}
+	poison := message.NewMessage("poison", []byte(`{"v":1,"type":"user","id":"u1","segment":`))
+	poison.Metadata.Set(messaging.MetaKey, "user/u1")
+	msgs = append(msgs, poison) // dead-lettered; u1 keeps its profile
 	flushProfiles()
+	produceFillers(t, ctx)
 
 	throttle := newThrottle(t, ctx)
 	want := map[windowKey]totals{}
@@ -369,6 +370,7 @@ func TestJoinUnderKillsAndRebalance(t *testing.T) {
 	sort.Strings(bad)
 	require.Empty(t, bad[:min(len(bad), 20)], "%d of %d windows differ", len(bad), len(want))
 	require.Contains(t, want, windowKey{"views_by_segment", "user_segment=", t0 / 60_000 * 60_000}, "unknown users are counted with an empty segment")
+	requireDeadLetter(t, ctx, "user/u1")
 	require.Contains(t, want, windowKey{"views_by_segment", "user_segment=new", t0 + 10*60_000}, "phase 2 sees the new users")
 }
 
@@ -401,6 +403,49 @@ func newThrottle(t *testing.T, ctx context.Context) func() {
 			require.True(t, time.Now().Before(deadline), "the aggregator stopped consuming (backlog %d records)", backlog())
 			time.Sleep(20 * time.Millisecond)
 		}
+	}
+}
+
+// produceFillers writes fillers user profiles that no event names, with a
+// batching Kafka producer (the Watermill publisher sends one record at a
+// time).
+func produceFillers(t *testing.T, ctx context.Context) {
+	kc, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers()...), kgo.DefaultProduceTopic(messaging.TopicProfiles))
+	require.NoError(t, err)
+	defer kc.Close()
+	recs := make([]*kgo.Record, 0, fillers)
+	for i := range fillers {
+		p := profiles.Profile{V: profiles.SchemaVersion, Type: profiles.TypeUser, ID: "f" + strconv.Itoa(i), Segment: "filler"}
+		v, err := profiles.Encode(&p)
+		require.NoError(t, err)
+		recs = append(recs, &kgo.Record{Key: []byte(p.Key()), Value: v})
+	}
+	require.NoError(t, kc.ProduceSync(ctx, recs...).FirstErr())
+}
+
+// requireDeadLetter checks that profiles.dlq holds the invalid record (once
+// per aggregator start: every start re-reads the topic), with its key and
+// the error.
+func requireDeadLetter(t *testing.T, ctx context.Context, key string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers()...), kgo.ConsumeTopics(messaging.DLQ(messaging.TopicProfiles)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	require.NoError(t, err)
+	defer cl.Close()
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	fs := cl.PollFetches(fctx)
+	recs := fs.Records()
+	require.NotEmpty(t, recs, "the invalid profile record reaches profiles.dlq")
+	for _, r := range recs {
+		require.Equal(t, key, string(r.Key))
+		var cause string
+		for _, h := range r.Headers {
+			if h.Key == messaging.MetaError {
+				cause = string(h.Value)
+			}
+		}
+		require.Contains(t, cause, "invalid profile")
 	}
 }
 

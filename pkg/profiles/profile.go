@@ -58,6 +58,12 @@ const (
 	MaxAttributes = 32
 )
 
+// owner maps each typed attribute to the one profile type that has it.
+var owner = map[string]Type{
+	"segment": TypeUser, "plan": TypeUser, "country": TypeUser, "signup_date": TypeUser,
+	"category": TypeProduct, "team": TypeService, "tier": TypeService,
+}
+
 // attributeKeyRe is the form of a generic attribute key.
 var attributeKeyRe = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 
@@ -166,10 +172,6 @@ func (p *Profile) Validate() error {
 		add("id", fmt.Sprintf("longer than %d bytes", MaxIDLen))
 	case !printable(p.ID):
 		add("id", "not printable UTF-8")
-	}
-	owner := map[string]Type{
-		"segment": TypeUser, "plan": TypeUser, "country": TypeUser, "signup_date": TypeUser,
-		"category": TypeProduct, "team": TypeService, "tier": TypeService,
 	}
 	for _, f := range [...]struct{ name, v string }{
 		{"segment", p.Segment}, {"plan", p.Plan}, {"country", p.Country}, {"signup_date", p.SignupDate},

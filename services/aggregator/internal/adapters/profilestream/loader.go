@@ -3,6 +3,13 @@
 // every partition from the oldest offset, outside any consumer group, as
 // Kafka Streams restores a GlobalKTable. It also answers the topic's end
 // offsets for the join's catch-up barrier.
+//
+// The loader reads with Sarama's partition consumer (the client
+// Watermill-Kafka wraps) rather than a Watermill subscriber: restoring a
+// table is a bulk read that commits nothing, and Watermill's one message
+// at a time with an ack each rebuilt a 400,000-profile table at ~8,000
+// records/s on the shared machine. Records that are no valid profile are
+// still dead-lettered through Watermill (profiles.dlq).
 package profilestream
 
 import (
@@ -10,99 +17,124 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/streamwatch/streamwatch/pkg/config"
-	"github.com/streamwatch/streamwatch/pkg/logging"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/services/aggregator/internal/domain/join"
 )
 
-// HandlerName names the loader's Watermill handler (in logs, metrics and
-// the dead-letter metadata). It is no consumer group: the loader commits
-// no offsets and re-reads the whole topic on every start.
-const HandlerName = "aggregator.profiles"
-
 // Loader applies every record of the profiles topic to a join.Table. Create
 // it with New, run it with Run, release it with Close.
 type Loader struct {
-	table  *join.Table
-	sub    *kafka.Subscriber
-	client sarama.Client
-	pub    *kafka.Publisher
-	logger *slog.Logger
+	table    *join.Table
+	client   sarama.Client
+	consumer sarama.Consumer
+	pub      *kafka.Publisher
+	logger   *slog.Logger
 }
 
 var _ join.HighWatermarks = (*Loader)(nil)
 
-// New connects to cfg's brokers, with a publisher of its own for dead
-// letters (records that are no valid profile go to profiles.dlq). A nil
-// logger discards. The caller calls Close.
+// New connects to cfg's brokers, with a Watermill publisher of its own for
+// dead letters. A nil logger discards. The caller calls Close.
 func New(cfg config.Kafka, table *join.Table, logger *slog.Logger) (*Loader, error) {
 	logger = messaging.Logger(logger)
-	pub, err := messaging.NewPublisher(cfg, "streamwatch-aggregator-profiles", logger)
+	client, err := sarama.NewClient(cfg.Brokers, messaging.SaramaConfig("streamwatch-aggregator-profiles"))
 	if err != nil {
+		return nil, fmt.Errorf("profiles client: %w", err)
+	}
+	consumer, err := sarama.NewConsumerFromClient(client)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("profiles consumer: %w", err)
+	}
+	pub, err := messaging.NewPublisher(cfg, "streamwatch-aggregator-profiles-dlq", logger)
+	if err != nil {
+		_ = consumer.Close()
+		_ = client.Close()
 		return nil, err
 	}
-	sc := messaging.SaramaConfig("streamwatch-aggregator-profiles")
-	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
-	sub, err := kafka.NewSubscriber(kafka.SubscriberConfig{
-		Brokers:               cfg.Brokers,
-		Unmarshaler:           messaging.Marshaler{},
-		OverwriteSaramaConfig: sc,
-		ConsumerGroup:         "", // every partition, from the oldest offset
-		NackResendSleep:       100 * time.Millisecond,
-		ReconnectRetrySleep:   time.Second,
-	}, logging.Watermill(logger))
-	if err != nil {
-		_ = pub.Close()
-		return nil, fmt.Errorf("profiles subscriber: %w", err)
-	}
-	client, err := sarama.NewClient(cfg.Brokers, messaging.SaramaConfig("streamwatch-aggregator-profiles-offsets"))
-	if err != nil {
-		_ = sub.Close()
-		_ = pub.Close()
-		return nil, fmt.Errorf("profiles offsets client: %w", err)
-	}
-	return &Loader{table: table, sub: sub, client: client, pub: pub, logger: logger}, nil
+	return &Loader{table: table, client: client, consumer: consumer, pub: pub, logger: logger}, nil
 }
 
-// Run consumes the profiles topic into the table until ctx is done; it
-// logs once when the table has caught up with the end offsets of the start
-// (with its size). Invalid records are dead-lettered and skipped. It
-// returns nil after ctx is done, or the error that stopped the router.
+// Run reads every partition of the profiles topic from the oldest offset
+// into the table until ctx is done (partitions added later are not read
+// until the next start). It logs once when the table has caught up with
+// the end offsets of the start, with its size and the time it took.
+// Invalid records are dead-lettered and skipped; consumer errors are
+// logged (Sarama retries). It returns nil after ctx is done, or the error
+// that kept it from starting.
 func (l *Loader) Run(ctx context.Context) error {
-	router, err := messaging.NewRouter(l.logger)
+	parts, err := l.client.Partitions(messaging.TopicProfiles)
 	if err != nil {
-		return err
+		return fmt.Errorf("partitions of %s: %w", messaging.TopicProfiles, err)
 	}
-	h := router.AddConsumerHandler(HandlerName, messaging.TopicProfiles, l.sub, l.handle)
-	h.AddMiddleware(messaging.DeadLetter(l.pub, messaging.TopicProfiles, l.logger))
-
+	var pcs []sarama.PartitionConsumer
+	defer func() {
+		for _, pc := range pcs {
+			_ = pc.Close()
+		}
+	}()
+	for _, p := range parts {
+		pc, err := l.consumer.ConsumePartition(messaging.TopicProfiles, p, sarama.OffsetOldest)
+		if err != nil {
+			return fmt.Errorf("consume %s/%d: %w", messaging.TopicProfiles, p, err)
+		}
+		pcs = append(pcs, pc)
+	}
 	go l.logCatchUp(ctx)
-	if err := router.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return fmt.Errorf("profiles loader: %w", err)
+	var wg sync.WaitGroup
+	for _, pc := range pcs {
+		wg.Go(func() { l.consume(ctx, pc) })
 	}
+	wg.Wait()
 	return nil
 }
 
-func (l *Loader) handle(msg *message.Message) error {
-	part, offset, ok := messaging.Position(msg)
-	if !ok {
-		return messaging.Permanent(errors.New("profiles record without a Kafka position"))
+func (l *Loader) consume(ctx context.Context, pc sarama.PartitionConsumer) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-pc.Messages():
+			if !ok {
+				return
+			}
+			if err := l.table.Apply(m.Partition, m.Offset, string(m.Key), m.Value); err != nil {
+				l.deadLetter(ctx, m, err)
+			}
+		case err, ok := <-pc.Errors():
+			if ok {
+				l.logger.Warn("profiles consumer", "error", err.Error())
+			}
+		}
 	}
-	key := msg.Metadata.Get(messaging.MetaKey)
-	if k, ok := kafka.MessageKeyFromCtx(msg.Context()); ok && len(k) > 0 {
-		key = string(k) // the Kafka record key wins over the header
+}
+
+// deadLetter publishes a record the table refused to profiles.dlq with the
+// error and its position, as messaging.DeadLetter does for handlers. A
+// failed publish is logged: the table has skipped the record either way.
+func (l *Loader) deadLetter(ctx context.Context, m *sarama.ConsumerMessage, cause error) {
+	msg := message.NewMessage(watermill.NewUUID(), m.Value)
+	msg.SetContext(ctx)
+	msg.Metadata.Set(messaging.MetaKey, string(m.Key))
+	msg.Metadata.Set(messaging.MetaError, cause.Error())
+	msg.Metadata.Set(messaging.MetaSourceTopic, messaging.TopicProfiles)
+	msg.Metadata.Set(messaging.MetaSourcePartition, strconv.Itoa(int(m.Partition)))
+	msg.Metadata.Set(messaging.MetaSourceOffset, strconv.FormatInt(m.Offset, 10))
+	if err := l.pub.Publish(messaging.DLQ(messaging.TopicProfiles), msg); err != nil {
+		l.logger.Error("profiles record not dead-lettered", "error", err.Error(), "cause", cause.Error())
+		return
 	}
-	if err := l.table.Apply(part, offset, key, msg.Payload); err != nil {
-		return messaging.Permanent(err)
-	}
-	return nil
+	l.logger.Warn("record sent to dead-letter topic", "topic", messaging.TopicProfiles, "dlq", messaging.DLQ(messaging.TopicProfiles), "error", cause.Error())
 }
 
 func (l *Loader) logCatchUp(ctx context.Context) {
@@ -117,7 +149,8 @@ func (l *Loader) logCatchUp(ctx context.Context) {
 	}
 	st := l.table.Stats()
 	l.logger.Info("profiles table caught up", "entries", st.Entries, "users", st.Users, "products", st.Products,
-		"services", st.Services, "bytes", st.Bytes, "overflow", st.Overflow, "duration", time.Since(start).String())
+		"services", st.Services, "bytes", st.Bytes, "overflow", st.Overflow, "records", st.Records,
+		"duration", time.Since(start).String())
 }
 
 // HighWatermarks implements join.HighWatermarks: the end offset of every
@@ -159,5 +192,5 @@ func (l *Loader) HighWatermarks(ctx context.Context) (map[int32]int64, error) {
 // Close releases the Kafka clients. Call it after Run returned (or when
 // Run was never called).
 func (l *Loader) Close() error {
-	return errors.Join(l.sub.Close(), l.client.Close(), l.pub.Close())
+	return errors.Join(l.consumer.Close(), l.pub.Close(), l.client.Close())
 }
