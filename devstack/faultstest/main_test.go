@@ -12,7 +12,7 @@
 // goes on (poison_test.go).
 //
 // Environment (all optional): FAULTS_EVENTS items per scenario (default
-// 3000, at least 2500), FAULTS_RATE items per second of wall time (default
+// 3000, 2500..30000), FAULTS_RATE items per second of wall time (default
 // 300), FAULTS_OUTAGE how long ClickHouse and Redis stay down (default
 // 10s; the 30s in make faults), FAULTS_REPORT a file the table is
 // also written to. Skipped with -short.
@@ -57,8 +57,8 @@ func loadOptions() (suiteOptions, error) {
 	o := suiteOptions{events: 3000, rate: 300, outage: 10 * time.Second, report: os.Getenv("FAULTS_REPORT")}
 	if v := os.Getenv("FAULTS_EVENTS"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 2500 {
-			return o, fmt.Errorf("FAULTS_EVENTS=%q: want an integer >= 2500 (a scenario needs 3 minutes of event time for its incident)", v)
+		if err != nil || n < 2500 || n > 30000 {
+			return o, fmt.Errorf("FAULTS_EVENTS=%q: want an integer in 2500..30000 (a scenario needs 3 minutes of event time for its incident and must stay within its hour)", v)
 		}
 		o.events = n
 	}
