@@ -2,6 +2,7 @@ package ports_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -91,4 +92,47 @@ func newKey(t *testing.T) string {
 	s, err := auth.Generate()
 	require.NoError(t, err)
 	return s
+}
+
+// TestLimitsAnswerItemByItem posts through a loopback server with the
+// collector's limits: items beyond the event-time skew, the size, depth
+// and field limits are listed with their reasons in a 202, the valid item
+// of the request is published.
+func TestLimitsAnswerItemByItem(t *testing.T) {
+	t.Parallel()
+	guard, err := auth.NewGuard(auth.Config{Mode: auth.ModeOff}, nil)
+	require.NoError(t, err)
+	pub := &fakePublisher{}
+	limits := app.Limits{MaxEventBytes: 512, MaxJSONDepth: 3, MaxJSONFields: 20, MaxEventSkew: time.Hour}
+	e := httpserver.New(nil, nil)
+	ports.NewHTTPServer(app.New(pub, func() time.Time { return now }, limits), maxBody, guard).Register(e)
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+
+	ev := func(extra string, at time.Time) string {
+		return `{"type":"click","user_id":"u","event_time":"` + at.Format(time.RFC3339) + `"` + extra + `}`
+	}
+	body := "[" + strings.Join([]string{
+		ev("", now.Add(-time.Minute)),
+		ev("", now.Add(3*time.Hour)),
+		ev(`,"page":"`+strings.Repeat("x", 600)+`"`, now),
+		ev(`,"properties":{"a":{"b":{"c":1}}}`, now),
+		ev(`,"properties":{`+strings.Repeat(`"k":"v",`, 20)+`"z":"v"}`, now),
+	}, ",") + "]"
+	resp, err := srv.Client().Post(srv.URL+"/v1/events", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var got ports.IngestResponse[ports.EventRejection]
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	require.Equal(t, 1, got.Accepted)
+	require.Len(t, pub.published(), 1)
+	reasons := map[int64]string{}
+	for _, r := range got.Rejected {
+		reasons[r.Index] = r.Error
+	}
+	require.Contains(t, reasons[1], "in the future (COLLECTOR_MAX_EVENT_SKEW)")
+	require.Contains(t, reasons[2], "(COLLECTOR_MAX_EVENT_BYTES)")
+	require.Contains(t, reasons[3], "nested deeper than 3 levels (COLLECTOR_MAX_JSON_DEPTH)")
+	require.Contains(t, reasons[4], "more than 20 JSON fields (COLLECTOR_MAX_JSON_FIELDS)")
 }
