@@ -140,13 +140,14 @@ func TestCORSAllowsOnlyConfiguredOrigins(t *testing.T) {
 	e := httpserver.New(nil, nil)
 	e.Use(httpserver.CORS([]string{"https://ops.example"}))
 	e.GET("/api", func(c echo.Context) error { return c.String(http.StatusOK, "api") })
+	e.POST("/ingest", func(c echo.Context) error { return c.NoContent(http.StatusAccepted) })
 	srv := httptest.NewServer(e)
 	defer srv.Close()
 	preflight := func(origin string) *http.Response {
-		req, err := http.NewRequest(http.MethodOptions, srv.URL+"/api", nil)
+		req, err := http.NewRequest(http.MethodOptions, srv.URL+"/ingest", nil)
 		require.NoError(t, err)
 		req.Header.Set("Origin", origin)
-		req.Header.Set("Access-Control-Request-Method", "GET")
+		req.Header.Set("Access-Control-Request-Method", "POST")
 		req.Header.Set("Access-Control-Request-Headers", "authorization")
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
@@ -154,6 +155,7 @@ func TestCORSAllowsOnlyConfiguredOrigins(t *testing.T) {
 		return resp
 	}
 	resp := preflight("https://ops.example")
+	require.Less(t, resp.StatusCode, 300, "preflight of a POST-only route")
 	require.Equal(t, "https://ops.example", resp.Header.Get("Access-Control-Allow-Origin"))
 	require.Contains(t, strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers")), "authorization")
 	resp = preflight("https://evil.example")
