@@ -126,11 +126,32 @@ func newServer(h http.Handler, cfg config.HTTP) *http.Server {
 // inside (otelhttp, echo) need not support http.ResponseController.
 func writeDeadline(h http.Handler, d time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
 		if !strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
-			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+			_ = rc.SetWriteDeadline(time.Now().Add(d))
 		}
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), responseControllerKey{}, rc)))
 	})
+}
+
+// responseControllerKey is the request-context key of the connection's
+// *http.ResponseController, for ExtendWriteDeadline.
+type responseControllerKey struct{}
+
+// ExtendWriteDeadline moves the write deadline of the response to the
+// request of ctx to now + d (d <= 0: no deadline), for a handler that
+// legitimately runs longer than HTTP_WRITE_TIMEOUT (a synchronous batch
+// run, a stream). It reports whether it could: false outside Serve.
+func ExtendWriteDeadline(ctx context.Context, d time.Duration) bool {
+	rc, ok := ctx.Value(responseControllerKey{}).(*http.ResponseController)
+	if !ok {
+		return false
+	}
+	var at time.Time
+	if d > 0 {
+		at = time.Now().Add(d)
+	}
+	return rc.SetWriteDeadline(at) == nil
 }
 
 // pathFilter serves the OpsPaths of h when ops is true and every other path

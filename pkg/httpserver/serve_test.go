@@ -208,3 +208,39 @@ func TestServeWriteTimeoutSparesEventStreams(t *testing.T) {
 	require.Less(t, strings.Count(read("application/json"), "tick"), 6, "the write deadline cut the slow response")
 	require.Equal(t, 6, strings.Count(read("text/event-stream"), "tick"), "an event stream has no write deadline")
 }
+
+// A handler that needs longer than the write timeout extends its own
+// deadline, through every wrapper (here echo and a context-deriving
+// middleware, as otelhttp is).
+func TestExtendWriteDeadline(t *testing.T) {
+	t.Parallel()
+	e := httpserver.New(nil, nil)
+	e.GET("/long", func(c echo.Context) error {
+		if !httpserver.ExtendWriteDeadline(c.Request().Context(), 5*time.Second) {
+			return c.String(http.StatusInternalServerError, "no controller")
+		}
+		time.Sleep(400 * time.Millisecond)
+		return c.String(http.StatusOK, "done")
+	})
+	wrapped := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		e.ServeHTTP(w, r.WithContext(ctx))
+	})
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- httpserver.Serve(ctx, wrapped, config.HTTP{Addr: addr, WriteTimeout: 100 * time.Millisecond}) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			_ = c.Close()
+		}
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond)
+	code, body := get(t, "http://"+addr+"/long")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "done", body)
+	require.False(t, httpserver.ExtendWriteDeadline(context.Background(), time.Second))
+}
