@@ -164,6 +164,8 @@ func (s *HTTPServer) startBatchRun(c echo.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return badRequest(err)
 	}
+	// The run is synchronous and may outlast HTTP_WRITE_TIMEOUT.
+	httpserver.ExtendWriteDeadline(c.Request().Context(), batchRunTimeout+time.Minute)
 	ctx, cancel := context.WithTimeout(c.Request().Context(), batchRunTimeout)
 	defer cancel()
 	run, err := s.app.Commands.RunBatch.Handle(ctx, "b"+time.Now().UTC().Format("20060102T150405.000"), from, to, req.Metrics)

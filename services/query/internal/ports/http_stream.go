@@ -47,6 +47,9 @@ func (s *HTTPServer) streamWindows(c echo.Context) error {
 	if s.stream.Feed == nil {
 		return httpserver.Error(http.StatusServiceUnavailable, "live stream not available")
 	}
+	// A stream outlasts HTTP_WRITE_TIMEOUT, also for clients that do not
+	// send Accept: text/event-stream.
+	httpserver.ExtendWriteDeadline(c.Request().Context(), 0)
 	results, unsubscribe := s.stream.Feed.Subscribe(names, streamBuffer)
 	defer unsubscribe()
 
