@@ -230,7 +230,9 @@ func TestExtendWriteDeadline(t *testing.T) {
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- httpserver.Serve(ctx, wrapped, config.HTTP{Addr: addr, WriteTimeout: 100 * time.Millisecond}) }()
+	go func() {
+		done <- httpserver.Serve(ctx, wrapped, config.HTTP{Addr: addr, WriteTimeout: 100 * time.Millisecond})
+	}()
 	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
 	require.Eventually(t, func() bool {
 		c, err := net.Dial("tcp", addr)

@@ -36,7 +36,9 @@ type reached struct{}
 
 func (reached) Rules(context.Context, string) ([]json.RawMessage, error)    { return nil, errReached }
 func (reached) Silences(context.Context, string) ([]json.RawMessage, error) { return nil, errReached }
-func (reached) Run(context.Context, string) (batch.Run, bool, error)        { return batch.Run{}, false, errReached }
+func (reached) Run(context.Context, string) (batch.Run, bool, error) {
+	return batch.Run{}, false, errReached
+}
 func (reached) RunWindows(context.Context, batch.Run) ([]batch.Window, error) {
 	return nil, errReached
 }
@@ -50,7 +52,9 @@ func (reached) TopScores(context.Context, string, int64) ([]window.LabelScore, e
 func (reached) RecentNotifications(context.Context, int) ([]query.StoredNotification, error) {
 	return nil, errReached
 }
-func (reached) PipelineHealth(context.Context) (pipeline.Health, error) { return pipeline.Health{}, errReached }
+func (reached) PipelineHealth(context.Context) (pipeline.Health, error) {
+	return pipeline.Health{}, errReached
+}
 func (reached) SearchEvents(context.Context, eventsearch.Query) (eventsearch.Page, error) {
 	return eventsearch.Page{}, errReached
 }
