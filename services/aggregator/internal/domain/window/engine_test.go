@@ -379,3 +379,52 @@ metrics:
 	require.Equal(t, q["lat_p95"].QuantileSketch, q["lat_p99"].QuantileSketch)
 	require.Greater(t, q["lat_p99_errors"].Quantiles["p99"], 900_000.0)
 }
+
+// TestRestoresV1Entries checks that window entries written by the previous
+// codec version (v1: no shared or incremental sketches; otherwise the same
+// layout) still restore, so a deployment continues from the checkpoints
+// the last build wrote.
+func TestRestoresV1Entries(t *testing.T) {
+	t.Parallel()
+	defs := mustDefs(t, testDefs+`
+  - name: dist
+    types: [http_request]
+    distinct: client_ip
+    value: bytes
+    aggregations: [distinct, p95, topk]
+    topk: {field: client_ip, n: 2}
+    window: {size: 1m}
+`)
+	e := window.NewEngine(defs, cfg)
+	s := window.NewState(0)
+	var batch []events.Event
+	for i := range 200 {
+		batch = append(batch, ev(fmt.Sprint(i), t0+int64(i)*100, fmt.Sprintf("10.0.0.%d", i%9), int64(i)))
+	}
+	e.Add(s, batch, 1)
+	set, _, err := s.TakeDelta() // first encoding of every window: no flag 16 or 32
+	require.NoError(t, err)
+	v1 := map[string][]byte{}
+	for k, v := range set {
+		if strings.HasPrefix(k, "w|") {
+			require.Equal(t, byte(2), v[0])
+			v = append([]byte{1}, v[1:]...)
+		}
+		v1[k] = v
+	}
+	restored := window.NewState(0)
+	require.NoError(t, restored.RestoreEntries(v1))
+	more := []events.Event{ev("x", t0+30_000, "10.0.0.1", 7)}
+	e.Add(s, more, 2)
+	e.Add(restored, more, 2)
+	require.Equal(t, e.Emit(s, 2, true), e.Emit(restored, 2, true))
+
+	bad := map[string][]byte{}
+	for k, v := range v1 {
+		if strings.HasPrefix(k, "w|") {
+			v = append([]byte{3}, v[1:]...)
+		}
+		bad[k] = v
+	}
+	require.ErrorContains(t, window.NewState(0).RestoreEntries(bad), "version 3")
+}
