@@ -755,11 +755,12 @@ func (s *State) SeenIDs() int {
 }
 
 // MemoryBytes estimates the heap the state holds, in bytes: per window its
-// struct, labels and sketches, per remembered event id its map entry. It is
+// struct, labels and sketches (a shared DDSketch once), per label set its
+// index node, per remembered event id its map entry. It is
 // the gauge behind "memory per active window key" (MemoryBytes /
 // ActiveWindows); BenchmarkMemoryPerWindow checks it against the runtime.
 func (s *State) MemoryBytes() int64 {
-	const windowBytes, seriesBytes, seenBytes = 240, 120, 24
+	const windowBytes, seriesBytes, seenBytes, nodeBytes = 240, 120, 24, 96
 	var n int64
 	for _, m := range s.byMetric {
 		for _, sr := range m {
@@ -781,6 +782,11 @@ func (s *State) MemoryBytes() int64 {
 					n += int64(w.TopK.Len()) * 64
 				}
 			}
+		}
+	}
+	for _, m := range s.nodes {
+		for _, nd := range m {
+			n += nodeBytes + int64(len(nd.key)) + 8*int64(len(nd.series))
 		}
 	}
 	return n + int64(s.SeenIDs())*seenBytes
