@@ -65,6 +65,13 @@ func TestTargetsSayHowFarEachIs(t *testing.T) {
 	}
 }
 
+func TestTargetsSayWhenTheDrainGaveUp(t *testing.T) {
+	t.Parallel()
+	res := sampleResult()
+	res.Phases[0].DrainTimedOut, res.Phases[0].Loss, res.Phases[0].ProcessedSeconds = true, 1234, 900
+	require.Contains(t, Targets(res)[0].Measured, "1234 events not yet counted when the drain timeout ended the wait (900 s after sending began)")
+}
+
 func TestMarkdownReport(t *testing.T) {
 	t.Parallel()
 	md := string(Markdown(sampleResult(), []string{"x-throughput.png"}))

@@ -5,6 +5,7 @@
 //	streamwatch-bench                      # 60 s per phase (the issue's target duration)
 //	streamwatch-bench -duration 20s        # a short run
 //	streamwatch-bench -duration 10m        # flat-throughput check, rates per minute
+//	streamwatch-bench -render bench/results/2026-11-21-vm.json  # report and plots again
 //
 // It needs redis-server and clickhouse-server (as `make test` does), Go to
 // build the services, and optionally perf for CPU profiles.
@@ -12,6 +13,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,7 +49,11 @@ func run() int {
 	flag.DurationVar(&cfg.ProfileSeconds, "profile-duration", bench.DefaultProfileSeconds, "length of each profile")
 	flag.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&cfg.Note, "note", "", "free text for the report (e.g. the commit of -bin's binaries)")
+	render := flag.String("render", "", "only render the report and plots again from this result JSON (next to it)")
 	flag.Parse()
+	if *render != "" {
+		return rerender(*render)
+	}
 	cfg.Partitions = int32(*partitions)
 
 	var level slog.Level
@@ -95,6 +101,31 @@ func run() int {
 	}
 	for _, t := range res.Targets {
 		fmt.Printf("%-18s %-13s %s\n", t.Name, t.Status, t.Measured)
+	}
+	return 0
+}
+
+// rerender writes the report and plots of a result JSON again, next to
+// it, with this build's rendering and target evaluation.
+func rerender(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "streamwatch-bench:", err)
+		return 1
+	}
+	var res bench.Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		fmt.Fprintf(os.Stderr, "streamwatch-bench: %s: %v\n", path, err)
+		return 1
+	}
+	res.Targets = bench.Targets(&res)
+	files, err := bench.WriteResults(&res, filepath.Dir(path))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "streamwatch-bench:", err)
+		return 1
+	}
+	for _, f := range files {
+		fmt.Println(f)
 	}
 	return 0
 }
