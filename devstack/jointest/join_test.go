@@ -16,7 +16,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -138,11 +137,6 @@ type windowKey struct {
 	start          int64
 }
 
-type totals struct {
-	count int64
-	sum   float64
-}
-
 const (
 	t0      = int64(1_431_820_800_000) // 2015-05-17T00:00:00Z
 	users   = 240                      // u200..u239 have no profile in phase 1
@@ -244,7 +238,7 @@ func TestJoinUnderKillsAndRebalance(t *testing.T) {
 	produceFillers(t, ctx)
 
 	throttle := newThrottle(t, ctx)
-	want := map[windowKey]totals{}
+	want := map[windowKey]windowresults.Totals{}
 	seq := 0
 	// send publishes one phase's events (event times in [from, from+5m)) in
 	// chunks, calling disrupt after chunk k.
@@ -280,8 +274,8 @@ func TestJoinUnderKillsAndRebalance(t *testing.T) {
 					events.TypeServiceRequest: "requests_by_team", events.TypeHTTPRequest: "requests_by_country"}[e.Type]
 				k := windowKey{metric, m.labels(metric, &e, geo), tm / 60_000 * 60_000}
 				w := want[k]
-				w.count++
-				w.sum += e.Amount
+				w.Count++
+				w.Sum += e.Amount
 				want[k] = w
 				evs = append(evs, e)
 			}
@@ -363,18 +357,7 @@ func TestJoinUnderKillsAndRebalance(t *testing.T) {
 	require.NoError(t, bp.PublishEvents(ctx, messaging.TopicEventsRaw, flush))
 
 	got := readResults(t, want, 3*time.Minute)
-	var bad []string
-	for k, w := range want {
-		if g := got[k]; g.count != w.count || g.sum-w.sum > 1e-6 || w.sum-g.sum > 1e-6 {
-			bad = append(bad, fmt.Sprintf("%+v: want %+v, got %+v", k, w, g))
-		}
-	}
-	for k, g := range got {
-		if _, ok := want[k]; !ok {
-			bad = append(bad, fmt.Sprintf("%+v: unexpected %+v", k, g))
-		}
-	}
-	sort.Strings(bad)
+	bad := windowresults.Diff(want, got)
 	require.Empty(t, bad[:min(len(bad), 20)], "%d of %d windows differ", len(bad), len(want))
 	require.Contains(t, want, windowKey{"views_by_segment", "user_segment=", t0 / 60_000 * 60_000}, "unknown users are counted with an empty segment")
 	requireDeadLetter(t, ctx, "user/u1")
@@ -517,40 +500,16 @@ func labelString(r *metrics.Result) string {
 // readResults reads metrics.windows until the latest revision of every
 // window result, summed over shards, matches want (or the timeout passes),
 // and returns the sums of the windows before the flush.
-func readResults(t *testing.T, want map[windowKey]totals, timeout time.Duration) map[windowKey]totals {
+func readResults(t *testing.T, want map[windowKey]windowresults.Totals, timeout time.Duration) map[windowKey]windowresults.Totals {
 	t.Helper()
-	sum := func(latest map[string]metrics.Result) map[windowKey]totals {
-		got := map[windowKey]totals{}
-		for _, r := range latest {
-			if r.WindowStart >= t0+3_600_000-60_000 {
-				continue
-			}
-			k := windowKey{r.Metric, labelString(&r), r.WindowStart}
-			x := got[k]
-			x.count += r.Count
-			x.sum += r.Sum
-			got[k] = x
-		}
-		return got
+	key := func(r *metrics.Result) (windowKey, bool) {
+		return windowKey{r.Metric, labelString(r), r.WindowStart}, r.WindowStart < t0+3_600_000-60_000
 	}
-	got := sum(windowresults.Latest(t, st.Brokers(), timeout, func(latest map[string]metrics.Result) bool {
-		return equal(want, sum(latest))
-	}))
-	if !equal(want, got) {
+	got := windowresults.Sum(windowresults.Latest(t, st.Brokers(), timeout, func(latest map[string]metrics.Result) bool {
+		return windowresults.Equal(want, windowresults.Sum(latest, key))
+	}), key)
+	if !windowresults.Equal(want, got) {
 		t.Logf("results did not converge within %s: %d of %d windows seen", timeout, len(got), len(want))
 	}
 	return got
-}
-
-func equal(want, got map[windowKey]totals) bool {
-	if len(want) != len(got) {
-		return false
-	}
-	for k, w := range want {
-		g, ok := got[k]
-		if !ok || g.count != w.count || g.sum-w.sum > 1e-6 || w.sum-g.sum > 1e-6 {
-			return false
-		}
-	}
-	return true
 }

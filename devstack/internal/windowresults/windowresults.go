@@ -4,6 +4,8 @@ package windowresults
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"testing"
 	"time"
 
@@ -53,4 +55,61 @@ func Latest(t testing.TB, brokers []string, timeout time.Duration, done func(map
 		}
 	}
 	return latest
+}
+
+// Totals is the count and sum of a window summed over shards.
+type Totals struct {
+	Count int64
+	Sum   float64
+}
+
+// Sum adds the count and sum of every result that key maps to a K (ok
+// false leaves the result out), so per-shard partials become whole
+// windows.
+func Sum[K comparable](latest map[string]metrics.Result, key func(r *metrics.Result) (K, bool)) map[K]Totals {
+	got := map[K]Totals{}
+	for _, r := range latest {
+		k, ok := key(&r)
+		if !ok {
+			continue
+		}
+		x := got[k]
+		x.Count += r.Count
+		x.Sum += r.Sum
+		got[k] = x
+	}
+	return got
+}
+
+// Equal reports whether got has exactly want's keys with the same counts
+// and sums (within 1e-6).
+func Equal[K comparable](want, got map[K]Totals) bool {
+	if len(want) != len(got) {
+		return false
+	}
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok || g.Count != w.Count || g.Sum-w.Sum > 1e-6 || w.Sum-g.Sum > 1e-6 {
+			return false
+		}
+	}
+	return true
+}
+
+// Diff lists, sorted, the windows whose totals differ between want and got
+// and those got has beyond want, one line each, for a test failure.
+func Diff[K comparable](want, got map[K]Totals) []string {
+	var bad []string
+	for k, w := range want {
+		if g := got[k]; !Equal(map[K]Totals{k: w}, map[K]Totals{k: g}) {
+			bad = append(bad, fmt.Sprintf("%+v: want %+v, got %+v", k, w, g))
+		}
+	}
+	for k, g := range got {
+		if _, ok := want[k]; !ok {
+			bad = append(bad, fmt.Sprintf("%+v: unexpected %+v", k, g))
+		}
+	}
+	sort.Strings(bad)
+	return bad
 }
