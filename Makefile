@@ -10,7 +10,7 @@ SERVICES := collector aggregator detector notifier query
 # Every module of the workspace (go.work), as package patterns.
 MODULES  = $(shell $(GO) list -f '{{.Dir}}/...' -m)
 
-.PHONY: all build dashboard dashboard-check test test-short test-race lint demo up clean
+.PHONY: all build dashboard dashboard-check test test-short test-race lint fuzz vulncheck faults bench demo up clean
 
 all: build
 
@@ -41,6 +41,27 @@ test-race:
 lint:
 	@out=$$(gofmt -l pkg services devstack); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(MODULES)
+
+# Every fuzz test briefly (FUZZTIME each, default 10s); failing inputs land in
+# the package's testdata/fuzz and then run with every `go test`.
+fuzz:
+	bash scripts/fuzz.sh $(or $(FUZZTIME),10s)
+
+# govulncheck over every module (needs vuln.go.dev or GOVULNDB=file://...).
+vulncheck:
+	bash scripts/govulncheck.sh
+
+# The fault suite at full size (kill -9 of every service, broker restart,
+# 30 s ClickHouse and Redis outages, two instances with one killed) under
+# load; prints the scenario table. `make test` runs it at CI size.
+faults:
+	@report=$$(mktemp); cd devstack && FAULTS_EVENTS=$${FAULTS_EVENTS:-10000} FAULTS_RATE=$${FAULTS_RATE:-500} \
+	  FAULTS_OUTAGE=$${FAULTS_OUTAGE:-30s} FAULTS_REPORT=$$report $(GO) test -count=1 -timeout 60m ./faultstest; \
+	  s=$$?; cat $$report; rm -f $$report; exit $$s
+
+# The end-to-end benchmark: writes bench/results/<date>-<host>.{md,json,png}.
+bench:
+	cd devstack && $(GO) run ./cmd/streamwatch-bench $(BENCH_FLAGS)
 
 # The embedded stack: broker (in process), Redis and ClickHouse (Debian
 # packages, installed when missing), the five services; data under .data/.
