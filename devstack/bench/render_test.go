@@ -53,6 +53,7 @@ func TestTargetsSayHowFarEachIs(t *testing.T) {
 	res.Phases[0].Sustainable, res.Phases[0].Loss = 250_000, 0
 	res.Phases[1].BreachLatency = Summarize([]float64{1000}, 1)
 	res.Phases[0].PerMinuteAccepted = []float64{100, 100, 100, 100, 100, 100, 100, 100, 100, 80}
+	res.Phases[0].PerMinuteProcessed = []float64{90, 90, 90, 90, 90, 90, 90, 90, 90, 90, 30}
 	for _, tg := range Targets(res) {
 		switch tg.Name {
 		case "throughput":
@@ -63,6 +64,10 @@ func TestTargetsSayHowFarEachIs(t *testing.T) {
 			require.Equal(t, "not met", tg.Status, "the last minute fell 20 %")
 		}
 	}
+	res.Phases[0].PerMinuteAccepted[9] = 95
+	require.Equal(t, "met", Targets(res)[4].Status, "the drain's minute of counting is not a minute of sending")
+	res.Phases[0].PerMinuteProcessed[9] = 50
+	require.Equal(t, "not met", Targets(res)[4].Status, "the counted rate fell")
 }
 
 func TestTargetsSayWhenTheDrainGaveUp(t *testing.T) {
