@@ -142,6 +142,64 @@ func (r *RedisLiveRepository) UpdateLive(ctx context.Context, res metrics.Result
 	return n == 1, nil
 }
 
+// UpdateLiveAll applies UpdateLive to every result of rs (in order) in one
+// pipelined round trip to Redis instead of one or two per result: each
+// result's update is still one atomic script call, so the stored view is
+// the same as with UpdateLive one by one. The scripts are sent by SHA1;
+// when Redis does not know them (a restart flushed its script cache) they
+// are loaded and the whole pipeline is sent once more, which is safe
+// because every update is idempotent (latest window and revision win).
+// Errors name the first failed update; results before it may be stored.
+func (r *RedisLiveRepository) UpdateLiveAll(ctx context.Context, rs []metrics.Result) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	payloads := make([][]byte, len(rs))
+	for i := range rs {
+		p, err := json.Marshal(rs[i])
+		if err != nil {
+			return fmt.Errorf("encode live result %s: %w", rs[i].ID(), err)
+		}
+		payloads[i] = p
+	}
+	err := r.updateAll(ctx, rs, payloads)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		for _, s := range []*redis.Script{updateLatest, updateTop} {
+			if err := s.Load(ctx, r.client).Err(); err != nil {
+				return fmt.Errorf("load live scripts: %w", err)
+			}
+		}
+		err = r.updateAll(ctx, rs, payloads)
+	}
+	return err
+}
+
+// updateAll sends the updates of rs (payloads[i] is rs[i] as JSON) in one
+// pipeline by script SHA1.
+func (r *RedisLiveRepository) updateAll(ctx context.Context, rs []metrics.Result, payloads [][]byte) error {
+	pipe := r.client.Pipeline()
+	ttl := int64(TopTTL / time.Second)
+	for i, res := range rs {
+		updateLatest.EvalSha(ctx, pipe, []string{r.Key(res.Metric)}, LiveField(res), res.WindowStart, res.Revision, payloads[i])
+		if len(res.Labels) > 0 {
+			// Top-N per window, for every window (also late revisions
+			// of windows the live hash has moved past).
+			updateTop.EvalSha(ctx, pipe, []string{r.TopKey(res.Metric, res.WindowStart), r.topShardsKey(res.Metric, res.WindowStart)},
+				LiveField(res), res.Revision, metrics.LabelsKey(res.Labels), strconv.FormatFloat(res.Value, 'g', -1, 64), ttl)
+		}
+	}
+	cmds, err := pipe.Exec(ctx)
+	if err == nil {
+		return nil
+	}
+	for _, c := range cmds {
+		if c.Err() != nil {
+			return fmt.Errorf("update live view (%d results): %s: %w", len(rs), c.Args()[3], c.Err())
+		}
+	}
+	return fmt.Errorf("update live view (%d results): %w", len(rs), err)
+}
+
 // TopScores implements query.TopReader: every member of the window's
 // top-N set with its score, largest first.
 func (r *RedisLiveRepository) TopScores(ctx context.Context, metric string, ws int64) ([]window.LabelScore, error) {

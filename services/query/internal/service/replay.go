@@ -135,6 +135,8 @@ type noLive struct{}
 
 func (noLive) UpdateLive(context.Context, metrics.Result) (bool, error) { return true, nil }
 
+func (noLive) UpdateLiveAll(context.Context, []metrics.Result) error { return nil }
+
 // RunReplay connects to ClickHouse (migrating when cfg.Migrate) and Kafka
 // and runs Replay; it is the body of `query replay`.
 func RunReplay(ctx context.Context, cfg config.Config, opts ReplayOptions, logger *slog.Logger) (ReplayReport, error) {

@@ -22,6 +22,10 @@ type LiveUpdater interface {
 	// same start and a revision >= r's; it reports whether r was stored.
 	// It must be atomic, so replays and out-of-order arrivals are safe.
 	UpdateLive(ctx context.Context, r metrics.Result) (bool, error)
+	// UpdateLiveAll applies UpdateLive to every result of rs, in order, in
+	// as few round trips as the store allows; nil means every result is
+	// stored or something newer is.
+	UpdateLiveAll(ctx context.Context, rs []metrics.Result) error
 }
 
 // WindowNotifier learns of window results once they are stored (the live
@@ -61,10 +65,8 @@ func (h ProjectWindowHandler) Handle(ctx context.Context, rs []metrics.Result) e
 	if err := h.windows.WriteAll(ctx, rs); err != nil {
 		return fmt.Errorf("store %d windows (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
 	}
-	for _, r := range rs {
-		if _, err := h.live.UpdateLive(ctx, r); err != nil {
-			return fmt.Errorf("update live view for %s rev %d: %w", r.ID(), r.Revision, err)
-		}
+	if err := h.live.UpdateLiveAll(ctx, rs); err != nil {
+		return fmt.Errorf("update live view for %d results (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
 	}
 	if h.notifier != nil {
 		h.notifier.WindowsStored(rs)

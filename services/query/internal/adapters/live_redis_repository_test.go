@@ -1,0 +1,115 @@
+package adapters_test
+
+import (
+	"context"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/pkg/testutil/redistest"
+	"github.com/streamwatch/streamwatch/services/query/internal/adapters"
+)
+
+// liveResults returns n results of one metric over a few label sets,
+// shards and windows, with revisions that go back and forth and repeats,
+// as replays and out-of-order records deliver them.
+func liveResults(rng *rand.Rand, n int) []metrics.Result {
+	rs := make([]metrics.Result, n)
+	for i := range rs {
+		ws := int64(rng.IntN(3)) * 60_000
+		r := metrics.Result{V: 1, Metric: "requests_by_status", WindowStart: ws, WindowEnd: ws + 60_000,
+			Shard: int32(rng.IntN(3)), Kind: metrics.KindEarly, Revision: int64(rng.IntN(5)),
+			Count: int64(rng.IntN(1000)), Value: float64(rng.IntN(1000))}
+		if rng.IntN(4) > 0 { // a quarter without labels: no top-N update
+			r.Labels = map[string]string{"status": strconv.Itoa(200 + rng.IntN(4))}
+		}
+		rs[i] = r
+	}
+	return rs
+}
+
+// TestUpdateLiveAllEqualsOneByOne: the pipelined update leaves the live
+// hash and the per-window top-N sets exactly as UpdateLive called result by
+// result does, also after Redis lost its script cache.
+func TestUpdateLiveAllEqualsOneByOne(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	ctx := context.Background()
+	client := redistest.Start(t)
+	one := adapters.NewRedisLiveRepository(client, "one:")
+	all := adapters.NewRedisLiveRepository(client, "all:")
+	rng := rand.New(rand.NewPCG(7, 11))
+	for round := range 20 {
+		rs := liveResults(rng, 1+rng.IntN(200))
+		for _, r := range rs {
+			_, err := one.UpdateLive(ctx, r)
+			require.NoError(t, err)
+		}
+		if round%5 == 4 {
+			require.NoError(t, client.ScriptFlush(ctx).Err(), "a Redis restart forgets the scripts")
+		}
+		require.NoError(t, all.UpdateLiveAll(ctx, rs), "round %d", round)
+	}
+
+	want, err := one.LiveResults(ctx, "requests_by_status")
+	require.NoError(t, err)
+	got, err := all.LiveResults(ctx, "requests_by_status")
+	require.NoError(t, err)
+	require.NotEmpty(t, want)
+	byField := func(rs []metrics.Result) []metrics.Result {
+		sort.Slice(rs, func(i, j int) bool { return adapters.LiveField(rs[i]) < adapters.LiveField(rs[j]) })
+		return rs
+	}
+	require.Equal(t, byField(want), byField(got))
+	for ws := int64(0); ws < 3*60_000; ws += 60_000 {
+		wantTop, err := one.TopScores(ctx, "requests_by_status", ws)
+		require.NoError(t, err)
+		gotTop, err := all.TopScores(ctx, "requests_by_status", ws)
+		require.NoError(t, err)
+		require.NotEmpty(t, wantTop)
+		require.Equal(t, wantTop, gotTop, "top-N of window %d", ws)
+	}
+	require.NoError(t, all.UpdateLiveAll(ctx, nil))
+}
+
+// BenchmarkUpdateLive compares the live view update of one metrics.windows
+// record (500 results with labels) result by result and pipelined, on a
+// real redis-server over loopback, in results/s.
+func BenchmarkUpdateLive(b *testing.B) {
+	ctx := context.Background()
+	client := redistest.Start(b)
+	repo := adapters.NewRedisLiveRepository(client, "bench:")
+	rs := liveResults(rand.New(rand.NewPCG(1, 2)), 500)
+	for i := range rs {
+		rs[i].Labels = map[string]string{"status": strconv.Itoa(i)}
+	}
+	run := func(b *testing.B, update func([]metrics.Result) error) {
+		n := 0
+		for b.Loop() {
+			for i := range rs {
+				rs[i].Revision++
+			}
+			require.NoError(b, update(rs))
+			n += len(rs)
+		}
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "results/s")
+	}
+	b.Run("one-by-one", func(b *testing.B) {
+		run(b, func(rs []metrics.Result) error {
+			for _, r := range rs {
+				if _, err := repo.UpdateLive(ctx, r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	b.Run("pipelined", func(b *testing.B) {
+		run(b, func(rs []metrics.Result) error { return repo.UpdateLiveAll(ctx, rs) })
+	})
+}
