@@ -116,36 +116,12 @@ func (r *RedisLiveRepository) topShardsKey(metric string, ws int64) string {
 	return r.prefix + "topshards:{" + metric + ":" + strconv.FormatInt(ws, 10) + "}"
 }
 
-// UpdateLive stores res unless the stored result of its label set and
-// shard is at least as new (see command.LiveUpdater), atomically in one
-// Lua script call. It reports whether res was stored.
-func (r *RedisLiveRepository) UpdateLive(ctx context.Context, res metrics.Result) (bool, error) {
-	payload, err := json.Marshal(res)
-	if err != nil {
-		return false, fmt.Errorf("encode live result: %w", err)
-	}
-	n, err := updateLatest.Run(ctx, r.client, []string{r.Key(res.Metric)},
-		LiveField(res), res.WindowStart, res.Revision, payload).Int()
-	if err != nil {
-		return false, fmt.Errorf("update live %s: %w", r.Key(res.Metric), err)
-	}
-	if len(res.Labels) > 0 {
-		// Top-N per window, for every window (also late revisions of
-		// windows the live hash has moved past).
-		err := updateTop.Run(ctx, r.client, []string{r.TopKey(res.Metric, res.WindowStart), r.topShardsKey(res.Metric, res.WindowStart)},
-			LiveField(res), res.Revision, metrics.LabelsKey(res.Labels), strconv.FormatFloat(res.Value, 'g', -1, 64),
-			int64(TopTTL/time.Second)).Err()
-		if err != nil {
-			return false, fmt.Errorf("update top %s: %w", r.TopKey(res.Metric, res.WindowStart), err)
-		}
-	}
-	return n == 1, nil
-}
-
-// UpdateLiveAll applies UpdateLive to every result of rs (in order) in one
-// pipelined round trip to Redis instead of one or two per result: each
-// result's update is still one atomic script call, so the stored view is
-// the same as with UpdateLive one by one. The scripts are sent by SHA1;
+// UpdateLiveAll stores every result of rs (in order) unless the stored
+// result of its label set and shard is at least as new (see
+// command.LiveUpdater), in one pipelined round trip to Redis: each result's
+// update is one atomic script call (updateLatest, and updateTop for results
+// with labels), so the stored view is the same as with the results sent one
+// by one. The scripts are sent by SHA1;
 // when Redis does not know them (a restart flushed its script cache) they
 // are loaded and the whole pipeline is sent once more, which is safe
 // because every update is idempotent (latest window and revision win).
@@ -218,7 +194,7 @@ func (r *RedisLiveRepository) TopScores(ctx context.Context, metric string, ws i
 
 // LiveResults returns every stored result of metric, one per label set and
 // shard, in no particular order. Values that do not decode are skipped
-// (only UpdateLive writes these keys).
+// (only UpdateLiveAll writes these keys).
 func (r *RedisLiveRepository) LiveResults(ctx context.Context, metric string) ([]metrics.Result, error) {
 	all, err := r.client.HGetAll(ctx, r.Key(metric)).Result()
 	if err != nil {

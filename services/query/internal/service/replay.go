@@ -133,8 +133,6 @@ func (d directWindows) WriteAll(ctx context.Context, rs []metrics.Result) error 
 
 type noLive struct{}
 
-func (noLive) UpdateLive(context.Context, metrics.Result) (bool, error) { return true, nil }
-
 func (noLive) UpdateLiveAll(context.Context, []metrics.Result) error { return nil }
 
 // RunReplay connects to ClickHouse (migrating when cfg.Migrate) and Kafka

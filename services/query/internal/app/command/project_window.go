@@ -17,14 +17,12 @@ type WindowWriter interface {
 
 // LiveUpdater keeps the latest result per metric, label set and shard.
 type LiveUpdater interface {
-	// UpdateLive stores r as the latest result of its metric, label set
-	// and shard unless the stored one has a later window start, or the
-	// same start and a revision >= r's; it reports whether r was stored.
-	// It must be atomic, so replays and out-of-order arrivals are safe.
-	UpdateLive(ctx context.Context, r metrics.Result) (bool, error)
-	// UpdateLiveAll applies UpdateLive to every result of rs, in order, in
-	// as few round trips as the store allows; nil means every result is
-	// stored or something newer is.
+	// UpdateLiveAll stores each result of rs, in order, as the latest
+	// result of its metric, label set and shard unless the stored one has a
+	// later window start, or the same start and a revision >= its own, in as
+	// few round trips as the store allows; nil means every result is stored
+	// or something newer is. Each result's update must be atomic, so replays
+	// and out-of-order arrivals are safe.
 	UpdateLiveAll(ctx context.Context, rs []metrics.Result) error
 }
 
