@@ -9,14 +9,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamwatch/streamwatch/devstack/internal/windowresults"
 	"github.com/streamwatch/streamwatch/devstack/stack"
 	"github.com/streamwatch/streamwatch/pkg/config"
 	"github.com/streamwatch/streamwatch/pkg/events"
@@ -130,11 +128,6 @@ type windowKey struct {
 	start  int64
 }
 
-type totals struct {
-	count int64
-	sum   float64
-}
-
 const (
 	totalEvents = 1_000_000
 	clients     = 60
@@ -166,11 +159,11 @@ func TestExactlyOnceUnderKillsAndRebalance(t *testing.T) {
 	require.NoError(t, err)
 	defer bp.Close()
 
-	want := map[windowKey]totals{}
+	want := map[windowKey]windowresults.Totals{}
 	add := func(k windowKey, v float64) {
 		x := want[k]
-		x.count++
-		x.sum += v
+		x.Count++
+		x.Sum += v
 		want[k] = x
 	}
 	kc, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers()...))
@@ -273,18 +266,7 @@ func TestExactlyOnceUnderKillsAndRebalance(t *testing.T) {
 	require.NoError(t, bp.PublishEvents(ctx, messaging.TopicEventsRaw, flush))
 
 	got := readResults(t, want, 3*time.Minute)
-	var bad []string
-	for k, w := range want {
-		if g := got[k]; g.count != w.count || math.Abs(g.sum-w.sum) > 1e-6 {
-			bad = append(bad, fmt.Sprintf("%+v: want %+v, got %+v", k, w, g))
-		}
-	}
-	for k, g := range got {
-		if _, ok := want[k]; !ok {
-			bad = append(bad, fmt.Sprintf("%+v: unexpected %+v", k, g))
-		}
-	}
-	sort.Strings(bad)
+	bad := windowresults.Diff(want, got)
 	require.Empty(t, bad[:min(len(bad), 20)], "%d of %d windows differ", len(bad), len(want))
 }
 
@@ -316,75 +298,16 @@ func startSecond(t *testing.T) *exec.Cmd {
 // readResults consumes metrics.windows from the start until the latest
 // revision of every window result, summed over shards, matches want (or the
 // timeout passes), and returns the sums of the windows in want's range.
-func readResults(t *testing.T, want map[windowKey]totals, timeout time.Duration) map[windowKey]totals {
+func readResults(t *testing.T, want map[windowKey]windowresults.Totals, timeout time.Duration) map[windowKey]windowresults.Totals {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(st.Brokers()...), kgo.ConsumeTopics(messaging.TopicMetricsWindows),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	require.NoError(t, err)
-	defer cl.Close()
-	latest := map[string]metrics.Result{}
-	var mu sync.Mutex
-	sum := func() map[windowKey]totals {
-		got := map[windowKey]totals{}
-		for _, r := range latest {
-			if r.WindowStart < t0-60_000 || r.WindowStart >= t0+spanMs+60_000 {
-				continue
-			}
-			k := windowKey{r.Metric, r.Labels["client_ip"], r.WindowStart}
-			x := got[k]
-			x.count += r.Count
-			x.sum += r.Sum
-			got[k] = x
-		}
-		return got
+	key := func(r *metrics.Result) (windowKey, bool) {
+		return windowKey{r.Metric, r.Labels["client_ip"], r.WindowStart}, r.WindowStart >= t0-60_000 && r.WindowStart < t0+spanMs+60_000
 	}
-	deadline := time.Now().Add(timeout)
-	var got map[windowKey]totals
-	for time.Now().Before(deadline) {
-		fctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		fs := cl.PollFetches(fctx)
-		cancel()
-		fs.EachRecord(func(rec *kgo.Record) {
-			schema := ""
-			for _, h := range rec.Headers {
-				if h.Key == messaging.MetaSchema {
-					schema = string(h.Value)
-				}
-			}
-			rs, err := metrics.DecodeRecord(schema, rec.Value)
-			require.NoError(t, err)
-			mu.Lock()
-			for _, r := range rs {
-				if prev, ok := latest[r.ID()]; !ok || r.Revision > prev.Revision {
-					latest[r.ID()] = r
-				} else if r.Revision == prev.Revision {
-					// A re-published outbox: same id and revision must mean
-					// the same value (deterministic outputs).
-					require.Equal(t, prev.Count, r.Count, "revision %d of %s published with two values", r.Revision, r.ID())
-				}
-			}
-			mu.Unlock()
-		})
-		mu.Lock()
-		got = sum()
-		mu.Unlock()
-		if equalTotals(want, got) {
-			return got
-		}
+	got := windowresults.Sum(windowresults.Latest(t, st.Brokers(), timeout, func(latest map[string]metrics.Result) bool {
+		return windowresults.Equal(want, windowresults.Sum(latest, key))
+	}), key)
+	if !windowresults.Equal(want, got) {
+		t.Logf("results did not converge within %s: %d of %d windows seen", timeout, len(got), len(want))
 	}
-	t.Logf("results did not converge within %s: %d of %d windows seen", timeout, len(got), len(want))
 	return got
-}
-
-func equalTotals(want, got map[windowKey]totals) bool {
-	if len(want) != len(got) {
-		return false
-	}
-	for k, w := range want {
-		g, ok := got[k]
-		if !ok || g.count != w.count || g.sum-w.sum > 1e-6 || w.sum-g.sum > 1e-6 {
-			return false
-		}
-	}
-	return true
 }
