@@ -84,6 +84,43 @@ type MetricState struct {
 	// NextDue is a lower bound of the earliest watermark at which Advance
 	// has something to do (0: nothing), so most calls cost O(shards).
 	NextDue int64 `json:"next_due,omitempty"`
+
+	// changed holds the keys of the series changed, added or deleted since
+	// the last TakeChanges, while tracking is on (TrackChanges).
+	changed map[string]struct{}
+}
+
+// TrackChanges makes the state remember the key of every series that
+// Apply or Advance adds, changes or deletes, until TakeChanges hands them
+// out: an incremental checkpoint writes only those series (see the
+// detector's delta state). Off by default, so states nobody asks never
+// grow a change set.
+func (st *MetricState) TrackChanges() {
+	if st.changed == nil {
+		st.changed = map[string]struct{}{}
+	}
+}
+
+// TakeChanges returns the keys (as in Series) of the series changed since
+// the last call, in no particular order, and forgets them; a key missing
+// from Series was deleted. It returns nil when tracking is off.
+func (st *MetricState) TakeChanges() []string {
+	if len(st.changed) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, len(st.changed))
+	for k := range st.changed {
+		keys = append(keys, k)
+	}
+	clear(st.changed)
+	return keys
+}
+
+// touch records that the series key changed, when tracking is on.
+func (st *MetricState) touch(key string) {
+	if st.changed != nil {
+		st.changed[key] = struct{}{}
+	}
 }
 
 // Retention is how long a series with no alert in progress is kept after
@@ -150,6 +187,7 @@ func (st *MetricState) Apply(set *Set, p *Point) []alerts.Alert {
 			s = &Series{Rule: r.Name, Labels: p.Labels, Shard: p.Shard}
 			st.Series[key] = s
 		}
+		st.touch(key)
 		if p.Start == p.End && s.LastSeen != 0 && p.End <= s.LastSeen {
 			continue // a sample re-sent or out of order: series are in time order
 		}
@@ -206,6 +244,7 @@ func (st *MetricState) Advance(set *Set) []alerts.Alert {
 			continue
 		case s.State == "" && wm > s.LastSeen+Retention:
 			delete(st.Series, key)
+			st.touch(key)
 			continue
 		}
 		if d := s.due(r); st.NextDue == 0 || d < st.NextDue {
@@ -217,6 +256,7 @@ func (st *MetricState) Advance(set *Set) []alerts.Alert {
 	for _, key := range due {
 		s := st.Series[key]
 		r := set.Rule(s.Rule)
+		st.touch(key)
 		switch {
 		case r == nil || r.Source != SourceWindows && r.Source != SourceSamples:
 			if s.State != "" {

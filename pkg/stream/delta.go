@@ -27,6 +27,19 @@ type DeltaState interface {
 	RestoreEntries(entries map[string][]byte) error
 }
 
+// SnapshotRestorer is an optional interface of a DeltaState. A partition
+// whose checkpoint is still a snapshot (written before the operator's state
+// implemented DeltaState, or before the processor used a DeltaStore) has no
+// entries; the processor then hands the snapshot's JSON state to
+// RestoreSnapshot instead of calling RestoreEntries, and the state must
+// return all of itself from its next TakeDelta, so the upgrade keeps the
+// state. States without it start such a partition empty.
+type SnapshotRestorer interface {
+	// RestoreSnapshot rebuilds the state from the JSON it had in a snapshot
+	// checkpoint. It is called on a state fresh from Operator.NewState.
+	RestoreSnapshot(state []byte) error
+}
+
 // DeltaStore keeps incremental partition state in Redis: the checkpoint
 // hash <prefix>ckpt:<group>:<topic>:<partition> (fields v, o, d as
 // checkpoint.Store writes them; d holds the outbox) plus the entry hash

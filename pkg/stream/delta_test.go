@@ -2,6 +2,7 @@ package stream_test
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"testing"
 	"time"
@@ -148,4 +149,93 @@ func TestDeltaCheckpointManyEntriesInOneCommit(t *testing.T) {
 	require.EqualValues(t, 2, snap.Offset)
 	_, err = ds.Commit(ctx, "g", "in", 0, 1, 3, nil, nil, nil)
 	require.ErrorIs(t, err, checkpoint.ErrConflict)
+}
+
+// upgState is kvState with exported counts (so a snapshot checkpoint holds
+// them) and SnapshotRestorer.
+type upgState struct {
+	Counts  map[string]int64 `json:"counts"`
+	touched map[string]bool
+	all     bool
+}
+
+func (s *upgState) TakeDelta() (map[string][]byte, []string, error) {
+	set := map[string][]byte{}
+	for k, n := range s.Counts {
+		if s.all || s.touched[k] {
+			set[k] = []byte(strconv.FormatInt(n, 10))
+		}
+	}
+	s.touched, s.all = map[string]bool{}, false
+	return set, nil, nil
+}
+
+func (s *upgState) RestoreEntries(entries map[string][]byte) error {
+	for k, v := range entries {
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return err
+		}
+		s.Counts[k] = n
+	}
+	return nil
+}
+
+func (s *upgState) RestoreSnapshot(state []byte) error {
+	s.all = true
+	return json.Unmarshal(state, s)
+}
+
+var _ stream.SnapshotRestorer = (*upgState)(nil)
+
+type upgOp struct{}
+
+func (upgOp) NewState(int32) *upgState {
+	return &upgState{Counts: map[string]int64{}, touched: map[string]bool{}}
+}
+
+func (upgOp) Apply(_ context.Context, st *upgState, msg *message.Message, offset int64) ([]stream.Output, error) {
+	k := string(msg.Payload)
+	st.Counts[k]++
+	st.touched[k] = true
+	return []stream.Output{{Topic: "out", UUID: k + "-" + strconv.FormatInt(offset, 10), Payload: []byte(strconv.FormatInt(st.Counts[k], 10))}}, nil
+}
+
+func (upgOp) Tick(context.Context, *upgState, time.Time) ([]stream.Output, bool, error) {
+	return nil, false, nil
+}
+
+func TestDeltaCheckpointUpgradesSnapshotCheckpoint(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Start(t)
+	ctx := context.Background()
+	newUpg := func(delta bool, pub message.Publisher) *stream.Processor[*upgState] {
+		p, err := stream.New[*upgState](stream.Config{Group: "g", Topic: "in"}, upgOp{}, checkpoint.New(rdb, "t:"), pub, nil)
+		require.NoError(t, err)
+		if delta {
+			p.UseDeltaStore(stream.NewDeltaStore(rdb, "t:"))
+		}
+		return p
+	}
+	old := newUpg(false, &recorder{})
+	for off, k := range []string{"a", "b", "a"} {
+		require.NoError(t, old.Handle(record(0, int64(off), k)))
+	}
+
+	// The upgraded build restores the snapshot, re-publishes its outbox,
+	// and its first commit writes the whole state as entries.
+	pub := &recorder{}
+	upg := newUpg(true, pub)
+	require.NoError(t, upg.Handle(record(0, 2, "a")), "a replay")
+	require.NoError(t, upg.Handle(record(0, 3, "a")))
+	require.Equal(t, []string{"a-2=2", "a-3=3"}, pub.payloads())
+	entries, err := rdb.HGetAll(ctx, "t:ckpt:g:in:0:entries").Result()
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"a": "3", "b": "1"}, entries)
+
+	// From then on the entries are the state.
+	pub2 := &recorder{}
+	again := newUpg(true, pub2)
+	require.NoError(t, again.Handle(record(0, 4, "b")))
+	require.Equal(t, []string{"a-3=3", "b-4=2"}, pub2.payloads())
 }

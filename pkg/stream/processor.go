@@ -212,16 +212,23 @@ func (p *Processor[S]) ensureLoaded(ctx context.Context, part int32, ps *partiti
 			return err
 		}
 		snap = dsnap.Snapshot
+		var legacy json.RawMessage // the state of a snapshot checkpoint
 		if snap.Data != nil {
 			var ob struct {
-				Outbox []Output `json:"outbox,omitempty"`
+				State  json.RawMessage `json:"state,omitempty"`
+				Outbox []Output        `json:"outbox,omitempty"`
 			}
 			if err := json.Unmarshal(snap.Data, &ob); err != nil {
 				return fmt.Errorf("decode checkpoint outbox of %s/%d: %w", p.cfg.Topic, part, err)
 			}
-			env.Outbox = ob.Outbox
+			env.Outbox, legacy = ob.Outbox, ob.State
 		}
-		if err := ds.RestoreEntries(dsnap.Entries); err != nil {
+		sr, restorable := ds.(SnapshotRestorer)
+		if len(dsnap.Entries) == 0 && len(legacy) > 0 && restorable {
+			if err := sr.RestoreSnapshot(legacy); err != nil {
+				return messaging.Permanent(fmt.Errorf("restore state of %s/%d from its snapshot: %w", p.cfg.Topic, part, err))
+			}
+		} else if err := ds.RestoreEntries(dsnap.Entries); err != nil {
 			return messaging.Permanent(fmt.Errorf("restore state of %s/%d: %w", p.cfg.Topic, part, err))
 		}
 		env.State = fresh

@@ -27,19 +27,20 @@ type Detect struct {
 	rules *Rules
 }
 
-var _ stream.Operator[*rules.MetricState] = (*Detect)(nil)
+var _ stream.Operator[*WindowsState] = (*Detect)(nil)
 
 // NewDetect returns the operator for the live rule set rs.
 func NewDetect(rs *Rules) *Detect { return &Detect{rules: rs} }
 
-// NewState implements stream.Operator.
-func (d *Detect) NewState(int32) *rules.MetricState { return rules.NewMetricState() }
+// NewState implements stream.Operator: an empty WindowsState, checkpointed
+// incrementally when the processor has a stream.DeltaStore.
+func (d *Detect) NewState(int32) *WindowsState { return NewWindowsState() }
 
 // Apply implements stream.Operator. The results of a record are evaluated in
 // their order in the record, then the watermarks they carry are applied. An
 // undecodable record or an invalid result is permanent (the whole record
 // goes to metrics.windows.dlq).
-func (d *Detect) Apply(_ context.Context, st *rules.MetricState, msg *message.Message, _ int64) ([]stream.Output, error) {
+func (d *Detect) Apply(_ context.Context, st *WindowsState, msg *message.Message, _ int64) ([]stream.Output, error) {
 	results, err := metrics.DecodeRecord(msg.Metadata.Get(messaging.MetaSchema), msg.Payload)
 	if err != nil {
 		return nil, messaging.Permanent(err)
@@ -56,7 +57,7 @@ func (d *Detect) Apply(_ context.Context, st *rules.MetricState, msg *message.Me
 
 // Tick implements stream.Operator; alert logic is driven by event time only,
 // so ticks change nothing.
-func (d *Detect) Tick(context.Context, *rules.MetricState, time.Time) ([]stream.Output, bool, error) {
+func (d *Detect) Tick(context.Context, *WindowsState, time.Time) ([]stream.Output, bool, error) {
 	return nil, false, nil
 }
 

@@ -84,6 +84,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The windows state (every label set a rule saw in the last day) is
+	// checkpointed incrementally: a record writes the series it changed.
+	windows.UseDeltaStore(stream.NewDeltaStore(rdb, cfg.Redis.KeyPrefix))
 	evs, err := stream.New(stream.Config{Group: EventsGroup, Topic: messaging.TopicEventsRaw}, app.NewDetectEvents(live, cfg.OutOfOrderness), store, pub, logger)
 	if err != nil {
 		return err
