@@ -121,7 +121,10 @@ func (r *RedisLiveRepository) topShardsKey(metric string, ws int64) string {
 // command.LiveUpdater), in one pipelined round trip to Redis: each result's
 // update is one atomic script call (updateLatest, and updateTop for results
 // with labels), so the stored view is the same as with the results sent one
-// by one. The scripts are sent by SHA1;
+// by one. Results that rs itself supersedes are not sent (see liveUpdates):
+// a record often carries several windows of one label set and shard (the
+// open windows of a hopping or session metric), of which the live hash
+// keeps only the newest. The scripts are sent by SHA1;
 // when Redis does not know them (a restart flushed its script cache) they
 // are loaded and the whole pipeline is sent once more, which is safe
 // because every update is idempotent (latest window and revision win).
@@ -130,34 +133,81 @@ func (r *RedisLiveRepository) UpdateLiveAll(ctx context.Context, rs []metrics.Re
 	if len(rs) == 0 {
 		return nil
 	}
+	latest, top := liveUpdates(rs)
 	payloads := make([][]byte, len(rs))
 	for i := range rs {
+		if !latest[i] {
+			continue
+		}
 		p, err := json.Marshal(rs[i])
 		if err != nil {
 			return fmt.Errorf("encode live result %s: %w", rs[i].ID(), err)
 		}
 		payloads[i] = p
 	}
-	err := r.updateAll(ctx, rs, payloads)
+	err := r.updateAll(ctx, rs, payloads, top)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		for _, s := range []*redis.Script{updateLatest, updateTop} {
 			if err := s.Load(ctx, r.client).Err(); err != nil {
 				return fmt.Errorf("load live scripts: %w", err)
 			}
 		}
-		err = r.updateAll(ctx, rs, payloads)
+		err = r.updateAll(ctx, rs, payloads, top)
 	}
 	return err
 }
 
-// updateAll sends the updates of rs (payloads[i] is rs[i] as JSON) in one
-// pipeline by script SHA1.
-func (r *RedisLiveRepository) updateAll(ctx context.Context, rs []metrics.Result, payloads [][]byte) error {
+// liveUpdates decides which results of rs need which update, leaving out
+// what rs itself supersedes. latest[i]: rs[i] is the first result of its
+// metric, label set and shard with the greatest (window start, revision)
+// in rs (updateLatest would refuse the others once it is stored, or store
+// them only to be overwritten by it). top[i]: rs[i] has labels and is the
+// first result of its metric, window, label set and shard with the
+// greatest revision in rs (updateTop refuses a revision <= the stored one).
+func liveUpdates(rs []metrics.Result) (latest, top []bool) {
+	latest, top = make([]bool, len(rs)), make([]bool, len(rs))
+	type topKey struct {
+		field string
+		ws    int64
+	}
+	bestLatest := make(map[string]int, len(rs))
+	bestTop := make(map[topKey]int, len(rs))
+	for i := range rs {
+		res := &rs[i]
+		field := res.Metric + "\xff" + LiveField(*res)
+		if j, ok := bestLatest[field]; !ok {
+			bestLatest[field] = i
+		} else if o := &rs[j]; res.WindowStart > o.WindowStart || res.WindowStart == o.WindowStart && res.Revision > o.Revision {
+			bestLatest[field] = i
+		}
+		if len(res.Labels) == 0 {
+			continue
+		}
+		k := topKey{field, res.WindowStart}
+		if j, ok := bestTop[k]; !ok || res.Revision > rs[j].Revision {
+			bestTop[k] = i
+		}
+	}
+	for _, i := range bestLatest {
+		latest[i] = true
+	}
+	for _, i := range bestTop {
+		top[i] = true
+	}
+	return latest, top
+}
+
+// updateAll sends the updates of rs in one pipeline by script SHA1: the
+// live hash update of every rs[i] with payloads[i] (rs[i] as JSON; nil:
+// superseded, not sent) and the top-N update of every rs[i] with top[i].
+func (r *RedisLiveRepository) updateAll(ctx context.Context, rs []metrics.Result, payloads [][]byte, top []bool) error {
 	pipe := r.client.Pipeline()
 	ttl := int64(TopTTL / time.Second)
 	for i, res := range rs {
-		updateLatest.EvalSha(ctx, pipe, []string{r.Key(res.Metric)}, LiveField(res), res.WindowStart, res.Revision, payloads[i])
-		if len(res.Labels) > 0 {
+		if payloads[i] != nil {
+			updateLatest.EvalSha(ctx, pipe, []string{r.Key(res.Metric)}, LiveField(res), res.WindowStart, res.Revision, payloads[i])
+		}
+		if top[i] {
 			// Top-N per window, for every window (also late revisions
 			// of windows the live hash has moved past).
 			updateTop.EvalSha(ctx, pipe, []string{r.TopKey(res.Metric, res.WindowStart), r.topShardsKey(res.Metric, res.WindowStart)},

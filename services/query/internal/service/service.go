@@ -66,9 +66,13 @@ const PipelineCacheTTL = 2 * time.Second
 // inserts batched per batch.
 func NewStorage(ch driver.Conn, database string, rdb redis.UniversalClient, prefix, recentKey string, batch config.WindowBatch) (Storage, error) {
 	windows := adapters.NewClickHouseWindowRepository(ch, database)
+	// A flush inserts only the latest revision of each window it holds:
+	// the table keeps the highest revision anyway.
 	batcher, err := adapters.NewBatcher(adapters.BatcherConfig{
 		MaxRows: batch.MaxRows, MaxDelay: batch.MaxDelay, Idle: batch.Idle,
-	}, windows.InsertWindows)
+	}, func(ctx context.Context, rs []metrics.Result) error {
+		return windows.InsertWindows(ctx, adapters.LatestRevisions(rs))
+	})
 	if err != nil {
 		return Storage{}, err
 	}
