@@ -14,7 +14,7 @@ require (
 )
 
 require (
-	github.com/ClickHouse/ch-go v0.74.0 // indirect
+	github.com/ClickHouse/ch-go v0.74.0
 	github.com/IBM/sarama v1.61.1
 	github.com/ThreeDotsLabs/watermill-kafka/v3 v3.0.6
 	github.com/andybalholm/brotli v1.2.6 // indirect

@@ -36,6 +36,11 @@ type ClickHouseEventRepository struct {
 	table  string // database.table
 	insert string
 	group  *groupCommit[events.Event]
+	http   *ClickHouseHTTP        // nil: inserts go through conn
+	blocks chan *eventNativeBlock // free Native blocks, reused across inserts
+	// split is how many concurrent inserts a block of at least
+	// split*splitMin rows is cut into (HTTP path; < 2: never).
+	split, splitMin int
 }
 
 // NewClickHouseEventRepository returns a repository on conn writing to
@@ -62,6 +67,30 @@ func (r *ClickHouseEventRepository) WithGroupCommit(cfg GroupCommitConfig) *Clic
 	return &c
 }
 
+// WithHTTPInsert returns r inserting through h (Native format over
+// ClickHouse's HTTP interface) instead of clickhouse-go; searches still use
+// the native connection. Its blocks are reused across inserts.
+func (r *ClickHouseEventRepository) WithHTTPInsert(h *ClickHouseHTTP) *ClickHouseEventRepository {
+	c := *r
+	c.http = h
+	c.blocks = make(chan *eventNativeBlock, 4)
+	c.group = newGroupCommit(r.group.cfg, c.insertBlock)
+	return &c
+}
+
+// WithSplitInserts returns r cutting a block of at least parts*minRows
+// rows into parts concurrent inserts (HTTP path only; parts < 2: never).
+// ClickHouse 18.16 parses and sorts an insert on one thread; concurrent
+// inserts let it use more cores, at the cost of one part each and of
+// atomicity across the parts (a retry re-inserts, and the table's key
+// collapses the copies).
+func (r *ClickHouseEventRepository) WithSplitInserts(parts, minRows int) *ClickHouseEventRepository {
+	c := *r
+	c.split, c.splitMin = parts, max(minRows, 1)
+	c.group = newGroupCommit(r.group.cfg, c.insertBlock)
+	return &c
+}
+
 // InsertEvents writes evs in one ClickHouse insert (one block), together
 // with the events of concurrent calls (group commit): all or none. It
 // returns once that insert is done. A replayed event collapses with its
@@ -81,6 +110,9 @@ func (r *ClickHouseEventRepository) insertBlock(ctx context.Context, groups [][]
 	}
 	if n == 0 {
 		return nil
+	}
+	if r.http != nil {
+		return r.insertNative(ctx, groups, n)
 	}
 	b := newEventBlock(n)
 	i := 0
