@@ -1,6 +1,11 @@
 package adapters
 
-import "github.com/streamwatch/streamwatch/pkg/metrics"
+import (
+	"context"
+
+	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/services/query/internal/app/command"
+)
 
 // LatestRevisions returns rs without the results that rs itself
 // supersedes: of the results with one ID (metric, labels, window, shard)
@@ -39,4 +44,20 @@ func LatestRevisions(rs []metrics.Result) []metrics.Result {
 		}
 	}
 	return out
+}
+
+// LatestRevisionsWriter is a command.WindowWriter that writes through W
+// only the results that the written slice itself does not supersede
+// (LatestRevisions): a batch of many metrics.windows records holds several
+// revisions of a busy window, and only the last one matters.
+type LatestRevisionsWriter struct {
+	// W stores the remaining results.
+	W command.WindowWriter
+}
+
+var _ command.WindowWriter = LatestRevisionsWriter{}
+
+// WriteAll implements command.WindowWriter.
+func (w LatestRevisionsWriter) WriteAll(ctx context.Context, rs []metrics.Result) error {
+	return w.W.WriteAll(ctx, LatestRevisions(rs))
 }

@@ -287,3 +287,71 @@ func TestWindowsProjectorDecodesBatchRecords(t *testing.T) {
 	require.True(t, messaging.IsPermanent(err), "%v", err)
 	require.Equal(t, uint64(2), e.count(t, "SELECT count() FROM streamwatch.metric_windows FINAL"))
 }
+
+// TestWindowsBatchHandlerDeadLettersPoisonAndWritesLatest: the windows
+// projector's batch handler dead-letters each poison record on its own,
+// projects the others, and inserts of a window only the latest revision
+// the batch holds.
+func TestWindowsBatchHandlerDeadLettersPoisonAndWritesLatest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	logger := slog.New(slog.DiscardHandler)
+	ps := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 16, Persistent: true}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = ps.Close() })
+	labels := map[string]string{"status_class": "5xx"}
+
+	batchRecord := func(rs ...metrics.Result) *message.Message {
+		payload, err := metrics.EncodeBatch(rs)
+		require.NoError(t, err)
+		msg := message.NewMessage(watermill.NewUUID(), payload)
+		msg.Metadata.Set(messaging.MetaSchema, metrics.BatchSchema)
+		return msg
+	}
+	msgs := []*message.Message{
+		batchRecord(result(labels, 0, may17, 1, 10), result(labels, 1, may17, 1, 11)),
+		message.NewMessage(watermill.NewUUID(), []byte("not json")),
+		batchRecord(result(labels, 0, may17, 3, 30)),
+		batchRecord(result(labels, 1, may17, 2, 21), result(labels, 1, may17, 0, 99)), // revision 0: poison as a whole
+		windowMessage(t, result(labels, 0, may17, 2, 20)),                             // older than revision 3
+	}
+	for i, m := range msgs {
+		m.SetContext(messaging.ContextWithPosition(ctx, 4, int64(100+i)))
+	}
+	require.NoError(t, e.proj.WindowsBatchHandler(ps, logger)(ctx, msgs))
+
+	dlq, err := ps.Subscribe(ctx, messaging.DLQ(messaging.TopicMetricsWindows))
+	require.NoError(t, err)
+	dead := map[string]bool{}
+	for range 2 {
+		select {
+		case m := <-dlq:
+			dead[m.Metadata.Get(messaging.MetaSourceOffset)] = true
+			require.Equal(t, "4", m.Metadata.Get(messaging.MetaSourcePartition))
+			require.NotEmpty(t, m.Metadata.Get(messaging.MetaError))
+			m.Ack()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("poison records not dead-lettered, got %v", dead)
+		}
+	}
+	require.Equal(t, map[string]bool{"101": true, "103": true}, dead, "the poison records, by source offset")
+	// Of shard 0's revisions 1, 3 and 2 only 3 was inserted at all.
+	require.Equal(t, uint64(1), e.count(t, "SELECT count() FROM streamwatch.metric_windows WHERE metric = 'requests' AND shard = 0"))
+	require.Equal(t, uint64(30), e.count(t, "SELECT toUInt64(max(value)) FROM streamwatch.metric_windows WHERE shard = 0"))
+	require.Equal(t, uint64(11), e.count(t, "SELECT toUInt64(max(value)) FROM streamwatch.metric_windows FINAL WHERE shard = 1"))
+	raw, err := e.rdb.HGet(ctx, keyPrefix+"live:requests", metrics.LabelsKey(labels)+"|0").Result()
+	require.NoError(t, err)
+	var live metrics.Result
+	require.NoError(t, json.Unmarshal([]byte(raw), &live))
+	require.Equal(t, int64(3), live.Revision)
+
+	// A failed write is transient for the whole batch.
+	broken, err := service.NewStorage(e.ch, "missing_db", e.rdb, keyPrefix, recentKey, config.WindowBatch{MaxRows: 10, MaxDelay: 50 * time.Millisecond})
+	require.NoError(t, err)
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = broken.WindowBatcher.Run(runCtx) }()
+	err = ports.NewProjections(service.NewApplication(broken, nil, nil)).WindowsBatchHandler(ps, logger)(ctx, msgs[:1])
+	require.Error(t, err)
+	require.False(t, messaging.IsPermanent(err), "%v", err)
+}

@@ -57,6 +57,10 @@ type Storage struct {
 	Pipeline query.PipelineReader
 }
 
+// WindowsBatchRecords is the most metrics.windows records of one partition
+// the windows projector writes at once (they may hold 500 results each).
+const WindowsBatchRecords = 64
+
 // PipelineCacheTTL is how long a pipeline health snapshot is served before
 // the broker is asked again, so many dashboards cost one round per TTL.
 const PipelineCacheTTL = 2 * time.Second
@@ -96,7 +100,7 @@ func NewApplication(s Storage, defs []metrics.Definition, pub command.RecordPubl
 	return app.Application{
 		Commands: app.Commands{
 			ProjectEvents:       command.NewProjectEventsHandler(s.Events),
-			ProjectWindow:       command.NewProjectWindowHandler(s.WindowBatcher, s.Live, s.Hub),
+			ProjectWindow:       command.NewProjectWindowHandler(adapters.LatestRevisionsWriter{W: s.WindowBatcher}, s.Live, s.Hub),
 			ProjectAlert:        command.NewProjectAlertHandler(s.Alerts),
 			ProjectNotification: command.NewProjectNotificationHandler(s.Alerts),
 			RunBatch:            command.NewRunBatchHandler(s.Batch, defs),
@@ -143,6 +147,7 @@ type Service struct {
 	app     app.Application
 	http    *echo.Echo
 	router  *message.Router
+	windows *adapters.BatchConsumer
 
 	streamStop     chan struct{} // closed when RunHTTP's context ends
 	streamStopOnce sync.Once
@@ -212,7 +217,6 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		dst   *message.Subscriber
 	}{
 		{ports.EventsProjector, &subs.Events},
-		{ports.WindowsProjector, &subs.Windows},
 		{ports.AlertsProjector, &subs.Alerts},
 		{ports.NotificationsProjector, &subs.Notifications},
 		{ports.RulesProjector, &subs.Rules},
@@ -236,7 +240,18 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		return nil, err
 	}
 	s.closers = append(s.closers, s.router.Close)
-	ports.NewProjections(application).Register(s.router, subs, pub, logger)
+	projections := ports.NewProjections(application)
+	projections.Register(s.router, subs, pub, logger)
+	// metrics.windows is consumed in batches (see adapters.BatchConsumer):
+	// a backlog of window results is written a batch at a time, with the
+	// superseded revisions left out, instead of a round of writes per record.
+	s.windows, err = adapters.NewBatchConsumer(adapters.BatchConsumerConfig{
+		Brokers: cfg.Kafka.Brokers, Group: ports.WindowsProjector, Topic: messaging.TopicMetricsWindows,
+		MaxRecords: WindowsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
+	}, projections.WindowsBatchHandler(pub, logger), logger)
+	if err != nil {
+		return nil, err
+	}
 
 	router := s.router
 	s.http = httpserver.New(logger, map[string]httpserver.ReadyFunc{
@@ -255,21 +270,32 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	return s, nil
 }
 
-// RunProjections consumes events.raw and metrics.windows until ctx is
-// done, then lets in-flight messages finish (their window rows are still
-// flushed) and returns nil. It returns an error if the router cannot start
-// or stops while ctx is still live.
+// RunProjections consumes the projected topics (events.raw, alerts,
+// notifications, rules and silences through the Watermill router,
+// metrics.windows through the batch consumer) until ctx is done, then lets
+// in-flight messages finish (their window rows are still flushed) and
+// returns nil. It returns an error if the router or the batch consumer
+// cannot start or stops while ctx is still live; the other then stops too.
 func (s *Service) RunProjections(ctx context.Context) error {
-	// The batcher outlives the router so that handlers waiting on a flush
-	// during shutdown get their answer.
+	// The batcher outlives both consumers, so that handlers waiting on a
+	// flush during shutdown get their answer.
 	batcherCtx, stopBatcher := context.WithCancel(context.WithoutCancel(ctx))
-	var g errgroup.Group
-	g.Go(func() error { return s.storage.WindowBatcher.Run(batcherCtx) })
+	var batcher errgroup.Group
+	batcher.Go(func() error { return s.storage.WindowBatcher.Run(batcherCtx) })
+	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		defer stopBatcher()
-		stopClosing := context.AfterFunc(ctx, func() { _ = s.router.Close() })
+		if err := s.windows.Run(gctx); err != nil {
+			return err
+		}
+		if ctx.Err() == nil && gctx.Err() == nil {
+			return errors.New("windows batch consumer stopped before shutdown")
+		}
+		return nil
+	})
+	g.Go(func() error {
+		stopClosing := context.AfterFunc(gctx, func() { _ = s.router.Close() })
 		defer stopClosing()
-		if err := s.router.Run(ctx); err != nil {
+		if err := s.router.Run(gctx); err != nil {
 			return fmt.Errorf("watermill router: %w", err)
 		}
 		if ctx.Err() == nil {
@@ -277,7 +303,9 @@ func (s *Service) RunProjections(ctx context.Context) error {
 		}
 		return nil
 	})
-	return g.Wait()
+	err := g.Wait()
+	stopBatcher()
+	return errors.Join(err, batcher.Wait())
 }
 
 // RunHTTP serves the REST API on cfg.HTTP.Addr until ctx is done, then
