@@ -82,7 +82,8 @@ func topicCases(now int64) []topicCase {
 			consumers: []string{"aggregator.windows", "detector.events", "query.events-projector"},
 			poison: []poison{
 				{"undecodable", "events.batch.v1", `{"v":1,"events":[`, "undecodable batch record"},
-				{"wrong schema version", "events.batch.v2", `{"v":2,"events":[]}`, `batch version 2|schema "events.batch.v2"`},
+				{"wrong schema version", "events.batch.v9", `{"v":9,"events":[]}`, `batch version 9|schema "events.batch.v9"`},
+				{"truncated binary", "events.batch.v2", "\x08\x02\x12\x7f\x08", "undecodable batch record"},
 				{"event in the year 9999", "events.batch.v1", event("poison-9999", year9999), "is after 2100-01-01"},
 			},
 			validSchema: "events.batch.v1", valid: event("poison-valid", n),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/DataDog/sketches-go/ddsketch"
 	"github.com/DataDog/sketches-go/ddsketch/mapping"
@@ -154,9 +155,13 @@ func NewTopK(capacity int) *TopK {
 
 // Add counts one occurrence of key. When the table is full, the key with
 // the smallest count is replaced and the new key inherits its count as Err.
+// A key the table starts to track is copied (strings.Clone), so key may be
+// a substring of a larger string (e.g. a decoded record) without keeping
+// it alive.
 func (t *TopK) Add(key string) { t.AddCount(key, 1, 0) }
 
-// AddCount counts n occurrences of key with error err.
+// AddCount counts n occurrences of key with error err; a new key is copied
+// as in Add.
 func (t *TopK) AddCount(key string, n, err int64) {
 	if kc, ok := t.index[key]; ok {
 		kc.Count += n
@@ -164,6 +169,7 @@ func (t *TopK) AddCount(key string, n, err int64) {
 		t.down(kc.pos)
 		return
 	}
+	key = strings.Clone(key)
 	if len(t.heap) < t.Capacity {
 		kc := &topKNode{KeyCount: KeyCount{Key: key, Count: n, Err: err}, pos: len(t.heap)}
 		t.heap = append(t.heap, kc)

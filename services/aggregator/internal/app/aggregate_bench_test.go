@@ -54,7 +54,7 @@ func genEvents(rng *rand.Rand, n int, t int64, perSecond int, seq *int) []events
 
 // benchSettings are the aggregator's settings in the benchmarks: the
 // built-in metric set, the service defaults, a fixed processing time.
-func benchSettings(b *testing.B) app.Settings {
+func benchSettings(b testing.TB) app.Settings {
 	defs, err := metrics.Defaults()
 	if err != nil {
 		b.Fatal(err)

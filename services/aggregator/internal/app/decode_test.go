@@ -17,8 +17,12 @@ func TestDecodeBatchAgreesWithEvents(t *testing.T) {
 		{V: 1, ID: "b", Type: events.TypePurchase, Time: 2, UserID: "u", Amount: 9.5, Properties: map[string]string{"k": "v"}},
 	})
 	require.NoError(t, err)
+	validJSON, err := events.EncodeBatchJSON([]events.Event{
+		{V: 1, ID: "a", Type: events.TypeHTTPRequest, Time: 1, ClientIP: "1.2.3.4", Method: "GET", Status: 200, Bytes: 5, Path: "/ü\"x"},
+	})
+	require.NoError(t, err)
 	for _, payload := range []string{
-		string(valid), `{"v":2,"events":[]}`, `{"v":1,"events":[{"v":9}]}`, `{"v":1,"events":[`, `[]`, `{"v":1,"events":[{"v":1,"bytes":"x"}]}`,
+		string(valid), string(validJSON), string(valid[:len(valid)-3]), "\x08\x03", `{"v":2,"events":[]}`, `{"v":1,"events":[{"v":9}]}`, `{"v":1,"events":[`, `[]`, `{"v":1,"events":[{"v":1,"bytes":"x"}]}`,
 		// Absurd values (events.CheckBounds): year 9999, a time far ahead of
 		// the receive time, a negative byte count, no time.
 		`{"v":1,"events":[{"v":1,"event_id":"x","event_time":253402300799000}]}`,

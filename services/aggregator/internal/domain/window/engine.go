@@ -20,6 +20,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
@@ -378,7 +379,12 @@ func (e *Engine) newNode(s *State, k int, key string, ev *events.Event) *node {
 		}
 	}
 	if nd.labels == nil {
+		// Copies: ev's strings may share the memory of its whole record
+		// (events.DecodeBatchShared), which a label set must not keep.
 		nd.labels = ks.def.Labels(ev)
+		for k, v := range nd.labels {
+			nd.labels[k] = strings.Clone(v)
+		}
 	}
 	s.nodes[k][key] = nd
 	return nd
