@@ -3,6 +3,7 @@
 package ports
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -111,6 +112,58 @@ func (p Projections) HandleMetricsWindow(msg *message.Message) error {
 		return messaging.Permanent(fmt.Errorf("metrics.windows record %s: %w", msg.UUID, err))
 	}
 	return err
+}
+
+// WindowsBatchHandler returns the handler of the windows projector's batch
+// consumer (adapters.BatchConsumer): the metrics.windows records of one
+// partition that were waiting together, in offset order. Each record is
+// decoded and validated on its own, and a poison record goes to
+// metrics.windows.dlq through dlq (messaging.DeadLetter, as with the
+// router) while the others go on; then the results of all records are
+// projected with one ProjectWindow call, so a batch costs one round of
+// writes whatever its number of records, and the revisions of a window
+// that later ones in the batch supersede are not written (the window
+// writer and the live view keep the latest; see service.NewApplication).
+// The live stream (SSE) still gets every result, in order. The handler
+// returns nil once every record is projected or dead-lettered; any other
+// error is transient (the consumer hands the same records again, and the
+// projections are idempotent).
+func (p Projections) WindowsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) error {
+	deadLetter := messaging.DeadLetter(dlq, messaging.TopicMetricsWindows, logger)
+	return func(ctx context.Context, msgs []*message.Message) error {
+		var all []metrics.Result
+		for _, msg := range msgs {
+			var rs []metrics.Result
+			_, err := deadLetter(func(msg *message.Message) ([]*message.Message, error) {
+				var err error
+				rs, err = decodeWindows(msg)
+				return nil, err
+			})(msg)
+			if err != nil {
+				return err // the dead-letter topic failed: transient
+			}
+			all = append(all, rs...)
+		}
+		if len(all) == 0 {
+			return nil
+		}
+		return p.app.Commands.ProjectWindow.Handle(ctx, all)
+	}
+}
+
+// decodeWindows decodes and validates the results of one metrics.windows
+// record; any failure is permanent.
+func decodeWindows(msg *message.Message) ([]metrics.Result, error) {
+	rs, err := metrics.DecodeRecord(msg.Metadata.Get(messaging.MetaSchema), msg.Payload)
+	if err != nil {
+		return nil, messaging.Permanent(fmt.Errorf("metrics.windows record %s: %w", msg.UUID, err))
+	}
+	for i := range rs {
+		if err := rs[i].Validate(); err != nil {
+			return nil, messaging.Permanent(fmt.Errorf("metrics.windows record %s: result %d: %w", msg.UUID, i, err))
+		}
+	}
+	return rs, nil
 }
 
 // HandleAlert projects one alerts record (JSON alerts.Alert, schema
