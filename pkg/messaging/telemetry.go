@@ -81,6 +81,16 @@ type handlerAttrs struct {
 	handler, topic   string
 }
 
+func newHandlerAttrs(handler, topic string) *handlerAttrs {
+	base := []attribute.KeyValue{attribute.String("handler", handler), attribute.String("topic", topic)}
+	return &handlerAttrs{
+		handler: handler, topic: topic,
+		base:   metric.WithAttributeSet(attribute.NewSet(base...)),
+		ok:     metric.WithAttributeSet(attribute.NewSet(append(base, attribute.String("outcome", "ok"))...)),
+		failed: metric.WithAttributeSet(attribute.NewSet(append(base, attribute.String("outcome", "error"))...)),
+	}
+}
+
 // instrument is the router middleware that traces and measures every
 // handled message. It continues the trace of the record (the W3C trace
 // context its producer put into the metadata) with a consumer span
@@ -95,14 +105,7 @@ func instrument(ins *instruments) message.HandlerMiddleware {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			a := attrs.Load()
 			if a == nil {
-				handler, topic := message.HandlerNameFromCtx(msg.Context()), message.SubscribeTopicFromCtx(msg.Context())
-				base := []attribute.KeyValue{attribute.String("handler", handler), attribute.String("topic", topic)}
-				a = &handlerAttrs{
-					handler: handler, topic: topic,
-					base:   metric.WithAttributeSet(attribute.NewSet(base...)),
-					ok:     metric.WithAttributeSet(attribute.NewSet(append(base, attribute.String("outcome", "ok"))...)),
-					failed: metric.WithAttributeSet(attribute.NewSet(append(base, attribute.String("outcome", "error"))...)),
-				}
+				a = newHandlerAttrs(message.HandlerNameFromCtx(msg.Context()), message.SubscribeTopicFromCtx(msg.Context()))
 				attrs.Store(a)
 			}
 			ctx := telemetry.Extract(msg.Context(), msg.Metadata)
@@ -123,26 +126,62 @@ func instrument(ins *instruments) message.HandlerMiddleware {
 			msg.SetContext(ctx)
 			start := time.Now()
 			out, err := h(msg)
-			ins.duration.Record(ctx, time.Since(start).Seconds(), a.base)
-			n := int64(1)
-			if c := msg.Metadata.Get(MetaCount); c != "" {
-				if v, perr := strconv.ParseInt(c, 10, 64); perr == nil && v >= 0 {
-					n = v
-				}
-			}
-			ins.consumedEvts.Add(ctx, n, a.base)
-			ins.consumedBatch.Record(ctx, n, a.base)
+			ins.record(ctx, a, msg, time.Since(start), err)
 			if err != nil {
-				ins.consumed.Add(ctx, 1, a.failed)
 				span.RecordError(err)
 				span.SetStatus(codes.Error, err.Error())
-			} else {
-				ins.consumed.Add(ctx, 1, a.ok)
 			}
 			span.End()
 			return out, err
 		}
 	}
+}
+
+// record counts one handled record msg that took d, with outcome ok when
+// err is nil.
+func (ins *instruments) record(ctx context.Context, a *handlerAttrs, msg *message.Message, d time.Duration, err error) {
+	ins.duration.Record(ctx, d.Seconds(), a.base)
+	n := int64(1)
+	if c := msg.Metadata.Get(MetaCount); c != "" {
+		if v, perr := strconv.ParseInt(c, 10, 64); perr == nil && v >= 0 {
+			n = v
+		}
+	}
+	ins.consumedEvts.Add(ctx, n, a.base)
+	ins.consumedBatch.Record(ctx, n, a.base)
+	if err != nil {
+		ins.consumed.Add(ctx, 1, a.failed)
+	} else {
+		ins.consumed.Add(ctx, 1, a.ok)
+	}
+}
+
+// ConsumerMetrics records, for a consumer that runs outside a Watermill
+// router (a batch consumer), what the router's middleware records per
+// handled record: streamwatch.consumer.records by outcome,
+// streamwatch.consumer.events, streamwatch.consumer.batch.size and
+// streamwatch.consumer.process.duration, under a handler (the consumer
+// group) and topic. Safe for concurrent use.
+type ConsumerMetrics struct {
+	ins   *instruments
+	attrs *handlerAttrs
+}
+
+// NewConsumerMetrics returns the metrics of handler (the consumer group)
+// on topic. It fails when the instruments cannot be created.
+func NewConsumerMetrics(handler, topic string) (*ConsumerMetrics, error) {
+	ins, err := newInstruments()
+	if err != nil {
+		return nil, err
+	}
+	return &ConsumerMetrics{ins: ins, attrs: newHandlerAttrs(handler, topic)}, nil
+}
+
+// Record counts one handled record msg whose handling took d (for a batch:
+// the batch's time, which each of its records waited), with outcome ok
+// when err is nil and error otherwise.
+func (c *ConsumerMetrics) Record(ctx context.Context, msg *message.Message, d time.Duration, err error) {
+	c.ins.record(ctx, c.attrs, msg, d, err)
 }
 
 // injectHeaders appends the trace context of msg's context to pm's headers

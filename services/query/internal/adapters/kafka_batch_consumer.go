@@ -71,11 +71,15 @@ func (c BatchConsumerConfig) Validate() error {
 // durable), so a crash or a rebalance redelivers at most the batch in
 // progress, which idempotent projections absorb. Records are converted
 // with messaging.Marshaler (metadata and trace context from the headers)
-// and carry their position (messaging.Position). Run it once.
+// and carry their position (messaging.Position); a batch is one consumer
+// span linked to the records' producer spans, and every record is counted
+// in the consumer metrics the router keeps (streamwatch.consumer.*, handler
+// = the group). Run it once.
 type BatchConsumer struct {
 	cfg     BatchConsumerConfig
 	handler BatchHandler
 	logger  *slog.Logger
+	metrics *messaging.ConsumerMetrics
 }
 
 // NewBatchConsumer returns a consumer that hands records to handler. It
@@ -84,7 +88,11 @@ func NewBatchConsumer(cfg BatchConsumerConfig, handler BatchHandler, logger *slo
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("batch consumer %s: %w", cfg.Group, err)
 	}
-	return &BatchConsumer{cfg: cfg, handler: handler, logger: messaging.Logger(logger)}, nil
+	m, err := messaging.NewConsumerMetrics(cfg.Group, cfg.Topic)
+	if err != nil {
+		return nil, err
+	}
+	return &BatchConsumer{cfg: cfg, handler: handler, logger: messaging.Logger(logger), metrics: m}, nil
 }
 
 // Run consumes until ctx is done, then leaves the group (committing the
@@ -203,10 +211,17 @@ func (c *BatchConsumer) convert(ctx context.Context, batch []*sarama.ConsumerMes
 
 // handle calls the handler until it succeeds, backing off between
 // attempts; it returns ctx's error when the partition is revoked first.
+// Every record of the batch is counted per attempt (messaging's consumer
+// metrics, as the router counts them), with the attempt's time.
 func (c *BatchConsumer) handle(ctx context.Context, msgs []*message.Message) error {
 	wait := c.cfg.RetryInitial
 	for {
+		start := time.Now()
 		err := c.handler(ctx, msgs)
+		d := time.Since(start)
+		for _, m := range msgs {
+			c.metrics.Record(ctx, m, d, err)
+		}
 		if err == nil {
 			return nil
 		}
