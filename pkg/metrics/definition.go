@@ -434,6 +434,14 @@ func (d *Definition) Matches(e *events.Event) bool {
 	return d.MatchesType(e, TypeBit(e.Type))
 }
 
+// AcceptsType reports whether the definition's type filter takes events
+// whose TypeBit is typeBit (its field predicates aside), so an engine can
+// skip the definitions of other types without looking at the event. The
+// definition must be compiled.
+func (d *Definition) AcceptsType(typeBit uint32) bool {
+	return d.typeMask == 0 || d.typeMask&typeBit != 0
+}
+
 // MatchesType is Matches with the event's TypeBit already computed.
 func (d *Definition) MatchesType(e *events.Event, typeBit uint32) bool {
 	if d.typeMask != 0 && d.typeMask&typeBit == 0 {

@@ -238,3 +238,54 @@ func TestMergePartials(t *testing.T) {
 	_, err = metrics.MergePartials([]metrics.Result{mk(0, []float64{1}, nil, metrics.KindFinal), other})
 	require.ErrorIs(t, err, metrics.ErrNotMergeable)
 }
+
+// TestDistinctDensify: a sparse sketch past the size limit is encoded dense
+// (16 KiB of registers), estimates within the stated error before and after,
+// keeps counting, and decodes to the same estimate; a small one stays
+// sparse and unchanged.
+func TestDistinctDensify(t *testing.T) {
+	t.Parallel()
+	d := metrics.NewDistinct()
+	for i := range 3000 {
+		d.Add(fmt.Sprint("u", i))
+	}
+	sparse, err := d.MarshalBinaryDensify(1 << 20)
+	require.NoError(t, err)
+	require.Less(t, len(sparse), 16_384, "below the limit: still sparse")
+	require.InEpsilon(t, 3000, float64(d.Estimate()), 3*metrics.DistinctRelativeError)
+
+	dense, err := d.MarshalBinaryDensify(100)
+	require.NoError(t, err)
+	require.Greater(t, len(dense), 16_384, "past the limit: 16 KiB of dense registers")
+	same, err := d.MarshalBinaryDensify(100)
+	require.NoError(t, err)
+	require.Equal(t, dense, same, "a dense sketch stays as it is")
+	require.InEpsilon(t, 3000, float64(d.Estimate()), 3*metrics.DistinctRelativeError)
+	for i := range 100_000 {
+		d.Add(fmt.Sprint("u", i))
+	}
+	require.InEpsilon(t, 100_000, float64(d.Estimate()), 3*metrics.DistinctRelativeError)
+	again, err := d.MarshalBinaryDensify(0)
+	require.NoError(t, err)
+	back, err := metrics.DecodeDistinct(again)
+	require.NoError(t, err)
+	require.Equal(t, d.Estimate(), back.Estimate())
+}
+
+// TestTopKAllRestores: the unsorted All, fed back with AddCount, restores a
+// table that reports the same top keys and then evicts the same key.
+func TestTopKAllRestores(t *testing.T) {
+	t.Parallel()
+	a := metrics.NewTopK(8)
+	for i := range 200 {
+		a.Add(fmt.Sprint("k", i%13, "-", i%3))
+	}
+	b := metrics.NewTopK(8)
+	for kc := range a.All() {
+		b.AddCount(kc.Key, kc.Count, kc.Err)
+	}
+	require.Equal(t, a.Entries(), b.Entries())
+	a.Add("new")
+	b.Add("new")
+	require.Equal(t, a.Entries(), b.Entries())
+}

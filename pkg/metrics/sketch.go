@@ -3,6 +3,7 @@ package metrics
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -53,6 +54,36 @@ func (d *Distinct) Estimate() uint64 { return d.sk.Estimate() }
 
 // Merge adds other's values to d.
 func (d *Distinct) Merge(other *Distinct) error { return d.sk.Merge(other.sk) }
+
+// Densify switches a sparse sketch to the dense representation: 2^14
+// one-byte registers (16 KiB) whatever the number of values. An insert then
+// costs one register update instead of a share of the sparse list's
+// periodic sorted merge (thousands of instructions per insert once the
+// list holds a few thousand hashes). The estimate keeps the error of
+// precision 14 (1.04/√16384 ≈ 0.81 %); the sparse representation's extra
+// precision for small counts is lost, as when the library itself converts
+// a sparse sketch that outgrew the registers. A dense sketch is unchanged.
+func (d *Distinct) Densify() {
+	dense := hyperloglog.NewNoSparse()
+	if err := dense.Merge(d.sk); err == nil { // same precision: cannot fail
+		d.sk = dense
+	}
+}
+
+// MarshalBinaryDensify is MarshalBinary, except that a sparse sketch whose
+// encoding is longer than maxSparseBytes is first switched to the dense
+// representation (Densify) and encoded as such (16 KiB + 4 bytes): a
+// caller that encodes a sketch after every change uses it to stop paying
+// the sparse list's merges once the sketch has grown. The decision depends
+// only on the sketch's content, so equal sketches stay equal.
+func (d *Distinct) MarshalBinaryDensify(maxSparseBytes int) ([]byte, error) {
+	b, err := d.sk.MarshalBinary()
+	if err != nil || len(b) <= maxSparseBytes || len(b) < 4 || b[3] != 1 { // axiomhq header: version, p, b, sparse flag
+		return b, err
+	}
+	d.Densify()
+	return d.sk.MarshalBinary()
+}
 
 // MarshalBinary encodes the sketch (sparse sketches stay small).
 func (d *Distinct) MarshalBinary() ([]byte, error) { return d.sk.MarshalBinary() }
@@ -244,6 +275,18 @@ func (t *TopK) Entries() []KeyCount {
 		return cmp.Compare(a.Key, b.Key)
 	})
 	return all
+}
+
+// All yields the tracked keys with their counts in no particular order
+// (Entries sorts them), for encodings that restore them with AddCount.
+func (t *TopK) All() iter.Seq[KeyCount] {
+	return func(yield func(KeyCount) bool) {
+		for _, kc := range t.heap {
+			if !yield(kc.KeyCount) {
+				return
+			}
+		}
+	}
 }
 
 // Len returns the number of tracked keys.

@@ -18,6 +18,7 @@ package window
 import (
 	"cmp"
 	"maps"
+	"math/bits"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,7 +52,11 @@ type Engine struct {
 	// keysets groups the definitions by their GroupBy list: Add computes an
 	// event's group key and looks its series up once per keyset, not once
 	// per definition.
-	keysets   []keyset
+	keysets []keyset
+	// plans holds per type bit position (metrics.TypeBit(t) == 1<<i) the
+	// keysets with members whose type filter takes the type, and those
+	// members only: Add visits no definition of another type.
+	plans     [32][]typePlan
 	cfg       Config
 	maxSpan   int64 // longest window size or gap, ms
 	maxLate   int64 // longest allowed lateness, ms
@@ -77,6 +82,13 @@ type compiled struct {
 	// timing and value field: the same values in the same windows), or -1
 	// when its windows keep their own.
 	shareFrom int
+}
+
+// typePlan is one keyset's members (indices into Engine.defs, in
+// definition order) that take one event type.
+type typePlan struct {
+	ks      int
+	members []int
 }
 
 // keyset is the definitions with one GroupBy list, in definition order.
@@ -121,6 +133,19 @@ func NewEngine(defs []metrics.Definition, cfg Config) *Engine {
 	for i := range e.defs {
 		e.defByName[e.defs[i].def.Name] = &e.defs[i]
 		e.assignKeyset(i)
+	}
+	for b := range e.plans {
+		for k, ks := range e.keysets {
+			var members []int
+			for _, d := range ks.members {
+				if e.defs[d].def.AcceptsType(1 << b) {
+					members = append(members, d)
+				}
+			}
+			if len(members) > 0 {
+				e.plans[b] = append(e.plans[b], typePlan{ks: k, members: members})
+			}
+		}
 	}
 	return e
 }
@@ -314,10 +339,10 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 		}
 		accepted, late := false, false
 		typeBit := metrics.TypeBit(ev.Type)
-		for k := range e.keysets {
-			ks := &e.keysets[k]
+		for _, p := range e.plans[bits.TrailingZeros32(typeBit)] {
+			k, ks := p.ks, &e.keysets[p.ks]
 			var nd *node
-			for _, d := range ks.members {
+			for _, d := range p.members {
 				c := &e.defs[d]
 				if !c.def.MatchesType(ev, typeBit) {
 					continue
