@@ -263,17 +263,26 @@ func decodeBinaryBatch(p []byte, buf []Event, shared bool) ([]Event, error) {
 	return evs, nil
 }
 
-// decodeEvent fills e from one Event message.
+// decodeEvent fills e from one Event message. Tags and lengths under 128
+// (one byte: fields 1-15, strings shorter than 128 bytes) are read inline;
+// longer ones go through protowire.
 func decodeEvent(p []byte, e *Event, ss strs) error {
 	for len(p) > 0 {
-		num, typ, n := protowire.ConsumeTag(p)
-		if n < 0 {
-			return fmt.Errorf("field tag: %w", protowire.ParseError(n))
+		var num protowire.Number
+		var typ protowire.Type
+		if p[0] < 0x80 {
+			num, typ, p = protowire.Number(p[0]>>3), protowire.Type(p[0]&7), p[1:]
+		} else {
+			var n int
+			if num, typ, n = protowire.ConsumeTag(p); n < 0 {
+				return fmt.Errorf("field tag: %w", protowire.ParseError(n))
+			}
+			p = p[n:]
 		}
-		p = p[n:]
 		want := wireType(num)
 		if want < 0 { // a field of a later build
-			if n = protowire.ConsumeFieldValue(num, typ, p); n < 0 {
+			n := protowire.ConsumeFieldValue(num, typ, p)
+			if n < 0 {
 				return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
 			}
 			p = p[n:]
@@ -298,11 +307,16 @@ func decodeEvent(p []byte, e *Event, ss strs) error {
 			p = p[n:]
 			setDouble(e, num, math.Float64frombits(v))
 		default: // BytesType
-			b, n := protowire.ConsumeBytes(p)
-			if n < 0 {
-				return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
+			var b []byte
+			if len(p) > 0 && p[0] < 0x80 && int(p[0]) < len(p) {
+				b, p = p[1:1+p[0]], p[1+p[0]:]
+			} else {
+				var n int
+				if b, n = protowire.ConsumeBytes(p); n < 0 {
+					return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
+				}
+				p = p[n:]
 			}
-			p = p[n:]
 			if num == fieldProperties || num == fieldLabels {
 				if err := decodeMapEntry(b, e, num, ss); err != nil {
 					return fmt.Errorf("field %d: %w", num, err)
@@ -315,18 +329,30 @@ func decodeEvent(p []byte, e *Event, ss strs) error {
 	return nil
 }
 
+// wireTypes is the wire type of each Event field number, -1 for a number
+// this build does not know.
+var wireTypes = func() (t [fieldValue + 1]protowire.Type) {
+	for num := range t {
+		switch n := protowire.Number(num); {
+		case n == fieldV || n == fieldTime || n == fieldReceiveTime || n == fieldStatus || n == fieldBytes:
+			t[num] = protowire.VarintType
+		case n == fieldAmount || n == fieldLatencyMs || n == fieldValue:
+			t[num] = protowire.Fixed64Type
+		case n >= fieldID:
+			t[num] = protowire.BytesType
+		default:
+			t[num] = -1
+		}
+	}
+	return t
+}()
+
 // wireType returns the wire type of an Event field, -1 for an unknown field.
 func wireType(num protowire.Number) protowire.Type {
-	switch num {
-	case fieldV, fieldTime, fieldReceiveTime, fieldStatus, fieldBytes:
-		return protowire.VarintType
-	case fieldAmount, fieldLatencyMs, fieldValue:
-		return protowire.Fixed64Type
+	if num < 0 || int(num) >= len(wireTypes) {
+		return -1
 	}
-	if num >= fieldID && num <= fieldValue {
-		return protowire.BytesType
-	}
-	return -1
+	return wireTypes[num]
 }
 
 func setInt(e *Event, num protowire.Number, v int64) {

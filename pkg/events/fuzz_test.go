@@ -92,6 +92,14 @@ func FuzzDecodeBatch(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	rich, err := events.EncodeBatch([]events.Event{{V: 1, ID: "r", Type: events.TypeMetricSample, Time: 2, Series: "cpu",
+		Labels: map[string]string{"host": "h"}, Value: 0.5, Properties: map[string]string{"k": "v"}, UserAgent: strings.Repeat("x", 200)}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(rich)
+	f.Add(rich[:len(rich)/2])
+	f.Add([]byte{0x08, 0x02, 0x12, 0x05, 0xfa, 0x06, 0x01, 'x', 0x08}) // unknown field 111 in an event
 	for _, s := range []string{string(good), `{"v":1,"events":[]}`, `{"v":2,"events":[]}`, `{"v":1,"events":[{"v":9}]}`, `{"v":1,"events":[{"v":1,"properties":{"a":1}}]}`, `[`, ``} {
 		f.Add([]byte(s))
 	}
