@@ -475,6 +475,9 @@ func (s *Stack) RedisAddr() string { return hostPort(s.ports["redis"]) }
 // ClickHouseAddr returns ClickHouse's native-protocol host:port.
 func (s *Stack) ClickHouseAddr() string { return hostPort(s.ports["clickhouse"]) }
 
+// ClickHouseHTTPAddr returns the ClickHouse HTTP interface's host:port.
+func (s *Stack) ClickHouseHTTPAddr() string { return hostPort(s.ports["clickhouse-http"]) }
+
 // ClickHouseHTTPURL returns the base URL of ClickHouse's HTTP interface
 // (http://host:port).
 func (s *Stack) ClickHouseHTTPURL() string { return "http://" + hostPort(s.ports["clickhouse-http"]) }
@@ -519,17 +522,18 @@ func (s *Stack) LogPath(name string) string {
 }
 
 // Env returns the variables every service gets: KAFKA_BROKERS,
-// KAFKA_PARTITIONS, REDIS_ADDR, CLICKHOUSE_ADDR, CLICKHOUSE_DATABASE,
+// KAFKA_PARTITIONS, REDIS_ADDR, CLICKHOUSE_ADDR, CLICKHOUSE_HTTP_ADDR, CLICKHOUSE_DATABASE,
 // LOG_LEVEL and AUTH_KEYS_FILE (the digests of Keys). A service also gets HTTP_ADDR and its Options.ServiceEnv. Tests
 // that run a service in-process can load its config from these.
 func (s *Stack) Env() map[string]string {
 	return map[string]string{
-		"KAFKA_BROKERS":       strings.Join(s.Brokers(), ","),
-		"KAFKA_PARTITIONS":    strconv.Itoa(int(s.opts.Partitions)),
-		"REDIS_ADDR":          s.RedisAddr(),
-		"CLICKHOUSE_ADDR":     s.ClickHouseAddr(),
-		"CLICKHOUSE_DATABASE": ClickHouseDatabase,
-		"LOG_LEVEL":           s.opts.LogLevel,
-		"AUTH_KEYS_FILE":      s.keysFile,
+		"KAFKA_BROKERS":        strings.Join(s.Brokers(), ","),
+		"KAFKA_PARTITIONS":     strconv.Itoa(int(s.opts.Partitions)),
+		"REDIS_ADDR":           s.RedisAddr(),
+		"CLICKHOUSE_ADDR":      s.ClickHouseAddr(),
+		"CLICKHOUSE_HTTP_ADDR": s.ClickHouseHTTPAddr(),
+		"CLICKHOUSE_DATABASE":  ClickHouseDatabase,
+		"LOG_LEVEL":            s.opts.LogLevel,
+		"AUTH_KEYS_FILE":       s.keysFile,
 	}
 }

@@ -61,6 +61,11 @@ type ClickHouse struct {
 	// User and Password authenticate; ClickHouse's default user has no password.
 	User     string `env:"CLICKHOUSE_USER" envDefault:"default"`
 	Password string `env:"CLICKHOUSE_PASSWORD"`
+	// HTTPAddr is host:port of the HTTP interface (e.g. 127.0.0.1:8123).
+	// When set, the query service writes raw events through it in Native
+	// format (cheaper for client and server than the native protocol's
+	// client); empty keeps every call on the native protocol.
+	HTTPAddr string `env:"CLICKHOUSE_HTTP_ADDR"`
 }
 
 // Validate reports an empty address or database.

@@ -18,8 +18,11 @@ import (
 // OpenClickHouse connects to ClickHouse over the native protocol and pings
 // it. The connection uses the server's default database: repositories name
 // their tables with cfg.Database, which may not exist before migrations run.
-// Calls are client spans when tracing is on (TraceClickHouse). The caller
-// closes the connection.
+// Calls are client spans when tracing is on (TraceClickHouse). When
+// cfg.HTTPAddr is set it also pings the HTTP interface there and returns
+// the connection carrying that client (WithClickHouseHTTP): raw events are
+// then inserted in Native format over HTTP. The caller closes the
+// connection.
 func OpenClickHouse(ctx context.Context, cfg config.ClickHouse) (driver.Conn, error) {
 	conn, err := clickhouse.Open(&clickhouse.Options{
 		Addr:        []string{cfg.Addr},
@@ -33,7 +36,46 @@ func OpenClickHouse(ctx context.Context, cfg config.ClickHouse) (driver.Conn, er
 		_ = conn.Close()
 		return nil, fmt.Errorf("ping clickhouse %s: %w", cfg.Addr, err)
 	}
-	return TraceClickHouse(conn), nil
+	if cfg.HTTPAddr == "" {
+		return TraceClickHouse(conn), nil
+	}
+	h, err := NewClickHouseHTTP(cfg.HTTPAddr, cfg.User, cfg.Password)
+	if err == nil {
+		err = h.Ping(ctx)
+	}
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("CLICKHOUSE_HTTP_ADDR: %w", err)
+	}
+	return WithClickHouseHTTP(TraceClickHouse(conn), h), nil
+}
+
+// httpConn is a native connection that also carries an HTTP interface
+// client for inserts (WithClickHouseHTTP).
+type httpConn struct {
+	driver.Conn
+	http *ClickHouseHTTP
+}
+
+// WithClickHouseHTTP returns conn carrying h: repositories built on the
+// result insert through h where they can (the events repository), and
+// Close closes both.
+func WithClickHouseHTTP(conn driver.Conn, h *ClickHouseHTTP) driver.Conn {
+	return httpConn{Conn: conn, http: h}
+}
+
+// Close implements driver.Conn.
+func (c httpConn) Close() error {
+	c.http.Close()
+	return c.Conn.Close()
+}
+
+// clickHouseHTTPOf returns the HTTP client conn carries, nil if none.
+func clickHouseHTTPOf(conn driver.Conn) *ClickHouseHTTP {
+	if c, ok := conn.(httpConn); ok {
+		return c.http
+	}
+	return nil
 }
 
 // maxDateTimeSec is the last second ClickHouse's DateTime (UInt32) holds.

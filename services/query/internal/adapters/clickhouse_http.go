@@ -59,6 +59,24 @@ func NewClickHouseHTTP(addr, user, password string) (*ClickHouseHTTP, error) {
 	}, nil
 }
 
+// Ping asks the server's /ping endpoint, which answers "Ok.".
+func (c *ClickHouseHTTP) Ping(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.endpoint+"ping", nil)
+	if err != nil {
+		return fmt.Errorf("ping clickhouse http %s: %w", c.endpoint, err)
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("ping clickhouse http: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("ping clickhouse http %s: %w", c.endpoint, newHTTPError(resp.StatusCode, body))
+	}
+	return nil
+}
+
 // Close closes idle connections.
 func (c *ClickHouseHTTP) Close() {
 	c.client.CloseIdleConnections()

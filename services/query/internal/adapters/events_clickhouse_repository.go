@@ -45,7 +45,9 @@ type ClickHouseEventRepository struct {
 
 // NewClickHouseEventRepository returns a repository on conn writing to
 // database.events. database must be a validated identifier (config
-// Validate does that); it is part of the SQL text.
+// Validate does that); it is part of the SQL text. When conn carries an
+// HTTP interface client (WithClickHouseHTTP, as OpenClickHouse returns it
+// with CLICKHOUSE_HTTP_ADDR set), inserts go through it (WithHTTPInsert).
 func NewClickHouseEventRepository(conn driver.Conn, database string) *ClickHouseEventRepository {
 	return NewClickHouseEventRepositoryOn(conn, database, DefaultTables.Events)
 }
@@ -56,6 +58,9 @@ func NewClickHouseEventRepositoryOn(conn driver.Conn, database, table string) *C
 	qualified := database + "." + table
 	r := &ClickHouseEventRepository{conn: conn, table: qualified, insert: "INSERT INTO " + qualified + " (" + eventColumns + ")"}
 	r.group = newGroupCommit(DefaultEventsGroupCommit, r.insertBlock)
+	if h := clickHouseHTTPOf(conn); h != nil {
+		return r.WithHTTPInsert(h)
+	}
 	return r
 }
 

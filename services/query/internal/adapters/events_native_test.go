@@ -11,6 +11,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/stretchr/testify/require"
 
+	"github.com/streamwatch/streamwatch/pkg/config"
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/services/query/internal/adapters/chtest"
 	"github.com/streamwatch/streamwatch/services/query/migrations"
@@ -221,4 +222,32 @@ func TestNativeHTTPInsertErrors(t *testing.T) {
 		_, err := NewClickHouseHTTP(addr, "default", "")
 		require.Error(t, err, "address %q", addr)
 	}
+}
+
+// TestOpenClickHouseWithHTTPAddr checks the wiring: with CLICKHOUSE_HTTP_ADDR
+// set, OpenClickHouse pings the HTTP interface and the events repository
+// built on its connection inserts through it; an unreachable address fails
+// the open, naming the variable.
+func TestOpenClickHouseWithHTTPAddr(t *testing.T) {
+	t.Parallel()
+	srv := chtest.StartClickHouse(t)
+	ctx := context.Background()
+	cfg := config.ClickHouse{Addr: srv.Addr, Database: "streamwatch", User: "default", HTTPAddr: srv.HTTPAddr}
+	conn, err := OpenClickHouse(ctx, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	require.NoError(t, migrations.Up(ctx, conn, cfg.Database, nil))
+
+	repo := NewClickHouseEventRepository(conn, cfg.Database)
+	require.NotNil(t, repo.http, "inserts should go through the HTTP interface")
+	require.Nil(t, NewClickHouseEventRepository(srv.Conn(t), cfg.Database).http)
+	require.NoError(t, repo.InsertEvents(ctx, edgeEvents()))
+	require.Len(t, readEvents(t, conn, "streamwatch.events"), len(edgeEvents()))
+
+	cfg.HTTPAddr = "127.0.0.1:1"
+	_, err = OpenClickHouse(ctx, cfg)
+	require.ErrorContains(t, err, "CLICKHOUSE_HTTP_ADDR")
+	cfg.HTTPAddr = "no-port"
+	_, err = OpenClickHouse(ctx, cfg)
+	require.ErrorContains(t, err, `"no-port": want host:port`)
 }

@@ -28,21 +28,27 @@ import (
 // across records reaches), through each insert client: "http-native" (the
 // service's path: Native format over ClickHouse's HTTP interface) and
 // "http-native-split2" (the same, a block of 10,000 rows or more cut into
-// two concurrent inserts) and "clickhouse-go" (the native protocol's
-// columnar batch). The target is
+// two concurrent inserts), "http-native-nogroup" (500 rows only: without
+// the group commit, whose leader waits 2 ms for others to join) and
+// "clickhouse-go" (the native protocol's columnar batch). The target is
 // >= 1,000,000 rows/s on the dev machine. Besides rows/s it reports the
 // server's CPU per 1 M rows (system.events, user + system time of every
 // server thread, merges included) and inserts the server delayed for too
 // many parts.
 func BenchmarkProjectorInsertEvents(b *testing.B) {
-	for _, client := range []string{"http-native", "http-native-split2", "clickhouse-go"} {
+	for _, client := range []string{"http-native", "http-native-split2", "http-native-nogroup", "clickhouse-go"} {
 		for _, size := range []int{500, 10_000, 100_000} {
+			if client == "http-native-nogroup" && size != 500 {
+				continue // the 2 ms wait is noise next to a larger insert
+			}
 			b.Run(fmt.Sprintf("insert=%s/rows=%d", client, size), func(b *testing.B) {
 				e := newInsertEnv(b)
 				repo := e.events
 				switch client {
 				case "http-native-split2":
 					repo = repo.WithSplitInserts(2, 5_000)
+				case "http-native-nogroup":
+					repo = repo.WithGroupCommit(adapters.GroupCommitConfig{})
 				case "clickhouse-go":
 					repo = e.eventsGo
 				}
@@ -151,16 +157,26 @@ func benchEvents(n int) []events.Event {
 // BenchmarkProjectorInsertEventsConcurrent measures the events projector
 // as the Kafka subscriber drives it: 8 partitions, each inserting one
 // record of 500 events at a time and waiting for the insert (ack after
-// write), 100,000 events per op, in rows/s; "direct" is one insert per
-// record, "grouped" the repository's group commit (concurrent records in
-// one insert).
+// write), 100,000 events per op, in rows/s (and CPU as
+// BenchmarkProjectorInsertEvents). Modes: "direct" is one clickhouse-go
+// insert per record, "grouped" the repository's group commit (concurrent
+// records in one insert) over clickhouse-go, "grouped-http" the group
+// commit over Native HTTP (the service's path), "grouped-http-split2" that
+// with groups of 10,000 rows or more cut into two concurrent inserts.
 func BenchmarkProjectorInsertEventsConcurrent(b *testing.B) {
-	for _, mode := range []string{"direct", "grouped"} {
+	for _, mode := range []string{"direct", "grouped", "grouped-http", "grouped-http-split2"} {
 		b.Run(mode, func(b *testing.B) {
-			e := newEnv(b)
-			repo := e.storage.Events
-			if mode == "direct" {
-				repo = repo.WithGroupCommit(adapters.GroupCommitConfig{})
+			e := newInsertEnv(b)
+			var repo *adapters.ClickHouseEventRepository
+			switch mode {
+			case "direct":
+				repo = e.eventsGo.WithGroupCommit(adapters.GroupCommitConfig{})
+			case "grouped":
+				repo = e.eventsGo
+			case "grouped-http":
+				repo = e.events
+			case "grouped-http-split2":
+				repo = e.events.WithSplitInserts(2, 5_000)
 			}
 			const partitions, record, perOp = 8, 500, 100_000
 			recs := make([][]events.Event, partitions)
@@ -169,6 +185,8 @@ func BenchmarkProjectorInsertEventsConcurrent(b *testing.B) {
 			}
 			ctx := context.Background()
 			n := 0
+			before := serverEvents(b, e.ch)
+			clientBefore := processCPU(b)
 			b.ResetTimer()
 			for b.Loop() {
 				var g errgroup.Group
@@ -189,6 +207,7 @@ func BenchmarkProjectorInsertEventsConcurrent(b *testing.B) {
 				n++
 			}
 			b.ReportMetric(float64(n*perOp)/b.Elapsed().Seconds(), "rows/s")
+			reportCPU(b, e.ch, before, clientBefore, n*perOp)
 		})
 	}
 }
