@@ -20,7 +20,9 @@ type DeltaState interface {
 	// TakeDelta returns the entries changed since the last TakeDelta or
 	// RestoreEntries: set maps entry names to their new values, del lists
 	// entries to delete. The state then forgets those changes. An error is
-	// permanent for the record being applied.
+	// permanent for the record being applied. The processor is done with
+	// set, del and the entries' bytes before it calls TakeDelta again, so
+	// a state may reuse their memory in the next call.
 	TakeDelta() (set map[string][]byte, del []string, err error)
 	// RestoreEntries rebuilds the state from all entries of its checkpoint.
 	// It is called on a state fresh from Operator.NewState.

@@ -31,6 +31,10 @@ type deltaTracker struct {
 	seq       int64
 	metaDirty bool
 	perWindow int // mean bytes per window entry in the last commit
+	// buf and set are the memory of the last TakeDelta's result, reused by
+	// the next one.
+	buf []byte
+	set map[string][]byte
 }
 
 func (d *deltaTracker) init() {
@@ -67,11 +71,23 @@ type metaEntry struct {
 // TakeDelta implements stream.DeltaState: the entries changed since the
 // last call (touched windows, new event-id hashes, the clock) and the
 // entries to delete (purged or renamed windows, forgotten id buckets).
+// The map and the entries' bytes are reused by the next call, as
+// stream.DeltaState allows: a caller that keeps entries across calls must
+// copy them. (Reusing them halved the bytes the aggregator allocates per
+// record: ~175 KiB of a 500-event record's ~345 KiB.)
 func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 	d := &s.delta
-	set := make(map[string][]byte, len(d.touched)+len(d.seenNew)+1)
-	// One buffer for every window of the commit, sized from the last one.
-	buf := make([]byte, 0, len(d.touched)*max(96, d.perWindow+d.perWindow/4))
+	set := d.set
+	if set == nil {
+		set = make(map[string][]byte, len(d.touched)+len(d.seenNew)+1)
+	} else {
+		clear(set)
+	}
+	// One buffer for every entry of the commit, sized from the last one.
+	buf := d.buf[:0]
+	if need := len(d.touched)*max(96, d.perWindow+d.perWindow/4) + 64; cap(buf) < need {
+		buf = make([]byte, 0, need)
+	}
 	for _, w := range d.touched {
 		w.touched = false
 		if w.dead {
@@ -90,11 +106,11 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 	for bucket, hs := range d.seenNew {
 		d.seq++
 		name := "s|" + strconv.FormatInt(bucket, 10) + "|" + strconv.FormatInt(d.seq, 10)
-		b := make([]byte, 8*len(hs))
-		for i, h := range hs {
-			binary.LittleEndian.PutUint64(b[8*i:], h)
+		n := len(buf)
+		for _, h := range hs {
+			buf = binary.LittleEndian.AppendUint64(buf, h)
 		}
-		set[name] = b
+		set[name] = buf[n:len(buf):len(buf)]
 		d.seenKeys[bucket] = append(d.seenKeys[bucket], name)
 	}
 	meta, err := json.Marshal(metaEntry{Partition: s.Partition, MaxEventTime: s.MaxEventTime, Clock: s.Clock, LastInput: s.LastInput, Seq: d.seq})
@@ -108,6 +124,7 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 			del = append(del, name)
 		}
 	}
+	d.buf, d.set = buf, set
 	d.touched = d.touched[:0]
 	clear(d.removed)
 	clear(d.seenNew)

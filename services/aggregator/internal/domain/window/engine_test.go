@@ -1,6 +1,7 @@
 package window_test
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -276,7 +277,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 		set, del, err := orig.TakeDelta()
 		require.NoError(t, err)
 		for k, v := range set {
-			entries[k] = v
+			entries[k] = bytes.Clone(v) // the next TakeDelta reuses v
 		}
 		for _, k := range del {
 			delete(entries, k)

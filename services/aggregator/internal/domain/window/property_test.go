@@ -1,6 +1,7 @@
 package window_test
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -78,7 +79,7 @@ func TestMatchesBruteForce(t *testing.T) {
 				set, del, err := s.TakeDelta()
 				require.NoError(t, err)
 				for k, v := range set {
-					entries[k] = v
+					entries[k] = bytes.Clone(v) // the next TakeDelta reuses v
 				}
 				for _, k := range del {
 					delete(entries, k)
