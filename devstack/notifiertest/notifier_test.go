@@ -215,14 +215,19 @@ func publish(t *testing.T, pub message.Publisher, as ...alerts.Alert) {
 }
 
 // waitGrouped waits until the dispatcher's committed state holds every
-// fingerprint in a group (its checkpoint in Redis).
+// fingerprint in a group (its checkpoint in Redis: the entries of the
+// incremental checkpoint, or a snapshot's "d" field).
 func waitGrouped(t *testing.T, rdb *redis.Client, fps ...string) {
 	t.Helper()
 	key := "sw:ckpt:notifier.dispatch:" + messaging.TopicNotifierDispatch + ":0"
 	require.Eventually(t, func() bool {
-		d, err := rdb.HGet(context.Background(), key, "d").Result()
+		entries, err := rdb.HGetAll(context.Background(), key+":entries").Result()
 		if err != nil {
 			return false
+		}
+		d, _ := rdb.HGet(context.Background(), key, "d").Result()
+		for _, v := range entries {
+			d += v
 		}
 		for _, fp := range fps {
 			if !strings.Contains(d, `"`+fp+`":true`) {

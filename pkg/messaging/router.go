@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,7 +95,7 @@ func DeadLetter(pub message.Publisher, topic string, logger *slog.Logger) messag
 			}
 			dl.Metadata.Set(MetaError, err.Error())
 			dl.Metadata.Set(MetaSourceTopic, topic)
-			if h := message.HandlerNameFromCtx(msg.Context()); h != "" {
+			if h := consumerName(msg.Context()); h != "" {
 				dl.Metadata.Set(MetaConsumer, h)
 			}
 			if p, o, ok := Position(msg); ok {
@@ -113,6 +114,26 @@ func DeadLetter(pub message.Publisher, topic string, logger *slog.Logger) messag
 			return nil, nil
 		}
 	}
+}
+
+type consumerKey struct{}
+
+// ContextWithConsumer returns ctx naming the consumer (its group) that
+// handles a message outside a Watermill router, such as a batch consumer:
+// DeadLetter records it as MetaConsumer, as it does the router's handler
+// name.
+func ContextWithConsumer(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, consumerKey{}, name)
+}
+
+// consumerName is the router's handler name in ctx, else the name
+// ContextWithConsumer put there, else "".
+func consumerName(ctx context.Context) string {
+	if h := message.HandlerNameFromCtx(ctx); h != "" {
+		return h
+	}
+	h, _ := ctx.Value(consumerKey{}).(string)
+	return h
 }
 
 // callRecovering calls h and turns a panic into a permanent error, so that a

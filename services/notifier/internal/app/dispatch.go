@@ -35,7 +35,11 @@ type Dispatch struct {
 	receivers map[string][]IntegrationRef
 }
 
-var _ stream.Operator[*dispatch.State] = (*Dispatch)(nil)
+var (
+	_ stream.Operator[*dispatch.State] = (*Dispatch)(nil)
+	_ stream.DeltaState                = (*dispatch.State)(nil)
+	_ stream.SnapshotRestorer          = (*dispatch.State)(nil)
+)
 
 // NewDispatch returns the operator; receivers maps receiver names to their
 // integrations.
@@ -43,8 +47,14 @@ func NewDispatch(d *dispatch.Dispatcher, receivers map[string][]IntegrationRef) 
 	return &Dispatch{d: d, receivers: receivers}
 }
 
-// NewState implements stream.Operator.
-func (o *Dispatch) NewState(int32) *dispatch.State { return dispatch.NewState() }
+// NewState implements stream.Operator: an empty state that tracks its
+// changes, so the processor checkpoints it incrementally when it has a
+// stream.DeltaStore.
+func (o *Dispatch) NewState(int32) *dispatch.State {
+	st := dispatch.NewState()
+	st.TrackChanges()
+	return st
+}
 
 // Apply implements stream.Operator. Undecodable and invalid records are
 // permanent errors (the forwarders validated them, so this means a foreign

@@ -142,6 +142,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// The dispatch state (every alert of the last 7 days, groups, silences)
+	// is checkpointed incrementally: a record or tick writes what it changed.
+	dproc.UseDeltaStore(stream.NewDeltaStore(rdb, cfg.Redis.KeyPrefix))
 	dproc.Register(router, dsub)
 	done := adapters.NewRedisDone(rdb, cfg.Redis.KeyPrefix)
 	for _, b := range built {

@@ -133,6 +133,7 @@ func (p Projections) WindowsBatchHandler(dlq message.Publisher, logger *slog.Log
 	return func(ctx context.Context, msgs []*message.Message) error {
 		var all []metrics.Result
 		for _, msg := range msgs {
+			msg.SetContext(messaging.ContextWithConsumer(msg.Context(), WindowsProjector)) // MetaConsumer of dead letters
 			var rs []metrics.Result
 			_, err := deadLetter(func(msg *message.Message) ([]*message.Message, error) {
 				var err error

@@ -328,6 +328,7 @@ func TestWindowsBatchHandlerDeadLettersPoisonAndWritesLatest(t *testing.T) {
 		case m := <-dlq:
 			dead[m.Metadata.Get(messaging.MetaSourceOffset)] = true
 			require.Equal(t, "4", m.Metadata.Get(messaging.MetaSourcePartition))
+			require.Equal(t, ports.WindowsProjector, m.Metadata.Get(messaging.MetaConsumer))
 			require.NotEmpty(t, m.Metadata.Get(messaging.MetaError))
 			m.Ack()
 		case <-time.After(10 * time.Second):

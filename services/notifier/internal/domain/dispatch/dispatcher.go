@@ -65,9 +65,11 @@ func (d *Dispatcher) Alert(st *State, a alerts.Alert) Result {
 		return res
 	}
 	st.Latest[a.Fingerprint] = Episode{StartsAt: a.StartsAt, State: a.State, At: st.Now}
+	st.touch(entryLatest, a.Fingerprint)
 	switch a.State {
 	case alerts.StateFiring:
 		st.Alerts[a.Fingerprint] = a
+		st.touch(entryAlert, a.Fingerprint)
 		labels := matchLabels(&a)
 		for _, r := range d.cfg.Route.Match(labels) {
 			gl := r.groupLabels(labels)
@@ -81,6 +83,7 @@ func (d *Dispatcher) Alert(st *State, a alerts.Alert) Result {
 				st.Groups[key] = g
 			}
 			g.Alerts[a.Fingerprint] = true
+			st.touch(entryGroup, key)
 		}
 	case alerts.StateResolved:
 		old, ok := st.Alerts[a.Fingerprint]
@@ -88,6 +91,7 @@ func (d *Dispatcher) Alert(st *State, a alerts.Alert) Result {
 			return res // nothing of this episode is grouped
 		}
 		st.Alerts[a.Fingerprint] = a
+		st.touch(entryAlert, a.Fingerprint)
 	}
 	res.add(d.Advance(st, st.Now)) // group_wait 0 flushes at once
 	return res
@@ -107,6 +111,7 @@ func (d *Dispatcher) Silence(st *State, s silences.Silence) {
 				at = st.Now
 			}
 			old.ExpiredAt, old.UpdatedAt = at, s.UpdatedAt
+			st.touch(entrySilence, s.ID)
 		}
 		return
 	}
@@ -115,6 +120,7 @@ func (d *Dispatcher) Silence(st *State, s silences.Silence) {
 		ns.Hit = old.Hit
 	}
 	st.Silences[s.ID] = ns
+	st.touch(entrySilence, s.ID)
 }
 
 // Ack applies an acknowledgement: the alert's episode (the current one when
@@ -131,6 +137,7 @@ func (d *Dispatcher) Ack(st *State, ack silences.Ack) {
 		return
 	}
 	st.Acks[ack.Fingerprint] = ack
+	st.touch(entryAck, ack.Fingerprint)
 }
 
 // Tick moves the clock by the processing time elapsed since the last tick
@@ -164,6 +171,7 @@ func (d *Dispatcher) Advance(st *State, now int64) Result {
 		gi := r.GroupInterval.Milliseconds()
 		if behind := now - g.NextFlush; behind > MaxCatchUp*gi {
 			g.NextFlush += (behind/gi - MaxCatchUp) * gi
+			st.touch(entryGroup, g.Key)
 		}
 	}
 	for {
@@ -199,7 +207,7 @@ func (d *Dispatcher) nextDue(st *State, now int64) *Group {
 // expireSilences ends until_resolved silences that muted a firing alert
 // and now match none.
 func (d *Dispatcher) expireSilences(st *State) {
-	for _, s := range st.Silences {
+	for id, s := range st.Silences {
 		if !s.UntilResolved || s.ExpiredAt != 0 || !s.activeAt(st.Now) {
 			continue
 		}
@@ -210,10 +218,12 @@ func (d *Dispatcher) expireSilences(st *State) {
 				break
 			}
 		}
-		if matches {
+		if matches && !s.Hit {
 			s.Hit = true
-		} else if s.Hit {
+			st.touch(entrySilence, id)
+		} else if !matches && s.Hit {
 			s.ExpiredAt = st.Now
+			st.touch(entrySilence, id)
 		}
 	}
 }
@@ -230,8 +240,9 @@ func (d *Dispatcher) silencedBy(st *State, labels map[string]string) string {
 		return ""
 	}
 	sort.Strings(ids)
-	if s := st.Silences[ids[0]]; s.UntilResolved {
+	if s := st.Silences[ids[0]]; s.UntilResolved && !s.Hit {
 		s.Hit = true
+		st.touch(entrySilence, ids[0])
 	}
 	return ids[0]
 }
@@ -288,6 +299,7 @@ func (d *Dispatcher) flush(st *State, g *Group) Result {
 		r = d.cfg.Route
 	}
 	g.NextFlush = st.Now + r.GroupInterval.Milliseconds()
+	st.touch(entryGroup, g.Key) // a flush changes the group, or deletes it
 	if d.muted(r, st.Now) {
 		if !g.Muted {
 			g.Muted = true
@@ -418,16 +430,19 @@ func (d *Dispatcher) gc(st *State) {
 	for fp := range st.Alerts {
 		if !held[fp] {
 			delete(st.Alerts, fp)
+			st.touch(entryAlert, fp)
 		}
 	}
 	for fp, ack := range st.Acks {
 		if a, ok := st.Alerts[fp]; !ok || a.StartsAt != ack.StartsAt {
 			delete(st.Acks, fp)
+			st.touch(entryAck, fp)
 		}
 	}
 	for fp, e := range st.Latest {
 		if _, ok := st.Alerts[fp]; !ok && e.At < st.Now-Retention {
 			delete(st.Latest, fp)
+			st.touch(entryLatest, fp)
 		}
 	}
 	for id, s := range st.Silences {
@@ -437,6 +452,7 @@ func (d *Dispatcher) gc(st *State) {
 		}
 		if end != 0 && end < st.Now-Retention {
 			delete(st.Silences, id)
+			st.touch(entrySilence, id)
 		}
 	}
 }

@@ -1,7 +1,9 @@
 package dispatch_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"testing"
@@ -50,18 +52,50 @@ func baseConfig(t *testing.T) dispatch.Config {
 
 // run applies a scenario and renders every notification and outcome as
 // "<offset from t0> <receiver> <status> <alerts>" lines.
+//
+// After every step the state goes through its incremental checkpoint: the
+// step's delta is applied to a map of entries (as Redis holds them), a
+// fresh state is restored from all entries, it must equal the state, and
+// the scenario goes on with the restored state. So every scenario also
+// checks that the checkpoint misses no change.
 type run struct {
-	t   *testing.T
-	d   *dispatch.Dispatcher
-	st  *dispatch.State
-	log []string
+	t       *testing.T
+	d       *dispatch.Dispatcher
+	st      *dispatch.State
+	log     []string
+	entries map[string][]byte
 }
 
 func newRun(t *testing.T, cfg dispatch.Config) *run {
 	t.Helper()
 	d, err := dispatch.New(cfg)
 	require.NoError(t, err)
-	return &run{t: t, d: d, st: dispatch.NewState()}
+	st := dispatch.NewState()
+	st.TrackChanges()
+	return &run{t: t, d: d, st: st, entries: map[string][]byte{}}
+}
+
+// checkpoint takes the step's delta and continues with the state restored
+// from all entries, after checking it equals the state.
+func (r *run) checkpoint() {
+	r.t.Helper()
+	set, del, err := r.st.TakeDelta()
+	require.NoError(r.t, err)
+	maps.Copy(r.entries, set)
+	for _, k := range del {
+		_, ok := r.entries[k]
+		require.True(r.t, ok, "deleted entry %q was written before", k)
+		delete(r.entries, k)
+	}
+	restored := dispatch.NewState()
+	restored.TrackChanges()
+	require.NoError(r.t, restored.RestoreEntries(maps.Clone(r.entries)))
+	want, err := json.Marshal(r.st)
+	require.NoError(r.t, err)
+	got, err := json.Marshal(restored)
+	require.NoError(r.t, err)
+	require.JSONEq(r.t, string(want), string(got), "state restored from the checkpoint entries")
+	r.st = restored
 }
 
 func (r *run) record(res dispatch.Result) {
@@ -88,6 +122,7 @@ func (r *run) record(res dispatch.Result) {
 	for _, e := range es {
 		r.log = append(r.log, e.line)
 	}
+	r.checkpoint()
 }
 
 func since(ms int64) time.Duration { return time.Duration(ms-t0) * time.Millisecond }

@@ -33,6 +33,12 @@ type State struct {
 	Acks map[string]silences.Ack `json:"acks"`
 	// Groups by group key.
 	Groups map[string]*Group `json:"groups"`
+
+	// dirty holds the names of the checkpoint entries changed since the
+	// last TakeDelta, while tracking is on (see delta.go); all makes the
+	// next TakeDelta write every entry.
+	dirty map[string]struct{}
+	all   bool
 }
 
 // Episode is the latest state change applied for one alert.
