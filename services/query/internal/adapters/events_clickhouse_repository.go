@@ -74,11 +74,13 @@ func (r *ClickHouseEventRepository) WithGroupCommit(cfg GroupCommitConfig) *Clic
 
 // WithHTTPInsert returns r inserting through h (Native format over
 // ClickHouse's HTTP interface) instead of clickhouse-go; searches still use
-// the native connection. Its blocks are reused across inserts.
+// the native connection. Up to two blocks are kept for reuse across
+// inserts (each about twice the insert's data once grown: ~60 MB at
+// 100,000 access-log rows); concurrent inserts beyond that allocate theirs.
 func (r *ClickHouseEventRepository) WithHTTPInsert(h *ClickHouseHTTP) *ClickHouseEventRepository {
 	c := *r
 	c.http = h
-	c.blocks = make(chan *eventNativeBlock, 4)
+	c.blocks = make(chan *eventNativeBlock, 2)
 	c.group = newGroupCommit(r.group.cfg, c.insertBlock)
 	return &c
 }
