@@ -468,6 +468,35 @@ func (d *Definition) Labels(e *events.Event) map[string]string {
 	return l
 }
 
+// LabelsOfKey returns the label set whose AppendGroupKey form is key: what
+// Labels returns for the events of that key (label names per LabelName, in
+// GroupBy order), or nil when the definition has no GroupBy. The values are
+// substrings of key. A key is ambiguous only when a value of a definition
+// with several group-by fields contains a 0x00 byte (as AppendGroupKey's
+// own keys then are); the values are split at the first zero bytes. The
+// definition must be compiled.
+func (d *Definition) LabelsOfKey(key string) map[string]string {
+	if len(d.GroupBy) == 0 {
+		return nil
+	}
+	l := make(map[string]string, len(d.GroupBy))
+	last := len(d.GroupBy) - 1
+	for i, g := range d.GroupBy {
+		v := key
+		if i < last {
+			if j := strings.IndexByte(key, 0); j >= 0 {
+				v, key = key[:j], key[j+1:]
+			} else {
+				key = ""
+			}
+		} else {
+			v = strings.TrimSuffix(key, "\x00")
+		}
+		l[LabelName(g)] = v
+	}
+	return l
+}
+
 // AppendGroupKey appends the event's group-by values, each followed by a
 // 0x00 byte, to b: a compact key of the label set that allocates nothing
 // when b has room. The definition must be compiled.

@@ -289,3 +289,38 @@ func TestTopKAllRestores(t *testing.T) {
 	b.Add("new")
 	require.Equal(t, a.Entries(), b.Entries())
 }
+
+// TestLabelsOfKeyInvertsAppendGroupKey: for every built-in definition and
+// events of every kind (empty values included), the labels rebuilt from
+// the group key equal Labels of the event.
+func TestLabelsOfKeyInvertsAppendGroupKey(t *testing.T) {
+	t.Parallel()
+	defs, err := metrics.Defaults()
+	require.NoError(t, err)
+	multi, err := metrics.ParseDefinitions("f.yaml", []byte(`
+metrics:
+  - name: by_three
+    group_by: [service, status_class, client_ip]
+    window: {size: 1m}
+`))
+	require.NoError(t, err)
+	defs = append(defs, multi...)
+	evs := []events.Event{
+		{V: 1, ID: "a", Type: events.TypeHTTPRequest, Time: 1, ClientIP: "10.0.0.1", Method: "GET", Path: "/x", Status: 503, Bytes: 5},
+		{V: 1, ID: "b", Type: events.TypeServiceRequest, Time: 1, Service: "pay", Endpoint: "/api", Status: 200, LatencyMs: 3},
+		{V: 1, ID: "c", Type: events.TypePurchase, Time: 1, UserID: "u1", Page: "/p", ProductID: "prod-1", Amount: 2},
+		{V: 1, ID: "d", Type: events.TypePageView, Time: 1, UserID: "", Page: ""},
+	}
+	groups := 0
+	for i := range defs {
+		d := &defs[i]
+		for j := range evs {
+			key := string(d.AppendGroupKey(nil, &evs[j]))
+			require.Equal(t, d.Labels(&evs[j]), d.LabelsOfKey(key), "%s, event %s", d.Name, evs[j].ID)
+			if len(d.GroupBy) > 1 {
+				groups++
+			}
+		}
+	}
+	require.Positive(t, groups, "some definition groups by several fields")
+}

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -257,4 +260,84 @@ func BenchmarkMemoryPerWindow(b *testing.B) {
 	}
 	b.ReportMetric(perWindow, "heap-B/window")
 	b.ReportMetric(estimate, "gauge-B/window")
+}
+
+// BenchmarkMillionActiveKeys measures the aggregator's memory with
+// 1,000,000 active keys (issue 10's target: peak RSS < 1 GiB): 1,000,000
+// events through Apply and TakeDelta on 6 partitions, each event from a
+// key no other event has (600,000 access-log clients, each on one of 300
+// paths, and 400,000 users, each viewing one of 200 pages or clicking),
+// all within 50 s of event time so every window stays open. Reports the
+// live heap after a GC, the process's peak RSS (VmHWM: the runtime's
+// overhead and garbage included; the records are generated one at a time
+// and dropped), open windows, and heap bytes per key. Run it alone
+// (-benchtime 1x): it holds ~1 GiB.
+func BenchmarkMillionActiveKeys(b *testing.B) {
+	const keys, batch, parts = 1_000_000, 500, 6
+	for b.Loop() {
+		op := app.NewAggregate(benchSettings(b))
+		states := make([]*window.State, parts)
+		for p := range states {
+			states[p] = op.NewState(int32(p))
+		}
+		base := heapAfterGC()
+		evs := make([]events.Event, batch)
+		for r := range keys / batch {
+			for i := range evs {
+				k := r*batch + i
+				tm := benchT0 + int64(k)*50_000/keys
+				e := events.Event{V: 1, ID: fmt.Sprintf("k%d", k), Time: tm, ReceiveTime: tm}
+				if k%5 < 3 {
+					ip := fmt.Sprintf("10.%d.%d.%d", k>>16&255, k>>8&255, k&255)
+					e.Type, e.ClientIP, e.Key, e.Method, e.Status = events.TypeHTTPRequest, ip, ip, "GET", 200
+					e.Path, e.Bytes = fmt.Sprintf("/page/%d", k%300), 1_000
+				} else {
+					e.Type, e.UserID, e.Page = events.TypePageView, fmt.Sprintf("user-%d", k), fmt.Sprintf("/p/%d", k%200)
+					if k%2 == 0 {
+						e.Type = events.TypeClick
+					}
+					e.Key = e.UserID
+				}
+				evs[i] = e
+			}
+			p := r % parts
+			if err := applyRecord(context.Background(), op, states[p], mustEncode(b, evs), int64(r/parts)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		heap := heapAfterGC() - base
+		windows := 0
+		for _, st := range states {
+			windows += st.ActiveWindows()
+		}
+		b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
+		b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MiB")
+		b.ReportMetric(float64(windows), "windows")
+		b.ReportMetric(float64(heap)/keys, "heap-B/key")
+		runtime.KeepAlive(states)
+	}
+}
+
+func mustEncode(b *testing.B, evs []events.Event) []byte {
+	p, err := events.EncodeBatch(evs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// peakRSS returns the process's peak resident set size (VmHWM) in bytes,
+// 0 where /proc is missing.
+func peakRSS() int64 {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(status)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

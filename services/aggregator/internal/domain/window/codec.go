@@ -57,7 +57,11 @@ const pendingMinBytes = 256
 func encodeWindow(b []byte, w *Window) ([]byte, error) {
 	sr := w.series
 	if sr.hdr == nil {
-		sr.hdr = encodeHeader(nil, w.Metric, sr.group, w.Labels)
+		var labels map[string]string
+		if sr.def != nil {
+			labels = sr.def.LabelsOfKey(sr.group)
+		}
+		sr.hdr = encodeHeader(nil, w.Metric, sr.group, labels)
 	}
 	b = append(b, sr.hdr...)
 	for _, v := range [...]int64{w.Start, w.End, w.Count, w.Revision, w.LastEarly} {
@@ -234,22 +238,23 @@ func (r *reader) byte1() byte {
 }
 
 // decodeWindow decodes an encodeWindow entry; it returns the window (not
-// linked to a series) and its group key. A window with a shared DDSketch
+// linked to a series), its group key and its labels. A window with a shared DDSketch
 // comes back with sharedQ set and Quantiles nil: the restore links it to
 // its owner's.
-func decodeWindow(b []byte) (*Window, string, error) {
+func decodeWindow(b []byte) (*Window, string, map[string]string, error) {
 	r := &reader{b: b}
 	version := r.byte1()
 	if r.err == nil && (version < 1 || version > windowCodecVersion) {
-		return nil, "", fmt.Errorf("%w: version %d (this build reads 1..%d)", errCorrupt, version, windowCodecVersion)
+		return nil, "", nil, fmt.Errorf("%w: version %d (this build reads 1..%d)", errCorrupt, version, windowCodecVersion)
 	}
 	w := &Window{Metric: string(r.bytes())}
 	group := string(r.bytes())
+	var labels map[string]string
 	if n := r.uvarint(); n > 0 && n < 1<<16 {
-		w.Labels = make(map[string]string, n)
+		labels = make(map[string]string, n)
 		for range n {
 			k := string(r.bytes())
-			w.Labels[k] = string(r.bytes())
+			labels[k] = string(r.bytes())
 		}
 	}
 	w.Start, w.End, w.Count, w.Revision, w.LastEarly = r.varint(), r.varint(), r.varint(), r.varint(), r.varint()
@@ -278,18 +283,18 @@ func decodeWindow(b []byte) (*Window, string, error) {
 	}
 	topCap := r.uvarint()
 	if r.err != nil {
-		return nil, "", r.err
+		return nil, "", nil, r.err
 	}
 	var err error
 	if flags&flagDistinct != 0 {
 		if w.Distinct, err = metrics.DecodeDistinct(hll); err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		w.hllEnc = slices.Clone(hll)
 	}
 	if flags&(flagQuantiles|flagSharedQ) == flagQuantiles {
 		if w.Quantiles, err = metrics.DecodeQuantiles(dd); err != nil {
-			return nil, "", err
+			return nil, "", nil, err
 		}
 		w.ddEnc = slices.Clone(dd)
 		for _, v := range pend {
@@ -309,7 +314,7 @@ func decodeWindow(b []byte) (*Window, string, error) {
 		}
 	}
 	if r.err != nil {
-		return nil, "", r.err
+		return nil, "", nil, r.err
 	}
-	return w, group, nil
+	return w, group, labels, nil
 }

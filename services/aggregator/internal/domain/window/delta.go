@@ -207,7 +207,7 @@ func (s *State) linkSharedSketches() {
 }
 
 func (s *State) restoreWindow(name string, b []byte) error {
-	w, group, err := decodeWindow(b)
+	w, group, labels, err := decodeWindow(b)
 	if err != nil {
 		return fmt.Errorf("entry %q: %w", name, err)
 	}
@@ -218,10 +218,12 @@ func (s *State) restoreWindow(name string, b []byte) error {
 	}
 	sr := m[group]
 	if sr == nil {
-		sr = &series{metric: w.Metric, group: group, labels: w.Labels}
+		// The header its entries were written with, so the series needs
+		// neither a label map nor its definition to be checkpointed again.
+		sr = &series{metric: w.Metric, group: group, hdr: encodeHeader(nil, w.Metric, group, labels)}
 		m[group] = sr
 	}
-	w.Labels, w.series, w.entry = sr.labels, sr, name
+	w.series, w.entry = sr, name
 	sr.windows = append(sr.windows, w)
 	s.nwin++
 	return nil

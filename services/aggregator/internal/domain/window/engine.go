@@ -17,11 +17,9 @@ package window
 
 import (
 	"cmp"
-	"maps"
 	"math/bits"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
@@ -183,9 +181,13 @@ func sameSketch(a, b *compiled) bool {
 }
 
 // Window is the running aggregate of one window of one metric and label set.
+//
+// A window keeps no label map: its labels are its series' group key, which
+// metrics.Definition.LabelsOfKey turns back into a map when a result is
+// emitted (a one-label map costs ~300 bytes; with a million active keys
+// that was a quarter of the heap).
 type Window struct {
 	Metric string
-	Labels map[string]string
 	Start  int64
 	End    int64
 	Count  int64
@@ -227,9 +229,11 @@ type Window struct {
 
 // series holds the windows of one metric and label set.
 type series struct {
-	metric  string
-	group   string // metrics.Definition.AppendGroupKey form
-	labels  map[string]string
+	metric string
+	group  string // metrics.Definition.AppendGroupKey form
+	// def is the metric's definition (nil for a series restored from a
+	// checkpoint, whose hdr the restore sets).
+	def     *metrics.Definition
 	windows []*Window
 	// nd is the node the series is linked from (nil until Add looks its
 	// label set up after a restore), pos its index in nd.series.
@@ -279,7 +283,6 @@ type State struct {
 type node struct {
 	ks     int
 	key    string
-	labels map[string]string
 	series []*series
 	live   int // non-nil entries of series
 }
@@ -350,7 +353,7 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 				if nd == nil {
 					key = ks.def.AppendGroupKey(key[:0], ev)
 					if nd = s.nodes[k][string(key)]; nd == nil {
-						nd = e.newNode(s, k, string(key), ev)
+						nd = e.newNode(s, k, string(key)) // a copy: key never shares a record's memory
 					}
 				}
 				sr := nd.series[c.pos]
@@ -393,22 +396,13 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 
 // newNode adds the node of label set key (ev's) to keyset k, linking the
 // series a restore left in byMetric.
-func (e *Engine) newNode(s *State, k int, key string, ev *events.Event) *node {
+func (e *Engine) newNode(s *State, k int, key string) *node {
 	ks := &e.keysets[k]
 	nd := &node{ks: k, key: key, series: make([]*series, len(ks.members))}
 	for j, d := range ks.members {
 		if sr := s.byMetric[e.defs[d].def.Name][key]; sr != nil {
 			nd.series[j], sr.nd, sr.pos = sr, nd, j
 			nd.live++
-			nd.labels = sr.labels
-		}
-	}
-	if nd.labels == nil {
-		// Copies: ev's strings may share the memory of its whole record
-		// (events.DecodeBatchShared), which a label set must not keep.
-		nd.labels = ks.def.Labels(ev)
-		for k, v := range nd.labels {
-			nd.labels[k] = strings.Clone(v)
 		}
 	}
 	s.nodes[k][key] = nd
@@ -417,7 +411,7 @@ func (e *Engine) newNode(s *State, k int, key string, ev *events.Event) *node {
 
 // newSeries adds the empty series of c's metric for nd's label set.
 func (s *State) newSeries(c *compiled, nd *node) *series {
-	sr := &series{metric: c.def.Name, group: nd.key, labels: nd.labels, nd: nd, pos: c.pos}
+	sr := &series{metric: c.def.Name, group: nd.key, def: c.def, nd: nd, pos: c.pos}
 	m := s.byMetric[c.def.Name]
 	if m == nil {
 		m = map[string]*series{}
@@ -544,7 +538,7 @@ func (sr *series) find(start int64) *Window {
 }
 
 func (e *Engine) newWindow(s *State, c *compiled, sr *series, start, end int64) *Window {
-	w := &Window{Metric: c.def.Name, Labels: sr.labels, Start: start, End: end, series: sr, entry: entryName(sr, start)}
+	w := &Window{Metric: c.def.Name, Start: start, End: end, series: sr, entry: entryName(sr, start)}
 	if c.def.NeedsDistinct() {
 		w.Distinct = metrics.NewDistinct()
 	}
@@ -734,7 +728,7 @@ func (e *Engine) emit(s *State, c *compiled, w *Window, kind string) metrics.Res
 	w.Dirty = false
 	s.delta.touch(w)
 	r := metrics.Result{
-		V: 1, Metric: w.Metric, Labels: maps.Clone(w.Labels), WindowStart: w.Start, WindowEnd: w.End,
+		V: 1, Metric: w.Metric, Labels: c.def.LabelsOfKey(w.series.group), WindowStart: w.Start, WindowEnd: w.End,
 		Shard: s.Partition, Complete: c.complete, Kind: kind, Revision: w.Revision,
 		Count: w.Count, Sum: w.Sum, Min: w.Min, Max: w.Max, Watermark: s.Clock - c.ooo,
 		Agg: c.headline, Unit: c.def.Unit,
@@ -795,10 +789,7 @@ func (s *State) MemoryBytes() int64 {
 	var n int64
 	for _, m := range s.byMetric {
 		for _, sr := range m {
-			n += seriesBytes + int64(len(sr.group))
-			for k, v := range sr.labels {
-				n += int64(len(k) + len(v) + 32)
-			}
+			n += seriesBytes + int64(len(sr.group)+len(sr.hdr))
 			for _, w := range sr.windows {
 				n += windowBytes
 				if w.Distinct != nil {
