@@ -29,17 +29,22 @@ import (
 // service's path: Native format over ClickHouse's HTTP interface) and
 // "http-native-split2" (the same, a block of 10,000 rows or more cut into
 // two concurrent inserts), "http-native-nogroup" (500 rows only: without
-// the group commit, whose leader waits 2 ms for others to join) and
+// the group commit, whose leader waits 2 ms for others to join),
+// "http-native-2streams" (100,000 rows only: two callers inserting a block
+// each at once, as concurrent partitions with large groups would) and
 // "clickhouse-go" (the native protocol's columnar batch). The target is
 // >= 1,000,000 rows/s on the dev machine. Besides rows/s it reports the
 // server's CPU per 1 M rows (system.events, user + system time of every
 // server thread, merges included) and inserts the server delayed for too
 // many parts.
 func BenchmarkProjectorInsertEvents(b *testing.B) {
-	for _, client := range []string{"http-native", "http-native-split2", "http-native-nogroup", "clickhouse-go"} {
+	for _, client := range []string{"http-native", "http-native-split2", "http-native-nogroup", "http-native-2streams", "clickhouse-go"} {
 		for _, size := range []int{500, 10_000, 100_000} {
 			if client == "http-native-nogroup" && size != 500 {
 				continue // the 2 ms wait is noise next to a larger insert
+			}
+			if client == "http-native-2streams" && size != 100_000 {
+				continue
 			}
 			b.Run(fmt.Sprintf("insert=%s/rows=%d", client, size), func(b *testing.B) {
 				e := newInsertEnv(b)
@@ -52,7 +57,11 @@ func BenchmarkProjectorInsertEvents(b *testing.B) {
 				case "clickhouse-go":
 					repo = e.eventsGo
 				}
-				benchInsertEvents(b, e, repo, size)
+				streams := 1
+				if client == "http-native-2streams" {
+					streams = 2
+				}
+				benchInsertEvents(b, e, repo, size, streams)
 			})
 		}
 	}
@@ -79,9 +88,12 @@ func newInsertEnv(tb testing.TB) *insertEnv {
 	return &insertEnv{ch: conn, events: goRepo.WithHTTPInsert(h), eventsGo: goRepo, http: h}
 }
 
-func benchInsertEvents(b *testing.B, e *insertEnv, repo *adapters.ClickHouseEventRepository, batchSize int) {
+func benchInsertEvents(b *testing.B, e *insertEnv, repo *adapters.ClickHouseEventRepository, batchSize, streams int) {
 	ctx := context.Background()
-	evs := benchEvents(batchSize)
+	evs := make([][]events.Event, streams)
+	for s := range evs {
+		evs[s] = benchEvents(batchSize)
+	}
 	n := 0
 	before := serverEvents(b, e.ch)
 	var harness time.Duration // CPU of making ids, not the client's
@@ -90,13 +102,19 @@ func benchInsertEvents(b *testing.B, e *insertEnv, repo *adapters.ClickHouseEven
 	for b.Loop() {
 		b.StopTimer()
 		t0 := processCPU(b)
-		for i := range evs {
-			evs[i].ID = "bench:" + strconv.Itoa(n+i)
+		for s := range evs {
+			for i := range evs[s] {
+				evs[s][i].ID = "bench:" + strconv.Itoa(n+i)
+			}
+			n += batchSize
 		}
 		harness += processCPU(b) - t0
 		b.StartTimer()
-		n += batchSize
-		require.NoError(b, repo.InsertEvents(ctx, evs))
+		var g errgroup.Group
+		for s := range evs {
+			g.Go(func() error { return repo.InsertEvents(ctx, evs[s]) })
+		}
+		require.NoError(b, g.Wait())
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
 	reportCPU(b, e.ch, before, clientBefore+harness, n)
