@@ -6,14 +6,15 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 )
 
-// windowCodecVersion is the first byte of an encoded window entry; the
-// decoder also reads version 1 (no flags 16 and 32).
-const windowCodecVersion = 2
+// windowCodecVersion is the first byte of an encoded window entry. The
+// decoder also reads version 2 (the header also holds the sorted label
+// names and values, which version 3 derives from the group key) and
+// version 1 (as 2, without flags 16 and 32).
+const windowCodecVersion = 3
 
 // Flags of an encoded window.
 const (
@@ -34,9 +35,9 @@ const (
 // again; beyond it they may take as much as the encoding itself.
 const pendingMinBytes = 256
 
-// encodeWindow appends the binary form of w to b. Layout (v2): version
-// byte; metric, group (strings: uvarint length + bytes); label count and
-// sorted name/value strings; start, end, count, revision, last early
+// encodeWindow appends the binary form of w to b. Layout (v3): version
+// byte; metric, group (strings: uvarint length + bytes; v1 and v2 then
+// have a label count and sorted name/value strings); start, end, count, revision, last early
 // (varints); sum, min, max (float64 bits, little endian); flags byte (1
 // fired, 2 dirty, 4 has distinct, 8 has quantiles, 16 shared quantiles, 32
 // pending values); with flag 16 the owner metric (string); HyperLogLog and
@@ -45,7 +46,7 @@ const pendingMinBytes = 256
 // top-k capacity and entries (key string, count and err varints).
 //
 // It is what a checkpoint commit writes per touched window, so it avoids
-// reflection, copies the series' cached header, and re-serializes a sketch
+// reflection, and re-serializes a sketch
 // only when it changed since its last encoding (Window.hllEnc, ddEnc). A
 // DDSketch that changed is written incrementally: its last full encoding
 // plus the values added since (Window.ddPend), until those take more room
@@ -55,15 +56,9 @@ const pendingMinBytes = 256
 // a full encoding costs O(bins) once per O(bins) values instead of once
 // per commit.
 func encodeWindow(b []byte, w *Window) ([]byte, error) {
-	sr := w.series
-	if sr.hdr == nil {
-		var labels map[string]string
-		if sr.def != nil {
-			labels = sr.def.LabelsOfKey(sr.group)
-		}
-		sr.hdr = encodeHeader(nil, w.Metric, sr.group, labels)
-	}
-	b = append(b, sr.hdr...)
+	b = append(b, windowCodecVersion)
+	b = appendString(b, w.Metric)
+	b = appendString(b, w.series.group)
 	for _, v := range [...]int64{w.Start, w.End, w.Count, w.Revision, w.LastEarly} {
 		b = binary.AppendVarint(b, v)
 	}
@@ -142,27 +137,6 @@ func encodeWindow(b []byte, w *Window) ([]byte, error) {
 // switches at the same record.
 const distinctDenseBytes = 4096
 
-// encodeHeader appends the part of a window entry shared by every window of
-// a series: version byte, metric, group and the sorted labels.
-func encodeHeader(b []byte, metric, group string, labels map[string]string) []byte {
-	b = append(b, windowCodecVersion)
-	b = appendString(b, metric)
-	b = appendString(b, group)
-	b = binary.AppendUvarint(b, uint64(len(labels)))
-	if len(labels) > 0 {
-		names := make([]string, 0, len(labels))
-		for k := range labels {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			b = appendString(b, k)
-			b = appendString(b, labels[k])
-		}
-	}
-	return b
-}
-
 func appendBytes(b, v []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(v)))
 	return append(b, v...)
@@ -238,23 +212,22 @@ func (r *reader) byte1() byte {
 }
 
 // decodeWindow decodes an encodeWindow entry; it returns the window (not
-// linked to a series), its group key and its labels. A window with a shared DDSketch
+// linked to a series) and its group key (labels of v1 and v2 entries are
+// skipped: they derive from the group key). A window with a shared DDSketch
 // comes back with sharedQ set and Quantiles nil: the restore links it to
 // its owner's.
-func decodeWindow(b []byte) (*Window, string, map[string]string, error) {
+func decodeWindow(b []byte) (*Window, string, error) {
 	r := &reader{b: b}
 	version := r.byte1()
 	if r.err == nil && (version < 1 || version > windowCodecVersion) {
-		return nil, "", nil, fmt.Errorf("%w: version %d (this build reads 1..%d)", errCorrupt, version, windowCodecVersion)
+		return nil, "", fmt.Errorf("%w: version %d (this build reads 1..%d)", errCorrupt, version, windowCodecVersion)
 	}
 	w := &Window{Metric: string(r.bytes())}
 	group := string(r.bytes())
-	var labels map[string]string
-	if n := r.uvarint(); n > 0 && n < 1<<16 {
-		labels = make(map[string]string, n)
-		for range n {
-			k := string(r.bytes())
-			labels[k] = string(r.bytes())
+	if version < 3 {
+		for n := r.uvarint(); n > 0 && r.err == nil; n-- { // name and value
+			r.bytes()
+			r.bytes()
 		}
 	}
 	w.Start, w.End, w.Count, w.Revision, w.LastEarly = r.varint(), r.varint(), r.varint(), r.varint(), r.varint()
@@ -283,18 +256,18 @@ func decodeWindow(b []byte) (*Window, string, map[string]string, error) {
 	}
 	topCap := r.uvarint()
 	if r.err != nil {
-		return nil, "", nil, r.err
+		return nil, "", r.err
 	}
 	var err error
 	if flags&flagDistinct != 0 {
 		if w.Distinct, err = metrics.DecodeDistinct(hll); err != nil {
-			return nil, "", nil, err
+			return nil, "", err
 		}
 		w.hllEnc = slices.Clone(hll)
 	}
 	if flags&(flagQuantiles|flagSharedQ) == flagQuantiles {
 		if w.Quantiles, err = metrics.DecodeQuantiles(dd); err != nil {
-			return nil, "", nil, err
+			return nil, "", err
 		}
 		w.ddEnc = slices.Clone(dd)
 		for _, v := range pend {
@@ -314,7 +287,7 @@ func decodeWindow(b []byte) (*Window, string, map[string]string, error) {
 		}
 	}
 	if r.err != nil {
-		return nil, "", nil, r.err
+		return nil, "", r.err
 	}
-	return w, group, labels, nil
+	return w, group, nil
 }

@@ -207,7 +207,7 @@ func (s *State) linkSharedSketches() {
 }
 
 func (s *State) restoreWindow(name string, b []byte) error {
-	w, group, labels, err := decodeWindow(b)
+	w, group, err := decodeWindow(b)
 	if err != nil {
 		return fmt.Errorf("entry %q: %w", name, err)
 	}
@@ -218,9 +218,7 @@ func (s *State) restoreWindow(name string, b []byte) error {
 	}
 	sr := m[group]
 	if sr == nil {
-		// The header its entries were written with, so the series needs
-		// neither a label map nor its definition to be checkpointed again.
-		sr = &series{metric: w.Metric, group: group, hdr: encodeHeader(nil, w.Metric, group, labels)}
+		sr = &series{metric: w.Metric, group: group}
 		m[group] = sr
 	}
 	w.series, w.entry = sr, name

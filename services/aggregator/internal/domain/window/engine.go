@@ -229,11 +229,8 @@ type Window struct {
 
 // series holds the windows of one metric and label set.
 type series struct {
-	metric string
-	group  string // metrics.Definition.AppendGroupKey form
-	// def is the metric's definition (nil for a series restored from a
-	// checkpoint, whose hdr the restore sets).
-	def     *metrics.Definition
+	metric  string
+	group   string // metrics.Definition.AppendGroupKey form
 	windows []*Window
 	// nd is the node the series is linked from (nil until Add looks its
 	// label set up after a restore), pos its index in nd.series.
@@ -244,9 +241,6 @@ type series struct {
 	// a window; drop clears it.
 	cur      *Window
 	curStart int64
-	// hdr caches the entry prefix encodeWindow writes for every window of
-	// the series (version, metric, group, sorted labels); nil until first use.
-	hdr []byte
 }
 
 // State is the windowing state of one partition. The zero value is not
@@ -411,7 +405,7 @@ func (e *Engine) newNode(s *State, k int, key string) *node {
 
 // newSeries adds the empty series of c's metric for nd's label set.
 func (s *State) newSeries(c *compiled, nd *node) *series {
-	sr := &series{metric: c.def.Name, group: nd.key, def: c.def, nd: nd, pos: c.pos}
+	sr := &series{metric: c.def.Name, group: nd.key, nd: nd, pos: c.pos}
 	m := s.byMetric[c.def.Name]
 	if m == nil {
 		m = map[string]*series{}
@@ -789,7 +783,7 @@ func (s *State) MemoryBytes() int64 {
 	var n int64
 	for _, m := range s.byMetric {
 		for _, sr := range m {
-			n += seriesBytes + int64(len(sr.group)+len(sr.hdr))
+			n += seriesBytes + int64(len(sr.group))
 			for _, w := range sr.windows {
 				n += windowBytes
 				if w.Distinct != nil {

@@ -2,6 +2,7 @@ package window_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -381,11 +382,12 @@ metrics:
 	require.Greater(t, q["lat_p99_errors"].Quantiles["p99"], 900_000.0)
 }
 
-// TestRestoresV1Entries checks that window entries written by the previous
-// codec version (v1: no shared or incremental sketches; otherwise the same
-// layout) still restore, so a deployment continues from the checkpoints
-// the last build wrote.
-func TestRestoresV1Entries(t *testing.T) {
+// TestRestoresOlderEntries checks that window entries written by earlier
+// codec versions (v2: labels in the header; v1: as v2, without shared or
+// incremental sketches) still restore to a state that emits the same
+// results, so a deployment continues from the checkpoints the last build
+// wrote, and that an unknown version is refused.
+func TestRestoresOlderEntries(t *testing.T) {
 	t.Parallel()
 	defs := mustDefs(t, testDefs+`
   - name: dist
@@ -405,27 +407,46 @@ func TestRestoresV1Entries(t *testing.T) {
 	e.Add(s, batch, 1)
 	set, _, err := s.TakeDelta() // first encoding of every window: no flag 16 or 32
 	require.NoError(t, err)
-	v1 := map[string][]byte{}
-	for k, v := range set {
-		if strings.HasPrefix(k, "w|") {
-			require.Equal(t, byte(2), v[0])
-			v = append([]byte{1}, v[1:]...)
+	// v1 and v2 entries are v3 ones with a label section after the group:
+	// a count and name/value strings, which the restore skips (labels
+	// derive from the group key), so any labels do.
+	older := func(version byte) map[string][]byte {
+		out := map[string][]byte{}
+		for k, v := range set {
+			if strings.HasPrefix(k, "w|") {
+				require.Equal(t, byte(3), v[0])
+				at := 1
+				for range 2 { // metric, group
+					n, w := binary.Uvarint(v[at:])
+					at += w + int(n)
+				}
+				old := append([]byte{version}, v[1:at]...)
+				old = append(old, 1, 4, 'n', 'a', 'm', 'e', 5, 'v', 'a', 'l', 'u', 'e')
+				v = append(old, v[at:]...)
+			}
+			out[k] = bytes.Clone(v)
 		}
-		v1[k] = v
+		return out
 	}
-	restored := window.NewState(0)
-	require.NoError(t, restored.RestoreEntries(v1))
 	more := []events.Event{ev("x", t0+30_000, "10.0.0.1", 7)}
+	restored := map[byte]*window.State{1: window.NewState(0), 2: window.NewState(0)}
+	for version, st := range restored {
+		require.NoError(t, st.RestoreEntries(older(version)), "version %d", version)
+		e.Add(st, more, 2)
+	}
 	e.Add(s, more, 2)
-	e.Add(restored, more, 2)
-	require.Equal(t, e.Emit(s, 2, true), e.Emit(restored, 2, true))
+	want := e.Emit(s, 2, true)
+	require.NotEmpty(t, want)
+	for version, st := range restored {
+		require.Equal(t, want, e.Emit(st, 2, true), "restored from version %d", version)
+	}
 
 	bad := map[string][]byte{}
-	for k, v := range v1 {
+	for k, v := range set {
 		if strings.HasPrefix(k, "w|") {
-			v = append([]byte{3}, v[1:]...)
+			v = append([]byte{4}, v[1:]...)
 		}
 		bad[k] = v
 	}
-	require.ErrorContains(t, window.NewState(0).RestoreEntries(bad), "version 3")
+	require.ErrorContains(t, window.NewState(0).RestoreEntries(bad), "version 4")
 }
