@@ -58,10 +58,12 @@ type PartitionGauge struct {
 	Windows int
 	// SeenIDs is the number of event ids remembered for deduplication.
 	SeenIDs int
-	// Bytes estimates the state's heap in bytes (window.State.MemoryBytes).
+	// Bytes estimates the state's heap in bytes (window.State.MemoryBytes),
+	// recomputed at most every 10 s (memoryGaugeEvery).
 	Bytes int64
 	// Watermark is the partition's watermark, ms.
 	Watermark int64
+	bytesAt   time.Time // when Bytes was computed
 }
 
 var _ stream.Operator[*window.State] = (*Aggregate)(nil)
@@ -88,14 +90,23 @@ func (a *Aggregate) Gauges() map[int32]PartitionGauge {
 	return out
 }
 
-func (a *Aggregate) observe(st *window.State, memory bool) {
+// memoryGaugeEvery is how often a partition's Bytes gauge is recomputed
+// (on a Tick): State.MemoryBytes visits every window and serializes its
+// sketches, which on every one-second tick cost more than the tick's own
+// work on a large state.
+const memoryGaugeEvery = 10 * time.Second
+
+// observe records st's gauges; Bytes is recomputed when memoryAt (a Tick's
+// processing time) is at least memoryGaugeEvery after the last time, and
+// kept otherwise (a zero memoryAt keeps it).
+func (a *Aggregate) observe(st *window.State, memoryAt time.Time) {
 	g := PartitionGauge{Windows: st.ActiveWindows(), SeenIDs: st.SeenIDs(), Watermark: a.engine.Watermark(st)}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if memory {
-		g.Bytes = st.MemoryBytes()
-	} else {
-		g.Bytes = a.gauges[st.Partition].Bytes
+	last := a.gauges[st.Partition]
+	g.Bytes, g.bytesAt = last.Bytes, last.bytesAt
+	if !memoryAt.IsZero() && (g.bytesAt.IsZero() || memoryAt.Sub(g.bytesAt) >= memoryGaugeEvery) {
+		g.Bytes, g.bytesAt = st.MemoryBytes(), memoryAt
 	}
 	a.gauges[st.Partition] = g
 }
@@ -153,7 +164,7 @@ func (a *Aggregate) Apply(ctx context.Context, st *window.State, msg *message.Me
 			},
 		})
 	}
-	a.observe(st, false)
+	a.observe(st, time.Time{})
 	return outs, nil
 }
 
@@ -163,7 +174,7 @@ func (a *Aggregate) Apply(ctx context.Context, st *window.State, msg *message.Me
 func (a *Aggregate) Tick(_ context.Context, st *window.State, now time.Time) ([]stream.Output, bool, error) {
 	moved := a.engine.AdvanceIdle(st, now.UnixMilli())
 	outs, err := resultOutputs(a.engine.Emit(st, now.UnixMilli(), true))
-	a.observe(st, true)
+	a.observe(st, now)
 	return outs, moved || len(outs) > 0, err
 }
 

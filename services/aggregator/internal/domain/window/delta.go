@@ -222,6 +222,9 @@ func (s *State) restoreWindow(name string, b []byte) error {
 		m[group] = sr
 	}
 	w.series, w.entry = sr, name
+	if w.Dirty && !w.Fired {
+		s.markDirty(w)
+	}
 	sr.windows = append(sr.windows, w)
 	s.nwin++
 	return nil

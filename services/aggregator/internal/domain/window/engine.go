@@ -211,6 +211,7 @@ type Window struct {
 	entry   string // checkpoint entry name
 	dead    bool   // removed from the state
 	touched bool   // in the delta tracker's touched list
+	inDirty bool   // in State.dirty
 	// hllEnc and ddEnc cache the serialized Distinct and Quantiles sketches
 	// for checkpoint entries; nil when the sketch changed since (see
 	// sketchBytes). Never mutated in place: a change drops the slice.
@@ -265,6 +266,11 @@ type State struct {
 	// nextScan is the Clock at which some window may fire or be purged.
 	nextScan int64
 	revised  map[*Window]struct{}
+	// dirty lists the open windows changed since their last emission (and
+	// maybe some that were emitted, fired or dropped since, which Emit
+	// skips): an early Emit between two window ends visits these instead
+	// of every window.
+	dirty []*Window
 	// seen holds FNV-1a 64 hashes of accepted event ids by the minute of
 	// their event time, for as long as a duplicate could change a window.
 	seen map[int64]map[uint64]struct{}
@@ -583,8 +589,18 @@ func (e *Engine) update(s *State, c *compiled, w *Window, ev *events.Event) {
 	w.Dirty = true
 	if w.Fired {
 		s.revised[w] = struct{}{}
+	} else {
+		s.markDirty(w)
 	}
 	s.delta.touch(w)
+}
+
+// markDirty puts an open window that changed on the dirty list.
+func (s *State) markDirty(w *Window) {
+	if !w.inDirty {
+		w.inDirty = true
+		s.dirty = append(s.dirty, w)
+	}
 }
 
 // mergeWindow adds b's aggregates to a (session merge).
@@ -638,20 +654,25 @@ func (e *Engine) AdvanceIdle(s *State, now int64) bool {
 //     last early result is at least the early interval older than now (ms).
 //
 // Results are sorted by metric, labels and window start, so output order is
-// deterministic. Without early results, Emit costs O(1) unless a window is
-// due: it scans the state only when the clock passed the next window end or
-// purge time.
+// deterministic. Emit scans the state only when the clock passed the next
+// window end or purge time; otherwise it costs O(revised windows), plus
+// O(windows changed since their last emission) with early results.
 func (e *Engine) Emit(s *State, now int64, early bool) []metrics.Result {
 	var res []metrics.Result
-	if early || s.Clock >= s.nextScan {
+	if s.Clock >= s.nextScan {
 		res = e.scan(s, now, early)
 	} else {
+		// No window is final or past its lateness before nextScan: only
+		// revised windows, and changed open ones for early results.
 		for w := range s.revised {
 			c := e.defByName[w.Metric]
 			if c == nil {
 				continue
 			}
 			res = append(res, e.emit(s, c, w, metrics.KindRevised))
+		}
+		if early {
+			res = e.emitEarly(s, now, res)
 		}
 	}
 	clear(s.revised)
@@ -662,9 +683,39 @@ func (e *Engine) Emit(s *State, now int64, early bool) []metrics.Result {
 	return res
 }
 
+// emitEarly appends to res the early results due at now (ms) of the open
+// windows on the dirty list, as scan would emit them, and keeps on the list
+// the windows whose early interval has not passed yet.
+func (e *Engine) emitEarly(s *State, now int64, res []metrics.Result) []metrics.Result {
+	keep := s.dirty[:0]
+	for _, w := range s.dirty {
+		c := e.defByName[w.Metric]
+		if w.dead || w.Fired || !w.Dirty || c == nil {
+			w.inDirty = false
+			continue
+		}
+		if now-w.LastEarly >= c.early {
+			w.LastEarly = now
+			w.inDirty = false
+			res = append(res, e.emit(s, c, w, metrics.KindEarly))
+			continue
+		}
+		keep = append(keep, w)
+	}
+	clear(s.dirty[len(keep):])
+	s.dirty = keep
+	return res
+}
+
 func (e *Engine) scan(s *State, now int64, early bool) []metrics.Result {
 	var res []metrics.Result
 	next := int64(1<<63 - 1)
+	// The scan visits every window: it rebuilds the dirty list.
+	for _, w := range s.dirty {
+		w.inDirty = false
+	}
+	clear(s.dirty)
+	s.dirty = s.dirty[:0]
 	for name, m := range s.byMetric {
 		c := e.defByName[name]
 		for _, sr := range m {
@@ -702,6 +753,9 @@ func (e *Engine) scan(s *State, now int64, early bool) []metrics.Result {
 					next = min(next, w.End+c.ooo+c.lateness)
 				} else {
 					next = min(next, w.End+c.ooo)
+					if w.Dirty {
+						s.markDirty(w)
+					}
 				}
 				i++
 			}
