@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -183,6 +184,47 @@ func (c *wireStrArr) WriteColumn(w *proto.Writer) {
 func (c *wireStrArr) Reset() {
 	c.offsets.Reset()
 	c.values.Reset()
+}
+
+// appendSortedPairs adds m as the next row of keys and values, two aligned
+// arrays with the keys sorted (as sortedPairs), using scratch for the
+// sort; it returns scratch for the next call, so once grown it allocates
+// nothing.
+func appendSortedPairs(keys, values *wireStrArr, m map[string]string, scratch []string) []string {
+	ks := scratch[:0]
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	for _, k := range ks {
+		keys.Add(k)
+		values.Add(m[k])
+	}
+	keys.End()
+	values.End()
+	clear(ks)
+	return ks[:0]
+}
+
+// freeList keeps up to cap(l) blocks for reuse across inserts.
+type freeList[B any] chan *B
+
+// get returns a kept block, or a new one from create.
+func (l freeList[B]) get(create func() *B) *B {
+	select {
+	case b := <-l:
+		return b
+	default:
+		return create()
+	}
+}
+
+// put keeps b unless the list is full (then b is left to the GC).
+func (l freeList[B]) put(b *B) {
+	select {
+	case l <- b:
+	default:
+	}
 }
 
 // insertNative writes block (encoded Native data of rows rows) into table

@@ -36,8 +36,8 @@ type ClickHouseEventRepository struct {
 	table  string // database.table
 	insert string
 	group  *groupCommit[events.Event]
-	http   *ClickHouseHTTP        // nil: inserts go through conn
-	blocks chan *eventNativeBlock // free Native blocks, reused across inserts
+	http   *ClickHouseHTTP            // nil: inserts go through conn
+	blocks freeList[eventNativeBlock] // Native blocks reused across inserts
 	// split is how many concurrent inserts a block of at least
 	// split*splitMin rows is cut into (HTTP path; < 2: never).
 	split, splitMin int
@@ -80,7 +80,7 @@ func (r *ClickHouseEventRepository) WithGroupCommit(cfg GroupCommitConfig) *Clic
 func (r *ClickHouseEventRepository) WithHTTPInsert(h *ClickHouseHTTP) *ClickHouseEventRepository {
 	c := *r
 	c.http = h
-	c.blocks = make(chan *eventNativeBlock, 2)
+	c.blocks = make(freeList[eventNativeBlock], 2)
 	c.group = newGroupCommit(r.group.cfg, c.insertBlock)
 	return &c
 }

@@ -2,7 +2,6 @@ package adapters
 
 import (
 	"context"
-	"slices"
 
 	"github.com/ClickHouse/ch-go/proto"
 	"golang.org/x/sync/errgroup"
@@ -61,7 +60,7 @@ func (b *eventNativeBlock) append(e *events.Event) {
 	b.products.Append(e.ProductID)
 	b.amounts.Append(e.Amount)
 	b.queries.Append(e.Query)
-	b.appendProperties(e.Properties)
+	b.scratch = appendSortedPairs(&b.propKeys, &b.propValues, e.Properties, b.scratch)
 	b.services.Append(e.Service)
 	b.endpoints.Append(e.Endpoint)
 	b.latencies.Append(e.LatencyMs)
@@ -74,24 +73,6 @@ func (b *eventNativeBlock) append(e *events.Event) {
 	b.refs.Append(e.Referrer)
 	b.agents.Append(e.UserAgent)
 	b.rows++
-}
-
-// appendProperties adds m as the row's two aligned arrays, keys sorted
-// (as sortedPairs), without allocating once scratch has grown.
-func (b *eventNativeBlock) appendProperties(m map[string]string) {
-	keys := b.scratch[:0]
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		b.propKeys.Add(k)
-		b.propValues.Add(m[k])
-	}
-	b.propKeys.End()
-	b.propValues.End()
-	clear(keys)
-	b.scratch = keys[:0]
 }
 
 // insertNative writes the n events of groups over HTTP in Native format:
@@ -115,18 +96,10 @@ func (r *ClickHouseEventRepository) insertNative(ctx context.Context, groups [][
 // insertNativePart writes the n events of groups as one insert, in a block
 // taken from (and returned to) r's free list.
 func (r *ClickHouseEventRepository) insertNativePart(ctx context.Context, groups [][]events.Event, n int) error {
-	var b *eventNativeBlock
-	select {
-	case b = <-r.blocks:
-	default:
-		b = newEventNativeBlock()
-	}
+	b := r.blocks.get(newEventNativeBlock)
 	defer func() {
 		b.reset()
-		select {
-		case r.blocks <- b:
-		default:
-		}
+		r.blocks.put(b)
 	}()
 	for _, evs := range groups {
 		for j := range evs {

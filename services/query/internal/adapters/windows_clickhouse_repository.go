@@ -28,11 +28,15 @@ type ClickHouseWindowRepository struct {
 	conn   driver.Conn
 	table  string // database.table
 	insert string
+	http   *ClickHouseHTTP             // nil: inserts go through conn
+	blocks freeList[windowNativeBlock] // Native blocks reused across inserts
 }
 
 // NewClickHouseWindowRepository returns a repository on conn for
 // database.metric_windows. database must be a validated identifier (config
-// Validate does that); it is part of the SQL text.
+// Validate does that); it is part of the SQL text. When conn carries an
+// HTTP interface client (WithClickHouseHTTP), inserts go through it in
+// Native format, as the events repository's.
 func NewClickHouseWindowRepository(conn driver.Conn, database string) *ClickHouseWindowRepository {
 	return NewClickHouseWindowRepositoryOn(conn, database, DefaultTables.Windows)
 }
@@ -41,7 +45,8 @@ func NewClickHouseWindowRepository(conn driver.Conn, database string) *ClickHous
 // database.table (both validated identifiers).
 func NewClickHouseWindowRepositoryOn(conn driver.Conn, database, table string) *ClickHouseWindowRepository {
 	qualified := database + "." + table
-	return &ClickHouseWindowRepository{conn: conn, table: qualified, insert: "INSERT INTO " + qualified + " (" + windowColumns + ")"}
+	return &ClickHouseWindowRepository{conn: conn, table: qualified, insert: "INSERT INTO " + qualified + " (" + windowColumns + ")",
+		http: clickHouseHTTPOf(conn), blocks: make(freeList[windowNativeBlock], 2)}
 }
 
 // InsertWindows writes rs as one ClickHouse insert: all or none. Rows of
@@ -50,6 +55,9 @@ func NewClickHouseWindowRepositoryOn(conn driver.Conn, database, table string) *
 func (r *ClickHouseWindowRepository) InsertWindows(ctx context.Context, rs []metrics.Result) error {
 	if len(rs) == 0 {
 		return nil
+	}
+	if r.http != nil {
+		return r.insertNative(ctx, rs)
 	}
 	n := len(rs)
 	var (

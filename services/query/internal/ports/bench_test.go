@@ -68,12 +68,11 @@ func BenchmarkProjectorInsertEvents(b *testing.B) {
 }
 
 // insertEnv is a fresh ClickHouse with the migrations applied and the
-// events repository on both insert clients.
+// events and windows repositories on both insert clients.
 type insertEnv struct {
-	ch       driver.Conn
-	events   *adapters.ClickHouseEventRepository // Native over HTTP
-	eventsGo *adapters.ClickHouseEventRepository // clickhouse-go
-	http     *adapters.ClickHouseHTTP
+	ch                 driver.Conn
+	events, eventsGo   *adapters.ClickHouseEventRepository  // Native over HTTP, clickhouse-go
+	windows, windowsGo *adapters.ClickHouseWindowRepository // Native over HTTP, clickhouse-go
 }
 
 func newInsertEnv(tb testing.TB) *insertEnv {
@@ -84,8 +83,10 @@ func newInsertEnv(tb testing.TB) *insertEnv {
 	h, err := adapters.NewClickHouseHTTP(srv.HTTPAddr, "default", "")
 	require.NoError(tb, err)
 	tb.Cleanup(h.Close)
-	goRepo := adapters.NewClickHouseEventRepository(conn, database)
-	return &insertEnv{ch: conn, events: goRepo.WithHTTPInsert(h), eventsGo: goRepo, http: h}
+	withHTTP := adapters.WithClickHouseHTTP(conn, h)
+	return &insertEnv{ch: conn,
+		events: adapters.NewClickHouseEventRepository(withHTTP, database), eventsGo: adapters.NewClickHouseEventRepository(conn, database),
+		windows: adapters.NewClickHouseWindowRepository(withHTTP, database), windowsGo: adapters.NewClickHouseWindowRepository(conn, database)}
 }
 
 func benchInsertEvents(b *testing.B, e *insertEnv, repo *adapters.ClickHouseEventRepository, batchSize, streams int) {
@@ -231,21 +232,38 @@ func BenchmarkProjectorInsertEventsConcurrent(b *testing.B) {
 }
 
 // BenchmarkProjectorInsertWindows measures the windows projector's
-// insert path for a batch record of 1,000 results, in rows/s.
+// insert path for a batch of 1,000 results, in rows/s (and CPU as
+// BenchmarkProjectorInsertEvents), through each insert client.
 func BenchmarkProjectorInsertWindows(b *testing.B) {
-	e := newEnv(b)
-	ctx := context.Background()
-	rs := make([]metrics.Result, 1000)
-	n := 0
-	b.ResetTimer()
-	for b.Loop() {
-		for i := range rs {
-			rs[i] = result(map[string]string{"client_ip": fmt.Sprintf("10.0.%d.%d", i/256, i%256)}, int32(i%3), may17+int64(n/1000)*60_000, 1, float64(i))
-		}
-		n += len(rs)
-		require.NoError(b, e.storage.Windows.InsertWindows(ctx, rs))
+	for _, client := range []string{"http-native", "clickhouse-go"} {
+		b.Run("insert="+client, func(b *testing.B) {
+			e := newInsertEnv(b)
+			repo := e.windows
+			if client == "clickhouse-go" {
+				repo = e.windowsGo
+			}
+			ctx := context.Background()
+			rs := make([]metrics.Result, 1000)
+			n := 0
+			before := serverEvents(b, e.ch)
+			var harness time.Duration
+			clientBefore := processCPU(b)
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				t0 := processCPU(b)
+				for i := range rs {
+					rs[i] = result(map[string]string{"client_ip": fmt.Sprintf("10.0.%d.%d", i/256, i%256)}, int32(i%3), may17+int64(n/1000)*60_000, 1, float64(i))
+				}
+				harness += processCPU(b) - t0
+				b.StartTimer()
+				n += len(rs)
+				require.NoError(b, repo.InsertWindows(ctx, rs))
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
+			reportCPU(b, e.ch, before, clientBefore+harness, n)
+		})
 	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "rows/s")
 }
 
 // tenMillionEvents fills events with 10 M access-log events (one every 30
