@@ -17,6 +17,11 @@ import (
 	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/streamwatch/streamwatch/pkg/telemetry"
 )
 
 // ClickHouseHTTP sends inserts to ClickHouse's HTTP interface with the
@@ -32,12 +37,16 @@ type ClickHouseHTTP struct {
 	client         *http.Client
 	endpoint       string // http://host:port/
 	user, password string
+	tracer         trace.Tracer // nil: tracing was off when created
 }
 
 // NewClickHouseHTTP returns a client of the HTTP interface at addr
 // (host:port, e.g. 127.0.0.1:8123) authenticating as user with password
 // (HTTP basic auth). It does not connect; the first insert does. It fails
-// when addr is not host:port.
+// when addr is not host:port. When tracing is on (telemetry.TracingEnabled)
+// every insert is a client span as TraceClickHouse makes them: named
+// "clickhouse INSERT INTO db.table", a child of the caller's span, linked
+// to telemetry.Links(ctx), with the statement and the row count.
 func NewClickHouseHTTP(addr, user, password string) (*ClickHouseHTTP, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil || host == "" || port == "" {
@@ -53,11 +62,15 @@ func NewClickHouseHTTP(addr, user, password string) (*ClickHouseHTTP, error) {
 		DisableCompression:  true,
 		WriteBufferSize:     256 << 10,
 	}
-	return &ClickHouseHTTP{
+	c := &ClickHouseHTTP{
 		client:   &http.Client{Transport: transport},
 		endpoint: (&url.URL{Scheme: "http", Host: addr, Path: "/"}).String(),
 		user:     user, password: password,
-	}, nil
+	}
+	if telemetry.TracingEnabled() {
+		c.tracer = otel.Tracer(tracerName)
+	}
+	return c, nil
 }
 
 // Ping asks the server's /ping endpoint, which answers "Ok.".
@@ -231,8 +244,17 @@ func (l freeList[B]) put(b *B) {
 // (database.table) naming columns (comma-separated, the block's order) in
 // one INSERT: all rows or none. Server errors come back as
 // *ClickHouseHTTPError wrapped with the table and row count.
-func (c *ClickHouseHTTP) insertNative(ctx context.Context, table, columns string, block []byte, rows int) error {
-	q := url.Values{"query": {"INSERT INTO " + table + " (" + columns + ") FORMAT Native"}}
+func (c *ClickHouseHTTP) insertNative(ctx context.Context, table, columns string, block []byte, rows int) (err error) {
+	stmt := "INSERT INTO " + table + " (" + columns + ") FORMAT Native"
+	if c.tracer != nil {
+		var span trace.Span
+		ctx, span = c.tracer.Start(ctx, "clickhouse "+operation(stmt), trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithLinks(telemetry.Links(ctx)...),
+			trace.WithAttributes(attribute.String("db.system", "clickhouse"), attribute.String("db.query.text", stmt),
+				attribute.Int("db.operation.batch.size", rows)))
+		defer func() { end(span, err) }()
+	}
+	q := url.Values{"query": {stmt}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint+"?"+q.Encode(), bytes.NewReader(block))
 	if err != nil {
 		return fmt.Errorf("insert %d rows into %s: %w", rows, table, err)
