@@ -58,9 +58,12 @@ func NewClickHouseHTTP(addr, user, password string) (*ClickHouseHTTP, error) {
 	transport := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost: 8,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-		WriteBufferSize:     256 << 10,
+		// Below the server's keep_alive_timeout (3 s by default on 18.16):
+		// a POST on a connection the server is closing fails instead of
+		// being retried by the transport.
+		IdleConnTimeout:    2 * time.Second,
+		DisableCompression: true,
+		WriteBufferSize:    256 << 10,
 	}
 	c := &ClickHouseHTTP{
 		client:   &http.Client{Transport: transport},
