@@ -85,11 +85,17 @@ const maxDateTimeSec = 1<<32 - 1
 // clamped to DateTime's range so that no value fails an insert (the exact
 // ms go to the *_ms column beside it).
 func dateTime(ms int64) time.Time {
+	return time.Unix(dateTimeSec(ms), 0).UTC()
+}
+
+// dateTimeSec is dateTime in seconds since the epoch: the DateTime value
+// ClickHouse stores.
+func dateTimeSec(ms int64) int64 {
 	sec := ms / 1000
 	if ms < 0 && ms%1000 != 0 {
 		sec--
 	}
-	return time.Unix(min(max(sec, 0), maxDateTimeSec), 0).UTC()
+	return min(max(sec, 0), maxDateTimeSec)
 }
 
 // Tables names the projection tables of one database (unqualified,

@@ -1,7 +1,10 @@
 package adapters
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 
 	"github.com/ClickHouse/ch-go/proto"
 	"golang.org/x/sync/errgroup"
@@ -23,7 +26,8 @@ type eventNativeBlock struct {
 	amounts, latencies                                                   proto.ColFloat64
 	statuses                                                             proto.ColInt32
 	propKeys, propValues                                                 wireStrArr
-	scratch                                                              []string // sorted property keys of one event
+	scratch                                                              []string        // sorted property keys of one event
+	order                                                                []*events.Event // the rows of one insert in key order
 }
 
 func newEventNativeBlock() *eventNativeBlock {
@@ -48,7 +52,7 @@ func newEventNativeBlock() *eventNativeBlock {
 func (b *eventNativeBlock) append(e *events.Event) {
 	b.ids.Append(e.ID)
 	b.types.Append(string(e.Type))
-	b.times.AppendRaw(proto.DateTime(dateTime(e.Time).Unix()))
+	b.times.AppendRaw(proto.DateTime(dateTimeSec(e.Time)))
 	b.timeMs.Append(e.Time)
 	b.recvMs.Append(e.ReceiveTime)
 	b.vs.Append(uint16(min(max(e.V, 0), 1<<16-1)))
@@ -101,16 +105,43 @@ func (r *ClickHouseEventRepository) insertNativePart(ctx context.Context, groups
 		b.reset()
 		r.blocks.put(b)
 	}()
+	// In the table's sort key order: ClickHouse 18.16 then skips sorting
+	// the block (MergeTreeDataWriterBlocksAlreadySorted), about a third
+	// of its CPU for an unsorted 100,000-row insert. Stable, so that of two
+	// rows with one key the later stays later (the one
+	// ReplacingMergeTree keeps), as in the server's own stable sort.
+	rows := b.order[:0]
 	for _, evs := range groups {
 		for j := range evs {
-			b.append(&evs[j])
+			rows = append(rows, &evs[j])
 		}
 	}
+	if !slices.IsSortedFunc(rows, compareEventKey) {
+		slices.SortStableFunc(rows, compareEventKey)
+	}
+	for _, e := range rows {
+		b.append(e)
+	}
+	clear(rows)
+	b.order = rows[:0]
 	data, err := b.encode()
 	if err != nil {
 		return err
 	}
 	return r.http.insertNative(ctx, r.table, eventColumns, data, n)
+}
+
+// compareEventKey orders events as the events table's sort key (type,
+// event_time as the stored DateTime seconds, event_id), strings bytewise
+// as ClickHouse compares them.
+func compareEventKey(a, b *events.Event) int {
+	if c := strings.Compare(string(a.Type), string(b.Type)); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(dateTimeSec(a.Time), dateTimeSec(b.Time)); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ID, b.ID)
 }
 
 // rowsPart is a share of a split insert.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -250,4 +251,39 @@ func TestOpenClickHouseWithHTTPAddr(t *testing.T) {
 	cfg.HTTPAddr = "no-port"
 	_, err = OpenClickHouse(ctx, cfg)
 	require.ErrorContains(t, err, `"no-port": want host:port`)
+}
+
+// TestNativeHTTPInsertSendsSortedBlocks inserts events in shuffled order
+// and checks that the server found the block already in its sort key order
+// (so it skipped sorting it), and that of two rows with one key the later
+// one in the insert is the one ReplacingMergeTree keeps.
+func TestNativeHTTPInsertSendsSortedBlocks(t *testing.T) {
+	t.Parallel()
+	conn, repo, _ := newNativeRepo(t)
+	ctx := context.Background()
+	repo = repo.WithGroupCommit(GroupCommitConfig{})
+	sorted := func() uint64 {
+		var n uint64
+		require.NoError(t, conn.QueryRow(ctx, "SELECT toUInt64(sum(value)) FROM system.events WHERE event = 'MergeTreeDataWriterBlocksAlreadySorted'").Scan(&n))
+		return n
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	types := []events.Type{events.TypeHTTPRequest, events.TypePageView, events.TypeServiceRequest}
+	evs := make([]events.Event, 2000)
+	for i := range evs {
+		evs[i] = events.Event{ID: fmt.Sprintf("e%d", rng.IntN(1_000_000)), Type: types[rng.IntN(3)], V: 1,
+			Time: 1431820800000 + rng.Int64N(10*60_000), Path: fmt.Sprint(i)}
+	}
+	dup := evs[7]
+	dup.Path = "the later copy"
+	evs = append(evs, dup) // same key as evs[7], later in the insert
+	before := sorted()
+	require.NoError(t, repo.InsertEvents(ctx, evs))
+	require.Equal(t, before+1, sorted(), "the server sorted the block itself")
+
+	require.NoError(t, conn.Exec(ctx, "OPTIMIZE TABLE streamwatch.events FINAL"))
+	var path string
+	require.NoError(t, conn.QueryRow(ctx, "SELECT path FROM streamwatch.events WHERE event_id = ? AND type = ? AND event_time_ms = ?",
+		dup.ID, string(dup.Type), dup.Time).Scan(&path))
+	require.Equal(t, "the later copy", path)
 }

@@ -43,7 +43,7 @@ func (b *windowNativeBlock) append(w *metrics.Result) {
 	b.metricCol.Append(w.Metric)
 	b.keys.Append(metrics.LabelsKey(w.Labels))
 	b.scratch = appendSortedPairs(&b.names, &b.values, w.Labels, b.scratch)
-	b.starts.AppendRaw(proto.DateTime(dateTime(w.WindowStart).Unix()))
+	b.starts.AppendRaw(proto.DateTime(dateTimeSec(w.WindowStart)))
 	b.startMs.Append(w.WindowStart)
 	b.endMs.Append(w.WindowEnd)
 	b.shards.Append(w.Shard)
