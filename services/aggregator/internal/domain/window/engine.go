@@ -333,12 +333,19 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 		h := idHash(ev.ID)
 		if bucket != seenBucket {
 			seenBucket, seenSet = bucket, s.seen[bucket]
-		}
-		if seenSet != nil {
-			if _, dup := seenSet[h]; dup {
-				out.Duplicates++
-				continue
+			if seenSet == nil {
+				seenSet = map[uint64]struct{}{}
+				s.seen[bucket] = seenSet
 			}
+		}
+		// One hash operation for the lookup and the insert: an id already
+		// there leaves the set's size unchanged. An event that no window
+		// takes is taken out again below.
+		n := len(seenSet)
+		seenSet[h] = struct{}{}
+		if len(seenSet) == n {
+			out.Duplicates++
+			continue
 		}
 		accepted, late := false, false
 		typeBit := metrics.TypeBit(ev.Type)
@@ -368,19 +375,14 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 				}
 			}
 		}
-		if late && !accepted {
-			out.Late = append(out.Late, *ev)
+		if !accepted {
+			delete(seenSet, h) // late, or matched no metric: nothing to remember
+			if late {
+				out.Late = append(out.Late, *ev)
+			}
 			continue
 		}
-		if !accepted {
-			continue // matched no metric: nothing to count, nothing to remember
-		}
 		out.Accepted++
-		if seenSet == nil {
-			seenSet = map[uint64]struct{}{}
-			s.seen[bucket] = seenSet
-		}
-		seenSet[h] = struct{}{}
 		s.delta.addSeen(bucket, h)
 		if ev.Time > s.MaxEventTime {
 			s.MaxEventTime = ev.Time
