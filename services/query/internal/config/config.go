@@ -49,14 +49,12 @@ type Config struct {
 }
 
 // WindowBatch tunes how window results are grouped into one ClickHouse
-// insert. A message is acked only after the insert holding it succeeded,
-// and the Kafka subscriber hands each partition's handler one message at a
-// time, so a batch holds at most one row per partition in flight: the idle
-// flush keeps latency low while all partitions wait, MaxDelay bounds it
-// under a trickle, MaxRows bounds memory. Measured on the 2-core dev machine
-// with 3 partitions (kfake, ClickHouse 18.16): about 430 results/s at Idle
-// 2 ms (330 at 5 ms, 580 at 1 ms), about one row per partition per insert.
-// Much more needs batch records on metrics.windows, as on events.raw.
+// insert. A record is acked only after the insert holding it succeeded;
+// the windows batch consumer (adapters.BatchConsumer) hands the projector
+// up to 64 waiting records of a partition at once, and the batcher groups
+// those of concurrent partitions further: the idle flush keeps latency low
+// while all partitions wait, MaxDelay bounds it under a trickle, MaxRows
+// bounds memory.
 type WindowBatch struct {
 	// MaxRows flushes a batch when it holds this many rows (>= 1).
 	MaxRows int `env:"QUERY_WINDOWS_BATCH_ROWS" envDefault:"1000"`
