@@ -27,7 +27,8 @@ import (
 //
 //	collector  POST /v1/events        (server span, root)
 //	aggregator process events.raw     (child of it: trace context in the record's headers)
-//	query      process metrics.windows (child of the aggregator span: context in the outputs' headers)
+//	query      receive metrics.windows (the windows batch consumer's span: child of the
+//	           aggregator span, whose context the outputs' headers carry, linked to it too)
 //	query      clickhouse INSERT INTO streamwatch.metric_windows (linked to that span:
 //	           the batched insert links to every record whose rows it holds)
 func TestOneTraceFromIngestToClickHouse(t *testing.T) {
@@ -57,6 +58,7 @@ func TestOneTraceFromIngestToClickHouse(t *testing.T) {
 	require.NoError(t, err)
 	defer func() {
 		if t.Failed() {
+			t.Logf("spans received (service and name: count): %s", summary(rcv.Spans()))
 			for _, s := range services {
 				if b, err := os.ReadFile(st.LogPath(s)); err == nil {
 					t.Logf("---- %s log ----\n%s", s, tail(string(b), 30))
@@ -95,7 +97,7 @@ func TestOneTraceFromIngestToClickHouse(t *testing.T) {
 			return false
 		}
 		proj, ok := find(spans, func(s tracetest.Span) bool {
-			return s.Service == "streamwatch-query" && s.Name == "process metrics.windows" && s.Parent == agg.SpanID
+			return s.Service == "streamwatch-query" && s.Name == "receive metrics.windows" && s.Parent == agg.SpanID
 		})
 		if !ok {
 			return false
@@ -113,7 +115,7 @@ func TestOneTraceFromIngestToClickHouse(t *testing.T) {
 		})
 		chain.ingest, chain.agg, chain.proj, chain.insert = ingest, agg, proj, insert
 		return ok
-	}, 90*time.Second, 250*time.Millisecond, "no trace connects the ingest request to the window insert; spans received: %s", summary(rcv.Spans()))
+	}, 90*time.Second, 250*time.Millisecond, "no trace connects the ingest request to the window insert (spans received are logged above)")
 
 	// The ids, spelled out.
 	require.Empty(t, chain.ingest.Parent, "the collector's HTTP span is the root")

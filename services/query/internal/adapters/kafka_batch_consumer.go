@@ -173,8 +173,15 @@ func (h claimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim saram
 		}
 		msgs, links := c.convert(ctx, batch)
 		// One consumer span per batch, linked to the records' producer
-		// spans (OpenTelemetry's batch-receiving convention).
-		bctx, span := otel.Tracer(consumerTracer).Start(ctx, "receive "+c.cfg.Topic,
+		// spans (OpenTelemetry's batch-receiving convention) and a child of
+		// the first one, so that a record's trace goes on into the
+		// projection's writes (one trace from ingest to the ClickHouse
+		// insert, devstack/tracetest), as the router's per-record spans did.
+		parent := ctx
+		if len(links) > 0 {
+			parent = trace.ContextWithRemoteSpanContext(ctx, links[0].SpanContext)
+		}
+		bctx, span := otel.Tracer(consumerTracer).Start(parent, "receive "+c.cfg.Topic,
 			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
 			trace.WithAttributes(attribute.String("messaging.consumer.group.name", c.cfg.Group),
 				attribute.Int("messaging.batch.message_count", len(batch)),
