@@ -15,9 +15,11 @@ import (
 // messages in events.proto next to this file: any protobuf library can read
 // it with that file, and TestBinaryMatchesProto checks this codec against it.
 // It is written by hand with protowire rather than generated so that
-// decoding fills Event directly (no intermediate message, no reflection):
-// about 4× less CPU per event than the JSON v1 format with goccy/go-json,
-// and records about half the size (BenchmarkDecodeBatch, BenchmarkEncodeBatch).
+// decoding fills Event directly (no intermediate message, no reflection).
+// Measured: decoding ~8× faster than encoding/json on the same events
+// (BenchmarkDecodeBatch), encoding ~6× faster with no allocation, records
+// about half the size (BenchmarkEncodeBatch); in the aggregator, decoding
+// fell from ~17 % to ~6 % of the CPU per record (it used goccy/go-json).
 //
 // A v2 payload starts with field 1 (the batch version, varint 2): bytes 0x08
 // 0x02. A JSON v1 payload starts with '{' or whitespace, never 0x08, so
