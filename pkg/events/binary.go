@@ -192,6 +192,25 @@ func appendMap(b []byte, num protowire.Number, m map[string]string) []byte {
 // errTruncated is the cause of every error about a field cut short.
 var errTruncated = errors.New("truncated or malformed field")
 
+// errCodeTruncated is protowire's error code for a field cut short
+// (protowire.ParseError turns it into io.ErrUnexpectedEOF;
+// TestConsumeBytesTruncated checks that).
+const errCodeTruncated = -1
+
+// consumeBytes is protowire.ConsumeBytes with the result sliced here, so
+// that it keeps p's capacity whatever protowire does: strs.str finds a
+// field's position in the payload from its capacity.
+func consumeBytes(p []byte) ([]byte, int) {
+	m, n := protowire.ConsumeVarint(p)
+	if n < 0 {
+		return nil, n
+	}
+	if m > uint64(len(p)-n) {
+		return nil, errCodeTruncated
+	}
+	return p[n : n+int(m)], n + int(m)
+}
+
 // strs makes the events' strings: one allocation per string, or, when
 // shared is the payload as a string, substrings of it (no allocation).
 type strs struct {
@@ -237,7 +256,7 @@ func decodeBinaryBatch(p []byte, buf []Event, shared bool) ([]Event, error) {
 			}
 			version, p = v, p[n:]
 		case num == fieldBatchEvents && typ == protowire.BytesType:
-			b, n := protowire.ConsumeBytes(p)
+			b, n := consumeBytes(p)
 			if n < 0 {
 				return nil, fmt.Errorf("event %d: %w", len(evs), protowire.ParseError(n))
 			}
@@ -314,7 +333,7 @@ func decodeEvent(p []byte, e *Event, ss strs) error {
 				b, p = p[1:1+p[0]], p[1+p[0]:]
 			} else {
 				var n int
-				if b, n = protowire.ConsumeBytes(p); n < 0 {
+				if b, n = consumeBytes(p); n < 0 {
 					return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
 				}
 				p = p[n:]
@@ -434,7 +453,7 @@ func decodeMapEntry(p []byte, e *Event, num protowire.Number, ss strs) error {
 		}
 		p = p[n:]
 		if (f == fieldMapKey || f == fieldMapValue) && typ == protowire.BytesType {
-			b, n := protowire.ConsumeBytes(p)
+			b, n := consumeBytes(p)
 			if n < 0 {
 				return fmt.Errorf("map entry: %w", protowire.ParseError(n))
 			}
