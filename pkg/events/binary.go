@@ -1,7 +1,6 @@
 package events
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -189,9 +188,6 @@ func appendMap(b []byte, num protowire.Number, m map[string]string) []byte {
 	return b
 }
 
-// errTruncated is the cause of every error about a field cut short.
-var errTruncated = errors.New("truncated or malformed field")
-
 // errCodeTruncated is protowire's error code for a field cut short
 // (protowire.ParseError turns it into io.ErrUnexpectedEOF;
 // TestConsumeBytesTruncated checks that).
@@ -199,8 +195,15 @@ const errCodeTruncated = -1
 
 // consumeBytes is protowire.ConsumeBytes with the result sliced here, so
 // that it keeps p's capacity whatever protowire does: strs.str finds a
-// field's position in the payload from its capacity.
+// field's position in the payload from its capacity. A length under 128
+// (one byte: nearly every field) is read inline.
 func consumeBytes(p []byte) ([]byte, int) {
+	if len(p) > 0 && p[0] < 0x80 {
+		if m := int(p[0]); m < len(p) {
+			return p[1 : 1+m], 1 + m
+		}
+		return nil, errCodeTruncated
+	}
 	m, n := protowire.ConsumeVarint(p)
 	if n < 0 {
 		return nil, n
@@ -284,9 +287,9 @@ func decodeBinaryBatch(p []byte, buf []Event, shared bool) ([]Event, error) {
 	return evs, nil
 }
 
-// decodeEvent fills e from one Event message. Tags and lengths under 128
-// (one byte: fields 1-15, strings shorter than 128 bytes) are read inline;
-// longer ones go through protowire.
+// decodeEvent fills e from one Event message. Tags under 128 (one byte:
+// fields 1-15) are read inline, as consumeBytes reads lengths; longer ones
+// go through protowire.
 func decodeEvent(p []byte, e *Event, ss strs) error {
 	for len(p) > 0 {
 		var num protowire.Number
@@ -328,16 +331,11 @@ func decodeEvent(p []byte, e *Event, ss strs) error {
 			p = p[n:]
 			setDouble(e, num, math.Float64frombits(v))
 		default: // BytesType
-			var b []byte
-			if len(p) > 0 && p[0] < 0x80 && int(p[0]) < len(p) {
-				b, p = p[1:1+p[0]], p[1+p[0]:]
-			} else {
-				var n int
-				if b, n = consumeBytes(p); n < 0 {
-					return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
-				}
-				p = p[n:]
+			b, n := consumeBytes(p)
+			if n < 0 {
+				return fmt.Errorf("field %d: %w", num, protowire.ParseError(n))
 			}
+			p = p[n:]
 			if num == fieldProperties || num == fieldLabels {
 				if err := decodeMapEntry(b, e, num, ss); err != nil {
 					return fmt.Errorf("field %d: %w", num, err)
