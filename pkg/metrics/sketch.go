@@ -55,15 +55,16 @@ func (d *Distinct) Estimate() uint64 { return d.sk.Estimate() }
 // Merge adds other's values to d.
 func (d *Distinct) Merge(other *Distinct) error { return d.sk.Merge(other.sk) }
 
-// Densify switches a sparse sketch to the dense representation: 2^14
+// densify switches a sparse sketch to the dense representation: 2^14
 // one-byte registers (16 KiB) whatever the number of values. An insert then
 // costs one register update instead of a share of the sparse list's
 // periodic sorted merge (thousands of instructions per insert once the
 // list holds a few thousand hashes). The estimate keeps the error of
 // precision 14 (1.04/√16384 ≈ 0.81 %); the sparse representation's extra
 // precision for small counts is lost, as when the library itself converts
-// a sparse sketch that outgrew the registers. A dense sketch is unchanged.
-func (d *Distinct) Densify() {
+// a sparse sketch that outgrew the registers. Called on sparse sketches
+// only (a dense one would be copied for nothing).
+func (d *Distinct) densify() {
 	dense := hyperloglog.NewNoSparse()
 	if err := dense.Merge(d.sk); err == nil { // same precision: cannot fail
 		d.sk = dense
@@ -72,7 +73,7 @@ func (d *Distinct) Densify() {
 
 // MarshalBinaryDensify is MarshalBinary, except that a sparse sketch whose
 // encoding is longer than maxSparseBytes is first switched to the dense
-// representation (Densify) and encoded as such (16 KiB + 4 bytes): a
+// representation (densify) and encoded as such (16 KiB + 4 bytes): a
 // caller that encodes a sketch after every change uses it to stop paying
 // the sparse list's merges once the sketch has grown. The decision depends
 // only on the sketch's content, so equal sketches stay equal.
@@ -81,7 +82,7 @@ func (d *Distinct) MarshalBinaryDensify(maxSparseBytes int) ([]byte, error) {
 	if err != nil || len(b) <= maxSparseBytes || len(b) < 4 || b[3] != 1 { // axiomhq header: version, p, b, sparse flag
 		return b, err
 	}
-	d.Densify()
+	d.densify()
 	return d.sk.MarshalBinary()
 }
 

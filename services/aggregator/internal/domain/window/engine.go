@@ -396,8 +396,8 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 	return out
 }
 
-// newNode adds the node of label set key (ev's) to keyset k, linking the
-// series a restore left in byMetric.
+// newNode adds the node of label set key (an AppendGroupKey form) to
+// keyset k, linking the series a restore left in byMetric.
 func (e *Engine) newNode(s *State, k int, key string) *node {
 	ks := &e.keysets[k]
 	nd := &node{ks: k, key: key, series: make([]*series, len(ks.members))}
