@@ -30,6 +30,8 @@ type Config struct {
 	Migrate bool `env:"QUERY_MIGRATE" envDefault:"true"`
 	// Windows tunes the batching of metric_windows inserts.
 	Windows WindowBatch
+	// Events tunes the batching of events inserts.
+	Events EventBatch
 	// RecentAlertsKey is the Redis list of the latest alerts that the
 	// notifier writes (its NOTIFIER_RECENT_KEY, unprefixed); the query
 	// service only reads it.
@@ -46,6 +48,23 @@ type Config struct {
 	Auth auth.Config
 
 	_ struct{}
+}
+
+// EventBatch tunes how raw events are grouped into one ClickHouse insert.
+// The events batch consumer hands the projector up to 256 waiting
+// events.raw records of a partition at once, and the events of every
+// partition that arrive within MaxDelay of a group's first one are inserted
+// together (group commit; a record is acked only after that insert). One
+// insert writes one part per partition of the table, and ClickHouse merges
+// parts in the background: an insert per second instead of dozens cut the
+// rows its merges rewrite by a large factor (docs/query.md). The raw events
+// table is for search and history, so MaxDelay is the delay it adds there;
+// the live view does not wait for it.
+type EventBatch struct {
+	// MaxRows closes a group once it holds this many rows (>= 1).
+	MaxRows int `env:"QUERY_EVENTS_BATCH_ROWS" envDefault:"100000"`
+	// MaxDelay flushes a group this long after its first rows (> 0).
+	MaxDelay time.Duration `env:"QUERY_EVENTS_BATCH_MAX_DELAY" envDefault:"1s"`
 }
 
 // WindowBatch tunes how window results are grouped into one ClickHouse
@@ -131,6 +150,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Windows.MaxRows < 1 {
 		errs = append(errs, fmt.Errorf("QUERY_WINDOWS_BATCH_ROWS: %d < 1", c.Windows.MaxRows))
+	}
+	if c.Events.MaxRows < 1 {
+		errs = append(errs, fmt.Errorf("QUERY_EVENTS_BATCH_ROWS: %d < 1", c.Events.MaxRows))
+	}
+	if c.Events.MaxDelay <= 0 {
+		errs = append(errs, errors.New("QUERY_EVENTS_BATCH_MAX_DELAY: must be positive"))
 	}
 	if c.Windows.MaxDelay <= 0 {
 		errs = append(errs, errors.New("QUERY_WINDOWS_BATCH_MAX_DELAY: must be positive"))

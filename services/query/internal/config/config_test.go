@@ -20,6 +20,8 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, 1000, cfg.Windows.MaxRows)
 	require.Equal(t, 200*time.Millisecond, cfg.Windows.MaxDelay)
 	require.Equal(t, 2*time.Millisecond, cfg.Windows.Idle)
+	require.Equal(t, 100_000, cfg.Events.MaxRows)
+	require.Equal(t, time.Second, cfg.Events.MaxDelay)
 	require.Equal(t, "alerts:recent", cfg.RecentAlertsKey)
 	require.Equal(t, 15*time.Second, cfg.StreamHeartbeat)
 }
@@ -45,6 +47,8 @@ func TestLoadRejectsInvalid(t *testing.T) {
 		{"batch rows", "QUERY_WINDOWS_BATCH_ROWS", "0", "QUERY_WINDOWS_BATCH_ROWS"},
 		{"heartbeat", "QUERY_STREAM_HEARTBEAT", "0s", "QUERY_STREAM_HEARTBEAT"},
 		{"batch delay", "QUERY_WINDOWS_BATCH_MAX_DELAY", "0s", "QUERY_WINDOWS_BATCH_MAX_DELAY"},
+		{"events batch rows", "QUERY_EVENTS_BATCH_ROWS", "0", "QUERY_EVENTS_BATCH_ROWS"},
+		{"events batch delay", "QUERY_EVENTS_BATCH_MAX_DELAY", "-1s", "QUERY_EVENTS_BATCH_MAX_DELAY"},
 		// pkg/config reports parse errors by field name, not variable.
 		{"migrate not a bool", "QUERY_MIGRATE", "maybe", "Migrate"},
 	}

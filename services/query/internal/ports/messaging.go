@@ -87,12 +87,9 @@ func (p Projections) Register(router *message.Router, subs Subscribers, dlq mess
 // table with one insert. A record with another schema or that does not
 // decode is permanent; a failed insert is transient.
 func (p Projections) HandleEventsRaw(msg *message.Message) error {
-	if err := events.CheckBatchSchema(msg.Metadata.Get(messaging.MetaSchema)); err != nil {
-		return messaging.Permanent(fmt.Errorf("events.raw record %s: %w", msg.UUID, err))
-	}
-	evs, err := events.DecodeBatch(msg.Payload)
+	evs, err := decodeEvents(msg)
 	if err != nil {
-		return messaging.Permanent(fmt.Errorf("events.raw record %s: %w", msg.UUID, err))
+		return err
 	}
 	return p.app.Commands.ProjectEvents.Handle(msg.Context(), evs)
 }
@@ -129,27 +126,70 @@ func (p Projections) HandleMetricsWindow(msg *message.Message) error {
 // error is transient (the consumer hands the same records again, and the
 // projections are idempotent).
 func (p Projections) WindowsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) error {
-	deadLetter := messaging.DeadLetter(dlq, messaging.TopicMetricsWindows, logger)
+	return batchHandler(dlq, logger, messaging.TopicMetricsWindows, WindowsProjector, decodeWindows, p.app.Commands.ProjectWindow.Handle)
+}
+
+// EventsBatchHandler returns the handler of the events projector's batch
+// consumer (adapters.BatchConsumer): the events.raw records of one
+// partition that were waiting together, in offset order. Each record is
+// decoded on its own (schema events.batch.v2, or events.batch.v1 of
+// earlier builds), and a poison record (another schema, or a payload that
+// does not decode) goes to events.raw.dlq through dlq while the others go
+// on; then the events of all records are projected with one ProjectEvents
+// call, which the events repository's group commit merges with the
+// batches of the other partitions into one insert. The handler returns nil
+// once every record is inserted or dead-lettered; any other error is
+// transient (the consumer hands the same records again; the events table
+// collapses replayed rows).
+func (p Projections) EventsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) error {
+	return batchHandler(dlq, logger, messaging.TopicEventsRaw, EventsProjector, decodeEvents, p.app.Commands.ProjectEvents.Handle)
+}
+
+// batchHandler decodes each record of a batch with decode, dead-letters the
+// records whose decode fails (a permanent error) to topic's .dlq as
+// consumer, and hands the items of the others to project in one call (none
+// when every record was poison). An error publishing a dead letter or from
+// project is returned as is (transient).
+func batchHandler[T any](dlq message.Publisher, logger *slog.Logger, topic, consumer string,
+	decode func(*message.Message) ([]T, error), project func(context.Context, []T) error,
+) func(ctx context.Context, msgs []*message.Message) error {
+	deadLetter := messaging.DeadLetter(dlq, topic, logger)
 	return func(ctx context.Context, msgs []*message.Message) error {
-		var all []metrics.Result
+		var all []T
 		for _, msg := range msgs {
-			msg.SetContext(messaging.ContextWithConsumer(msg.Context(), WindowsProjector)) // MetaConsumer of dead letters
-			var rs []metrics.Result
+			msg.SetContext(messaging.ContextWithConsumer(msg.Context(), consumer)) // MetaConsumer of dead letters
+			var items []T
 			_, err := deadLetter(func(msg *message.Message) ([]*message.Message, error) {
 				var err error
-				rs, err = decodeWindows(msg)
+				items, err = decode(msg)
 				return nil, err
 			})(msg)
 			if err != nil {
 				return err // the dead-letter topic failed: transient
 			}
-			all = append(all, rs...)
+			if all == nil {
+				all = items // one record: no copy
+			} else {
+				all = append(all, items...)
+			}
 		}
 		if len(all) == 0 {
 			return nil
 		}
-		return p.app.Commands.ProjectWindow.Handle(ctx, all)
+		return project(ctx, all)
 	}
+}
+
+// decodeEvents decodes one events.raw record; any failure is permanent.
+func decodeEvents(msg *message.Message) ([]events.Event, error) {
+	if err := events.CheckBatchSchema(msg.Metadata.Get(messaging.MetaSchema)); err != nil {
+		return nil, messaging.Permanent(fmt.Errorf("events.raw record %s: %w", msg.UUID, err))
+	}
+	evs, err := events.DecodeBatch(msg.Payload)
+	if err != nil {
+		return nil, messaging.Permanent(fmt.Errorf("events.raw record %s: %w", msg.UUID, err))
+	}
+	return evs, nil
 }
 
 // decodeWindows decodes and validates the results of one metrics.windows

@@ -356,3 +356,54 @@ func TestWindowsBatchHandlerDeadLettersPoisonAndWritesLatest(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, messaging.IsPermanent(err), "%v", err)
 }
+
+// TestEventsBatchHandlerDeadLettersPoisonAndInsertsTheRest: the events
+// projector's batch handler dead-letters each poison record on its own and
+// inserts the events of every other record of the batch; a failed insert is
+// transient for the whole batch.
+func TestEventsBatchHandlerDeadLettersPoisonAndInsertsTheRest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	logger := slog.New(slog.DiscardHandler)
+	ps := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 16, Persistent: true}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = ps.Close() })
+
+	evs := sampleEvents()
+	wrongSchema := batchMessage(t, evs[:1])
+	wrongSchema.Metadata.Set(messaging.MetaSchema, "events.batch.v9")
+	msgs := []*message.Message{
+		batchMessage(t, evs[:2]),
+		message.NewMessage(watermill.NewUUID(), []byte("{nope")),
+		batchMessage(t, evs[1:]), // a replayed event (u1-click) and a new one
+		wrongSchema,
+	}
+	for i, m := range msgs {
+		m.SetContext(messaging.ContextWithPosition(ctx, 2, int64(40+i)))
+	}
+	require.NoError(t, e.proj.EventsBatchHandler(ps, logger)(ctx, msgs))
+
+	dlq, err := ps.Subscribe(ctx, messaging.DLQ(messaging.TopicEventsRaw))
+	require.NoError(t, err)
+	dead := map[string]bool{}
+	for range 2 {
+		select {
+		case m := <-dlq:
+			dead[m.Metadata.Get(messaging.MetaSourceOffset)] = true
+			require.Equal(t, ports.EventsProjector, m.Metadata.Get(messaging.MetaConsumer))
+			require.NotEmpty(t, m.Metadata.Get(messaging.MetaError))
+			m.Ack()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("poison records not dead-lettered, got %v", dead)
+		}
+	}
+	require.Equal(t, map[string]bool{"41": true, "43": true}, dead, "the poison records, by source offset")
+	// log:1 is only in the first record and svc-1 only in the third.
+	require.Equal(t, uint64(3), e.count(t, "SELECT count() FROM streamwatch.events FINAL"))
+
+	broken, err := service.NewStorage(e.ch, "missing_db", e.rdb, keyPrefix, recentKey, config.WindowBatch{MaxRows: 10, MaxDelay: 50 * time.Millisecond})
+	require.NoError(t, err)
+	err = ports.NewProjections(service.NewApplication(broken, nil, nil)).EventsBatchHandler(ps, logger)(ctx, msgs[:1])
+	require.Error(t, err)
+	require.False(t, messaging.IsPermanent(err), "%v", err)
+}

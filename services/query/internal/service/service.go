@@ -61,6 +61,10 @@ type Storage struct {
 // the windows projector writes at once (they may hold 500 results each).
 const WindowsBatchRecords = 64
 
+// EventsBatchRecords is the most events.raw records of one partition the
+// events projector inserts at once (up to COLLECTOR_MAX_BATCH events each).
+const EventsBatchRecords = 256
+
 // PipelineCacheTTL is how long a pipeline health snapshot is served before
 // the broker is asked again, so many dashboards cost one round per TTL.
 const PipelineCacheTTL = 2 * time.Second
@@ -148,6 +152,7 @@ type Service struct {
 	http    *echo.Echo
 	router  *message.Router
 	windows *adapters.BatchConsumer
+	events  *adapters.BatchConsumer
 
 	streamStop     chan struct{} // closed when RunHTTP's context ends
 	streamStopOnce sync.Once
@@ -192,6 +197,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	if err != nil {
 		return nil, err
 	}
+	// Inserts of raw events are grouped by time and size alone (idle =
+	// MaxDelay): the events batch consumer keeps a partition's records
+	// coming in batches, and fewer, larger parts are what keeps ClickHouse's
+	// merges cheap (config.EventBatch).
+	s.storage.Events = s.storage.Events.WithGroupCommit(adapters.GroupCommitConfig{
+		MaxRows: cfg.Events.MaxRows, Idle: cfg.Events.MaxDelay, MaxDelay: cfg.Events.MaxDelay,
+	})
 	kp, err := adapters.NewKafkaPipeline(cfg.Kafka.Brokers)
 	if err != nil {
 		return nil, err
@@ -216,7 +228,6 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		group string
 		dst   *message.Subscriber
 	}{
-		{ports.EventsProjector, &subs.Events},
 		{ports.AlertsProjector, &subs.Alerts},
 		{ports.NotificationsProjector, &subs.Notifications},
 		{ports.RulesProjector, &subs.Rules},
@@ -252,6 +263,15 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	if err != nil {
 		return nil, err
 	}
+	// events.raw too: while a group commit waits (cfg.Events.MaxDelay), a
+	// partition's records pile up and go into the next insert together.
+	s.events, err = adapters.NewBatchConsumer(adapters.BatchConsumerConfig{
+		Brokers: cfg.Kafka.Brokers, Group: ports.EventsProjector, Topic: messaging.TopicEventsRaw,
+		MaxRecords: EventsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
+	}, projections.EventsBatchHandler(pub, logger), logger)
+	if err != nil {
+		return nil, err
+	}
 
 	router := s.router
 	s.http = httpserver.New(logger, map[string]httpserver.ReadyFunc{
@@ -270,12 +290,12 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	return s, nil
 }
 
-// RunProjections consumes the projected topics (events.raw, alerts,
-// notifications, rules and silences through the Watermill router,
-// metrics.windows through the batch consumer) until ctx is done, then lets
+// RunProjections consumes the projected topics (alerts, notifications,
+// rules and silences through the Watermill router, events.raw and
+// metrics.windows through batch consumers) until ctx is done, then lets
 // in-flight messages finish (their window rows are still flushed) and
-// returns nil. It returns an error if the router or the batch consumer
-// cannot start or stops while ctx is still live; the other then stops too.
+// returns nil. It returns an error if the router or a batch consumer
+// cannot start or stops while ctx is still live; the others then stop too.
 func (s *Service) RunProjections(ctx context.Context) error {
 	// The batcher outlives both consumers, so that handlers waiting on a
 	// flush during shutdown get their answer.
@@ -283,15 +303,17 @@ func (s *Service) RunProjections(ctx context.Context) error {
 	var batcher errgroup.Group
 	batcher.Go(func() error { return s.storage.WindowBatcher.Run(batcherCtx) })
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := s.windows.Run(gctx); err != nil {
-			return err
-		}
-		if ctx.Err() == nil && gctx.Err() == nil {
-			return errors.New("windows batch consumer stopped before shutdown")
-		}
-		return nil
-	})
+	for name, c := range map[string]*adapters.BatchConsumer{"windows": s.windows, "events": s.events} {
+		g.Go(func() error {
+			if err := c.Run(gctx); err != nil {
+				return err
+			}
+			if ctx.Err() == nil && gctx.Err() == nil {
+				return fmt.Errorf("%s batch consumer stopped before shutdown", name)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		stopClosing := context.AfterFunc(gctx, func() { _ = s.router.Close() })
 		defer stopClosing()
