@@ -30,6 +30,11 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 )
 
+// binDir runs a prebuilt notifier (e.g. of another commit, to compare
+// BenchmarkProbeBehindBurst before and after a change) instead of building
+// the checkout's.
+var binDir = flag.String("bin", "", "directory with a prebuilt notifier binary (default: build the checkout)")
+
 var (
 	st    *stack.Stack
 	sink  = &webhookSink{}
@@ -63,7 +68,9 @@ func (s *failingSink) counts() (calls, ok int) {
 
 // routing is the notifier's routing file in this test: one webhook
 // receiver (URL from the environment), resolved notifications on, short
-// timers so the test runs in seconds.
+// timers so the test runs in seconds; BenchmarkProbeBehindBurst's probes go
+// one group each to their own webhook and its bursts to the Redis list
+// (as devstack/bench routes them).
 const routing = `
 route:
   receiver: hook
@@ -75,7 +82,19 @@ route:
     - match: {alertname: flaky}
       receiver: flaky
       group_wait: 0s
+    - match: {alertname: probe}
+      receiver: probe
+      group_by: [alertname, service]
+      group_wait: 0s
+    - match_re: {alertname: "storm_.*"}
+      receiver: recent
+      group_wait: 0s
+      group_interval: 1m
 receivers:
+  - name: probe
+    webhook_configs: [{url: "${TEST_PROBE_URL}", send_resolved: false, max_tries: 1}]
+  - name: recent
+    redis_configs: [{key: "alerts:recent", limit: 100}]
   - name: hook
     webhook_configs:
       - url: ${TEST_HOOK_URL}
@@ -107,10 +126,13 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "bin")
-	if err := stack.BuildServices(context.Background(), repo, bin, stack.Notifier); err != nil {
-		fmt.Println("notifiertest:", err)
-		return 1
+	bin := *binDir
+	if bin == "" {
+		bin = filepath.Join(tmp, "bin")
+		if err := stack.BuildServices(context.Background(), repo, bin, stack.Notifier); err != nil {
+			fmt.Println("notifiertest:", err)
+			return 1
+		}
 	}
 	cfgPath := filepath.Join(tmp, "notifier.yaml")
 	if err := os.WriteFile(cfgPath, []byte(routing), 0o600); err != nil {
@@ -123,6 +145,8 @@ func run(m *testing.M) int {
 	defer flakyHook.Close()
 	deadHook := httptest.NewServer(dead)
 	defer deadHook.Close()
+	probeHook := httptest.NewServer(probes)
+	defer probeHook.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	st, err = stack.Start(ctx, stack.Options{
@@ -130,6 +154,7 @@ func run(m *testing.M) int {
 		ServiceEnv: map[string]map[string]string{stack.Notifier: {
 			"NOTIFIER_CONFIG_FILE": cfgPath, "TEST_HOOK_URL": hook.URL + "/hook", "NOTIFIER_TICK_INTERVAL": "200ms",
 			"TEST_FLAKY_URL": flakyHook.URL, "TEST_DEAD_URL": deadHook.URL, "NOTIFIER_RETRY_INITIAL": "50ms",
+			"TEST_PROBE_URL": probeHook.URL,
 		}},
 	})
 	if err != nil {
