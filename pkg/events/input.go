@@ -83,6 +83,18 @@ type Input struct {
 // field, or a failed Validate.
 func ParseInput(data []byte, receive time.Time) (Event, error) {
 	var in Input
+	s := string(data) // the event's strings slice this copy
+	if end, _, ok := DecodeInput(s, 0, &in); ok && SkipSpace(s, end) == len(s) {
+		return in.Event(receive)
+	}
+	return parseInputStd(data, receive)
+}
+
+// parseInputStd is ParseInput with encoding/json only: the path for
+// whatever DecodeInput does not handle, and the reference it is fuzzed
+// against.
+func parseInputStd(data []byte, receive time.Time) (Event, error) {
+	var in Input
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
@@ -184,6 +196,17 @@ type SampleInput struct {
 // deduplicates sample by sample. Errors wrap ErrInvalid and name the field.
 func ParseSample(data []byte, receive time.Time) (Event, error) {
 	var in SampleInput
+	s := string(data) // the event's strings slice this copy
+	if end, _, ok := DecodeSample(s, 0, &in); ok && SkipSpace(s, end) == len(s) {
+		return in.Event(receive)
+	}
+	return parseSampleStd(data, receive)
+}
+
+// parseSampleStd is ParseSample with encoding/json only (see
+// parseInputStd).
+func parseSampleStd(data []byte, receive time.Time) (Event, error) {
+	var in SampleInput
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
@@ -192,6 +215,12 @@ func ParseSample(data []byte, receive time.Time) (Event, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return Event{}, fmt.Errorf("%w: trailing data after the JSON object", ErrInvalid)
 	}
+	return in.Event(receive)
+}
+
+// Event turns the sample into a validated metric_sample Event (see
+// ParseSample).
+func (in *SampleInput) Event(receive time.Time) (Event, error) {
 	if in.Value == nil {
 		return Event{}, &FieldError{Field: "value", Reason: "missing"}
 	}

@@ -96,7 +96,7 @@ func New(pub EventPublisher, now func() time.Time, limits Limits) Application {
 	}
 	return Application{
 		IngestEvents:  &IngestEventsHandler{pub: pub, now: now, limits: limits},
-		IngestSamples: &IngestEventsHandler{pub: pub, now: now, limits: limits, parse: events.ParseSample},
+		IngestSamples: &IngestEventsHandler{pub: pub, now: now, limits: limits, parse: events.ParseSample, fast: fastSample},
 		IngestLogs:    &IngestLogsHandler{pub: pub, now: now, limits: limits},
 	}
 }

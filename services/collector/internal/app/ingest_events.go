@@ -24,6 +24,9 @@ type IngestEvents struct {
 	// Tenant is the API key's tenant: events without a source get it, events
 	// with a source outside it are rejected. Empty allows any source.
 	Tenant string
+	// Size is the body's length when known (Content-Length), else 0; it
+	// only sizes the read buffer.
+	Size int64
 }
 
 // IngestEventsHandler ingests client events (or, built by New as
@@ -35,6 +38,45 @@ type IngestEventsHandler struct {
 	// parse turns one item into an event: events.ParseInput (nil) or
 	// events.ParseSample.
 	parse func(data []byte, receive time.Time) (events.Event, error)
+	// fast is parse's fast path for items of a JSON array: fastInput (nil)
+	// or fastSample.
+	fast func(s string, i int, receive time.Time, out *decoded) bool
+	// stdOnly turns the fast path off (tests compare both paths).
+	stdOnly bool
+}
+
+// decoded is an item read by a fast decoder: the event or its validation
+// error, the offset just after the item and the item's shape.
+type decoded struct {
+	ev    events.Event
+	err   error
+	end   int
+	shape events.Shape
+}
+
+// fastInput reads the event object at s[i:] with events.DecodeInput; false
+// when that decoder steps aside (the item then takes events.ParseInput).
+func fastInput(s string, i int, receive time.Time, out *decoded) bool {
+	var in events.Input
+	end, shape, ok := events.DecodeInput(s, i, &in)
+	if !ok {
+		return false
+	}
+	out.ev, out.err = in.Event(receive)
+	out.end, out.shape = end, shape
+	return true
+}
+
+// fastSample is fastInput for samples (events.DecodeSample).
+func fastSample(s string, i int, receive time.Time, out *decoded) bool {
+	var in events.SampleInput
+	end, shape, ok := events.DecodeSample(s, i, &in)
+	if !ok {
+		return false
+	}
+	out.ev, out.err = in.Event(receive)
+	out.end, out.shape = end, shape
+	return true
 }
 
 // Handle reads the whole body, checks every item against the Limits (size,
@@ -55,28 +97,23 @@ type IngestEventsHandler struct {
 // (nothing counts as accepted); an error wrapping ErrBody and the read error
 // (e.g. an *http.MaxBytesError when the body exceeds its limit).
 func (h *IngestEventsHandler) Handle(ctx context.Context, cmd IngestEvents) (Result, error) {
-	body, err := io.ReadAll(cmd.Body)
+	body, err := readBody(cmd.Body, cmd.Size)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrBody, err)
 	}
 	receive := h.now()
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if !cmd.NDJSON && len(trimmed) > 0 && trimmed[0] == '[' && !h.stdOnly {
+		if valid, res, ok := h.fastArray(body, receive, cmd.Tenant); ok {
+			return h.finish(ctx, valid, res)
+		}
+	}
 	var (
 		valid []events.Event
 		res   Result
 	)
-	parse := h.parse
-	if parse == nil {
-		parse = events.ParseInput
-	}
 	add := func(pos int, item []byte) {
-		err := h.limits.checkItem(item)
-		var ev events.Event
-		if err == nil {
-			ev, err = parse(item, receive)
-		}
-		if err == nil {
-			err = h.limits.admit(&ev, receive, cmd.Tenant)
-		}
+		ev, err := h.item(item, receive, cmd.Tenant)
 		if err != nil {
 			res.Rejected = append(res.Rejected, Rejection{Position: int64(pos), Err: err})
 			return
@@ -84,7 +121,6 @@ func (h *IngestEventsHandler) Handle(ctx context.Context, cmd IngestEvents) (Res
 		valid = append(valid, ev)
 	}
 
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	switch {
 	case len(trimmed) == 0:
 		return Result{}, requestErrorf("no events")
@@ -120,6 +156,11 @@ func (h *IngestEventsHandler) Handle(ctx context.Context, cmd IngestEvents) (Res
 		}
 	}
 
+	return h.finish(ctx, valid, res)
+}
+
+// finish publishes the valid events and completes the result.
+func (h *IngestEventsHandler) finish(ctx context.Context, valid []events.Event, res Result) (Result, error) {
 	if len(valid) > 0 {
 		if err := publish(ctx, h.pub, valid); err != nil {
 			return Result{}, err
@@ -127,4 +168,97 @@ func (h *IngestEventsHandler) Handle(ctx context.Context, cmd IngestEvents) (Res
 	}
 	res.Accepted = len(valid)
 	return res, nil
+}
+
+// item checks one JSON item against the limits, parses it and admits it:
+// the reference path, whose errors the fast path reproduces by calling it.
+func (h *IngestEventsHandler) item(item []byte, receive time.Time, tenant string) (events.Event, error) {
+	if err := h.limits.checkItem(item); err != nil {
+		return events.Event{}, err
+	}
+	parse := h.parse
+	if parse == nil {
+		parse = events.ParseInput
+	}
+	ev, err := parse(item, receive)
+	if err == nil {
+		err = h.limits.admit(&ev, receive, tenant)
+	}
+	return ev, err
+}
+
+// fastArray reads a JSON array body in one pass: each item is decoded by
+// the fast decoder (events.DecodeInput or DecodeSample, no encoding/json)
+// and checked against the limits with the shape it measured; an item the
+// fast decoder steps aside for, or one beyond a limit, is delimited with
+// events.SkipJSON and takes the reference path (h.item), so its error
+// message is the one encoding/json gives. ok is false when the body is not
+// a syntactically valid array of at least one item nested at most
+// MaxBodyJSONDepth deep (or holds invalid UTF-8): the caller then takes
+// the encoding/json path for the whole body, which names the problem.
+// The events' strings slice one copy of the body.
+func (h *IngestEventsHandler) fastArray(body []byte, receive time.Time, tenant string) (valid []events.Event, res Result, ok bool) {
+	fast := h.fast
+	if fast == nil {
+		fast = fastInput
+	}
+	s := string(body)
+	i := events.SkipSpace(s, 0) + 1 // after '['
+	i = events.SkipSpace(s, i)
+	if i < len(s) && s[i] == ']' {
+		return nil, Result{}, false // empty: the reference path says "no events"
+	}
+	valid = make([]events.Event, 0, len(s)/160) // a typical event is 120-250 bytes of JSON
+	for pos := 0; ; pos++ {
+		start := i
+		var d decoded
+		if fast(s, i, receive, &d) && h.limits.within(d.end-start, d.shape) {
+			if d.err == nil {
+				d.err = h.limits.admit(&d.ev, receive, tenant)
+			}
+			if d.err != nil {
+				res.Rejected = append(res.Rejected, Rejection{Position: int64(pos), Err: d.err})
+			} else {
+				valid = append(valid, d.ev)
+			}
+			i = d.end
+		} else {
+			end, ok := events.SkipJSON(s, i, MaxBodyJSONDepth-1)
+			if !ok {
+				return nil, Result{}, false
+			}
+			if ev, err := h.item(body[start:end], receive, tenant); err != nil {
+				res.Rejected = append(res.Rejected, Rejection{Position: int64(pos), Err: err})
+			} else {
+				valid = append(valid, ev)
+			}
+			i = end
+		}
+		i = events.SkipSpace(s, i)
+		if i >= len(s) {
+			return nil, Result{}, false
+		}
+		switch s[i] {
+		case ',':
+			i = events.SkipSpace(s, i+1)
+		case ']':
+			if events.SkipSpace(s, i+1) != len(s) {
+				return nil, Result{}, false
+			}
+			return valid, res, true
+		default:
+			return nil, Result{}, false
+		}
+	}
+}
+
+// readBody reads r whole; size > 0 is the expected length (the request's
+// Content-Length), which saves the growing copies of io.ReadAll.
+func readBody(r io.Reader, size int64) ([]byte, error) {
+	if size <= 0 || size > 1<<30 {
+		return io.ReadAll(r)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+1)) // +1: EOF is seen without growing
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
 }

@@ -51,6 +51,14 @@ func (l Limits) checkItem(item []byte) error {
 	return err
 }
 
+// within reports whether an item of n bytes with the given shape passes
+// the size and shape limits (checkItem says why not).
+func (l Limits) within(n int, sh events.Shape) bool {
+	return (l.MaxEventBytes <= 0 || n <= l.MaxEventBytes) &&
+		(l.MaxJSONDepth <= 0 || sh.Depth <= l.MaxJSONDepth) &&
+		(l.MaxJSONFields <= 0 || sh.Fields <= l.MaxJSONFields)
+}
+
 // admit checks a parsed event against the event-time bounds and the API
 // key's tenant; an event without a source gets the tenant as its source.
 // Errors are *events.FieldError.

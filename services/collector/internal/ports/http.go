@@ -123,6 +123,7 @@ func (s *HTTPServer) ingestJSON(c echo.Context, h *app.IngestEventsHandler) erro
 		Body:   body,
 		NDJSON: isNDJSON(c.Request().Header.Get(echo.HeaderContentType)),
 		Tenant: tenant(c),
+		Size:   c.Request().ContentLength,
 	})
 	if err != nil {
 		return s.httpError(c, err)
