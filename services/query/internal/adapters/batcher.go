@@ -14,7 +14,7 @@ import (
 	"github.com/streamwatch/streamwatch/services/query/internal/app/command"
 )
 
-var _ command.WindowWriter = (*Batcher[metrics.Result])(nil)
+var _ command.WindowQueue = (*Batcher[metrics.Result])(nil)
 
 // ErrBatcherStopped is returned by Write once Run has returned.
 var ErrBatcherStopped = errors.New("batcher stopped")
@@ -121,6 +121,20 @@ func (b *Batcher[T]) Write(ctx context.Context, item T) error {
 // them. It returns nil once all are durable, else the first error (the
 // items of other flushes may still be durable; flushes must be idempotent).
 func (b *Batcher[T]) WriteAll(ctx context.Context, items []T) error {
+	wait, err := b.Enqueue(ctx, items)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// Enqueue adds every item to the next batches, as WriteAll, but returns as
+// soon as the batcher holds them: wait (never nil) then waits for the
+// flushes holding them and returns nil once all are durable, else the first
+// flush error, or its ctx's error if that ends first. Enqueue itself fails
+// with ErrBatcherStopped once Run has returned, or with ctx's error (items
+// added before may still be flushed).
+func (b *Batcher[T]) Enqueue(ctx context.Context, items []T) (wait func(context.Context) error, err error) {
 	reqs := make([]request[T], len(items))
 	sc := trace.SpanContextFromContext(ctx)
 	for i, item := range items {
@@ -128,23 +142,25 @@ func (b *Batcher[T]) WriteAll(ctx context.Context, items []T) error {
 		select {
 		case b.in <- reqs[i]:
 		case <-b.stopped:
-			return ErrBatcherStopped
+			return nil, ErrBatcherStopped
 		case <-ctx.Done():
-			return fmt.Errorf("wait for batcher: %w", ctx.Err())
+			return nil, fmt.Errorf("wait for batcher: %w", ctx.Err())
 		}
 	}
-	var first error
-	for _, req := range reqs {
-		select {
-		case err := <-req.done:
-			if err != nil && first == nil {
-				first = err
+	return func(ctx context.Context) error {
+		var first error
+		for _, req := range reqs {
+			select {
+			case err := <-req.done:
+				if err != nil && first == nil {
+					first = err
+				}
+			case <-ctx.Done():
+				return fmt.Errorf("wait for flush: %w", ctx.Err())
 			}
-		case <-ctx.Done():
-			return fmt.Errorf("wait for flush: %w", ctx.Err())
 		}
-	}
-	return first
+		return first
+	}, nil
 }
 
 // Run collects and flushes batches until ctx is done, then flushes what is

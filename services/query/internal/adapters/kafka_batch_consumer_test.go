@@ -198,3 +198,119 @@ func TestBatchConsumerConfigValidate(t *testing.T) {
 	require.ErrorContains(t, err, "max records 0 < 1")
 	require.ErrorContains(t, err, "retry backoff")
 }
+
+// pipeLog records what a PipelinedBatchHandler applied; the Pending of a
+// batch returns once release is closed (an error for the first batch
+// holding failOn).
+type pipeLog struct {
+	mu      sync.Mutex
+	applied [][]string
+	release chan struct{}
+	failOn  string
+	failed  bool
+}
+
+func (l *pipeLog) handle(_ context.Context, msgs []*message.Message) (adapters.Pending, error) {
+	var b []string
+	for _, m := range msgs {
+		p, o, _ := messaging.Position(m)
+		b = append(b, strconv.Itoa(int(p))+":"+strconv.FormatInt(o, 10)+":"+string(m.Payload))
+	}
+	l.mu.Lock()
+	l.applied = append(l.applied, b)
+	fail := l.failOn != "" && !l.failed && contains(b, l.failOn)
+	l.failed = l.failed || fail
+	l.mu.Unlock()
+	return func(ctx context.Context) error {
+		select {
+		case <-l.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if fail {
+			return errors.New("insert failed")
+		}
+		return nil
+	}, nil
+}
+
+func (l *pipeLog) counts() (batches int, records map[string]int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	records = map[string]int{}
+	for _, b := range l.applied {
+		for _, r := range b {
+			records[r]++
+		}
+	}
+	return len(l.applied), records
+}
+
+func runPipelined(t *testing.T, brokers []string, log *pipeLog) (stop func()) {
+	t.Helper()
+	c, err := adapters.NewPipelinedBatchConsumer(adapters.BatchConsumerConfig{
+		Brokers: brokers, Group: "query.windows-projector", Topic: "windows",
+		MaxRecords: 4, MaxInFlight: 3, RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+	}, log.handle, nil)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	return func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("consumer did not stop")
+		}
+	}
+}
+
+// TestPipelinedBatchConsumer: batches are applied while earlier ones are
+// not durable yet, up to MaxInFlight waiting (plus the one being settled
+// and the one waiting for room); offsets are committed only for durable
+// batches; a batch whose Pending fails is applied again.
+func TestPipelinedBatchConsumer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs an in-process Kafka cluster")
+	}
+	t.Parallel()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "windows"))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	brokers := cluster.ListenAddrs()
+	produce(t, brokers, "windows", 0, 0, 40)
+
+	// Nothing becomes durable: the consumer applies ahead, then stops for
+	// backpressure: 1 settling + MaxInFlight queued + 1 waiting for room.
+	stuck := &pipeLog{release: make(chan struct{})}
+	stop := runPipelined(t, brokers, stuck)
+	require.Eventually(t, func() bool { n, _ := stuck.counts(); return n == 5 }, 30*time.Second, 10*time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
+	n, _ := stuck.counts()
+	require.Equal(t, 5, n, "at most MaxInFlight+2 batches applied before one is durable")
+	stop()
+
+	// Nothing was committed: the next member starts at offset 0, and a
+	// batch whose insert fails is applied again.
+	retry := &pipeLog{release: make(chan struct{}), failOn: "0:10:r10"}
+	close(retry.release)
+	stop = runPipelined(t, brokers, retry)
+	require.Eventually(t, func() bool { _, recs := retry.counts(); return len(recs) == 40 && recs["0:10:r10"] == 2 },
+		30*time.Second, 10*time.Millisecond)
+	stop()
+	_, recs := retry.counts()
+	require.Equal(t, 1, recs["0:0:r0"])
+	require.Equal(t, 1, recs["0:39:r39"])
+
+	// Everything became durable and was committed: only new records now.
+	produce(t, brokers, "windows", 0, 40, 43)
+	next := &pipeLog{release: make(chan struct{})}
+	close(next.release)
+	stop = runPipelined(t, brokers, next)
+	require.Eventually(t, func() bool { _, recs := next.counts(); return len(recs) == 3 }, 30*time.Second, 10*time.Millisecond)
+	stop()
+	_, recs = next.counts()
+	require.Equal(t, map[string]int{"0:40:r40": 1, "0:41:r41": 1, "0:42:r42": 1}, recs)
+}

@@ -55,9 +55,22 @@ type LatestRevisionsWriter struct {
 	W command.WindowWriter
 }
 
-var _ command.WindowWriter = LatestRevisionsWriter{}
+var _ command.WindowQueue = LatestRevisionsWriter{}
 
 // WriteAll implements command.WindowWriter.
 func (w LatestRevisionsWriter) WriteAll(ctx context.Context, rs []metrics.Result) error {
 	return w.W.WriteAll(ctx, LatestRevisions(rs))
+}
+
+// Enqueue implements command.WindowQueue: through W when it is one,
+// else a synchronous WriteAll (wait then returns nil).
+func (w LatestRevisionsWriter) Enqueue(ctx context.Context, rs []metrics.Result) (func(context.Context) error, error) {
+	q, ok := w.W.(command.WindowQueue)
+	if !ok {
+		if err := w.WriteAll(ctx, rs); err != nil {
+			return nil, err
+		}
+		return func(context.Context) error { return nil }, nil
+	}
+	return q.Enqueue(ctx, LatestRevisions(rs))
 }

@@ -68,19 +68,22 @@ type EventBatch struct {
 }
 
 // WindowBatch tunes how window results are grouped into one ClickHouse
-// insert. A record is acked only after the insert holding it succeeded;
-// the windows batch consumer (adapters.BatchConsumer) hands the projector
-// up to 64 waiting records of a partition at once, and the batcher groups
-// those of concurrent partitions further: the idle flush keeps latency low
-// while all partitions wait, MaxDelay bounds it under a trickle, MaxRows
-// bounds memory.
+// insert into metric_windows (the history; the live view in Redis does not
+// wait for it). The windows batch consumer applies a partition's waiting
+// records to the live view at once and hands their results to the batcher,
+// which inserts what it holds MaxDelay after its first row or at MaxRows;
+// a record's offset is committed once the insert holding it succeeded, and
+// meanwhile the consumer goes on (adapters.NewPipelinedBatchConsumer). One
+// insert a second instead of one every few milliseconds is what keeps the
+// table's merges cheap: a 60 s bench with 2 ms idle flushes made 1,807
+// inserts and merges rewrote 67 rows per row inserted.
 type WindowBatch struct {
 	// MaxRows flushes a batch when it holds this many rows (>= 1).
-	MaxRows int `env:"QUERY_WINDOWS_BATCH_ROWS" envDefault:"1000"`
+	MaxRows int `env:"QUERY_WINDOWS_BATCH_ROWS" envDefault:"20000"`
 	// MaxDelay flushes a batch this long after its first row (> 0).
-	MaxDelay time.Duration `env:"QUERY_WINDOWS_BATCH_MAX_DELAY" envDefault:"200ms"`
+	MaxDelay time.Duration `env:"QUERY_WINDOWS_BATCH_MAX_DELAY" envDefault:"1s"`
 	// Idle flushes a batch when no row arrived for this long (0 disables).
-	Idle time.Duration `env:"QUERY_WINDOWS_BATCH_IDLE" envDefault:"2ms"`
+	Idle time.Duration `env:"QUERY_WINDOWS_BATCH_IDLE" envDefault:"0s"`
 }
 
 // Batch configures the batch job (`query batch` and its schedule).

@@ -125,8 +125,14 @@ func (p Projections) HandleMetricsWindow(msg *message.Message) error {
 // returns nil once every record is projected or dead-lettered; any other
 // error is transient (the consumer hands the same records again, and the
 // projections are idempotent).
-func (p Projections) WindowsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) error {
-	return batchHandler(dlq, logger, messaging.TopicMetricsWindows, WindowsProjector, decodeWindows, p.app.Commands.ProjectWindow.Handle)
+//
+// The handler is pipelined (adapters.PipelinedBatchHandler): it returns
+// once the live view holds the results and the window history has them
+// queued, with a wait for the history insert (grouped over up to
+// QUERY_WINDOWS_BATCH_MAX_DELAY), so the next records reach the live view
+// without waiting for it.
+func (p Projections) WindowsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) (func(context.Context) error, error) {
+	return batchHandler(dlq, logger, messaging.TopicMetricsWindows, WindowsProjector, decodeWindows, p.app.Commands.ProjectWindow.Apply)
 }
 
 // EventsBatchHandler returns the handler of the events projector's batch
@@ -142,19 +148,27 @@ func (p Projections) WindowsBatchHandler(dlq message.Publisher, logger *slog.Log
 // transient (the consumer hands the same records again; the events table
 // collapses replayed rows).
 func (p Projections) EventsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) error {
-	return batchHandler(dlq, logger, messaging.TopicEventsRaw, EventsProjector, decodeEvents, p.app.Commands.ProjectEvents.Handle)
+	h := batchHandler(dlq, logger, messaging.TopicEventsRaw, EventsProjector, decodeEvents,
+		func(ctx context.Context, evs []events.Event) (func(context.Context) error, error) {
+			return nil, p.app.Commands.ProjectEvents.Handle(ctx, evs)
+		})
+	return func(ctx context.Context, msgs []*message.Message) error {
+		_, err := h(ctx, msgs)
+		return err
+	}
 }
 
 // batchHandler decodes each record of a batch with decode, dead-letters the
 // records whose decode fails (a permanent error) to topic's .dlq as
 // consumer, and hands the items of the others to project in one call (none
-// when every record was poison). An error publishing a dead letter or from
-// project is returned as is (transient).
+// when every record was poison), returning project's wait for durability
+// (nil: durable). An error publishing a dead letter or from project is
+// returned as is (transient).
 func batchHandler[T any](dlq message.Publisher, logger *slog.Logger, topic, consumer string,
-	decode func(*message.Message) ([]T, error), project func(context.Context, []T) error,
-) func(ctx context.Context, msgs []*message.Message) error {
+	decode func(*message.Message) ([]T, error), project func(context.Context, []T) (func(context.Context) error, error),
+) func(ctx context.Context, msgs []*message.Message) (func(context.Context) error, error) {
 	deadLetter := messaging.DeadLetter(dlq, topic, logger)
-	return func(ctx context.Context, msgs []*message.Message) error {
+	return func(ctx context.Context, msgs []*message.Message) (func(context.Context) error, error) {
 		var all []T
 		for _, msg := range msgs {
 			msg.SetContext(messaging.ContextWithConsumer(msg.Context(), consumer)) // MetaConsumer of dead letters
@@ -165,7 +179,7 @@ func batchHandler[T any](dlq message.Publisher, logger *slog.Logger, topic, cons
 				return nil, err
 			})(msg)
 			if err != nil {
-				return err // the dead-letter topic failed: transient
+				return nil, err // the dead-letter topic failed: transient
 			}
 			if all == nil {
 				all = items // one record: no copy
@@ -174,7 +188,7 @@ func batchHandler[T any](dlq message.Publisher, logger *slog.Logger, topic, cons
 			}
 		}
 		if len(all) == 0 {
-			return nil
+			return nil, nil
 		}
 		return project(ctx, all)
 	}

@@ -318,7 +318,10 @@ func TestWindowsBatchHandlerDeadLettersPoisonAndWritesLatest(t *testing.T) {
 	for i, m := range msgs {
 		m.SetContext(messaging.ContextWithPosition(ctx, 4, int64(100+i)))
 	}
-	require.NoError(t, e.proj.WindowsBatchHandler(ps, logger)(ctx, msgs))
+	wait, err := e.proj.WindowsBatchHandler(ps, logger)(ctx, msgs)
+	require.NoError(t, err)
+	require.NotNil(t, wait, "the history insert is grouped: the handler returns a wait for it")
+	require.NoError(t, wait(ctx))
 
 	dlq, err := ps.Subscribe(ctx, messaging.DLQ(messaging.TopicMetricsWindows))
 	require.NoError(t, err)
@@ -346,13 +349,16 @@ func TestWindowsBatchHandlerDeadLettersPoisonAndWritesLatest(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(raw), &live))
 	require.Equal(t, int64(3), live.Revision)
 
-	// A failed write is transient for the whole batch.
+	// A failed history insert is transient for the whole batch: its wait
+	// fails (the consumer applies the batch again).
 	broken, err := service.NewStorage(e.ch, "missing_db", e.rdb, keyPrefix, recentKey, config.WindowBatch{MaxRows: 10, MaxDelay: 50 * time.Millisecond})
 	require.NoError(t, err)
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { _ = broken.WindowBatcher.Run(runCtx) }()
-	err = ports.NewProjections(service.NewApplication(broken, nil, nil)).WindowsBatchHandler(ps, logger)(ctx, msgs[:1])
+	wait, err = ports.NewProjections(service.NewApplication(broken, nil, nil)).WindowsBatchHandler(ps, logger)(ctx, msgs[:1])
+	require.NoError(t, err, "the live view took the batch")
+	err = wait(ctx)
 	require.Error(t, err)
 	require.False(t, messaging.IsPermanent(err), "%v", err)
 }

@@ -61,6 +61,12 @@ type Storage struct {
 // the windows projector writes at once (they may hold 500 results each).
 const WindowsBatchRecords = 64
 
+// WindowsInFlight is the most batches of one metrics.windows partition
+// that the windows projector has applied to the live view while their
+// history insert is pending: enough for a second of batches
+// (QUERY_WINDOWS_BATCH_MAX_DELAY) arriving every few milliseconds.
+const WindowsInFlight = 512
+
 // EventsBatchRecords is the most events.raw records of one partition the
 // events projector inserts at once (up to COLLECTOR_MAX_BATCH events each).
 const EventsBatchRecords = 256
@@ -256,9 +262,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	// metrics.windows is consumed in batches (see adapters.BatchConsumer):
 	// a backlog of window results is written a batch at a time, with the
 	// superseded revisions left out, instead of a round of writes per record.
-	s.windows, err = adapters.NewBatchConsumer(adapters.BatchConsumerConfig{
+	// It is pipelined: a batch reaches the live view at once, and its
+	// offsets are committed once the grouped history insert holding it is
+	// done.
+	s.windows, err = adapters.NewPipelinedBatchConsumer(adapters.BatchConsumerConfig{
 		Brokers: cfg.Kafka.Brokers, Group: ports.WindowsProjector, Topic: messaging.TopicMetricsWindows,
 		MaxRecords: WindowsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
+		MaxInFlight: WindowsInFlight,
 	}, projections.WindowsBatchHandler(pub, logger), logger)
 	if err != nil {
 		return nil, err

@@ -15,6 +15,16 @@ type WindowWriter interface {
 	WriteAll(ctx context.Context, rs []metrics.Result) error
 }
 
+// WindowQueue is a WindowWriter that can also take results without
+// waiting for them to be durable (a writer that groups inserts over time).
+type WindowQueue interface {
+	WindowWriter
+	// Enqueue hands rs to the writer and returns once it holds them; wait
+	// (not nil) returns nil once all are durable, else an error (store them
+	// again). An error from Enqueue means rs may not all be held.
+	Enqueue(ctx context.Context, rs []metrics.Result) (wait func(context.Context) error, err error)
+}
+
 // LiveUpdater keeps the latest result per metric, label set and shard.
 type LiveUpdater interface {
 	// UpdateLiveAll stores each result of rs, in order, as the latest
@@ -26,8 +36,8 @@ type LiveUpdater interface {
 	UpdateLiveAll(ctx context.Context, rs []metrics.Result) error
 }
 
-// WindowNotifier learns of window results once they are stored (the live
-// stream). It must not block.
+// WindowNotifier learns of window results once the live view holds them
+// (the live stream). It must not block.
 type WindowNotifier interface {
 	WindowsStored(rs []metrics.Result)
 }
@@ -52,22 +62,52 @@ func NewProjectWindowHandler(windows WindowWriter, live LiveUpdater, notifier Wi
 // nothing is written; any other error is transient and the record must be
 // retried; nil means both projections hold every result or something newer.
 func (h ProjectWindowHandler) Handle(ctx context.Context, rs []metrics.Result) error {
+	wait, err := h.Apply(ctx, rs)
+	if err != nil || wait == nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// Apply is Handle without waiting for the window history: it validates rs,
+// updates the live view, tells the notifier, and hands rs to the window
+// writer, then returns. When the writer is a WindowQueue, wait (nil
+// otherwise) returns nil once the history holds every result (or something
+// newer), else a transient error: apply rs again. The live view is updated
+// first so that it never waits for a history insert, which may be grouped
+// over a second (QUERY_WINDOWS_BATCH_MAX_DELAY); both projections keep the
+// latest revision, so the order and repeats are harmless. Errors as Handle.
+func (h ProjectWindowHandler) Apply(ctx context.Context, rs []metrics.Result) (wait func(context.Context) error, err error) {
 	for i := range rs {
 		if err := rs[i].Validate(); err != nil {
-			return fmt.Errorf("result %d: %w", i, err)
+			return nil, fmt.Errorf("result %d: %w", i, err)
 		}
 	}
 	if len(rs) == 0 {
-		return nil
-	}
-	if err := h.windows.WriteAll(ctx, rs); err != nil {
-		return fmt.Errorf("store %d windows (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
+		return nil, nil
 	}
 	if err := h.live.UpdateLiveAll(ctx, rs); err != nil {
-		return fmt.Errorf("update live view for %d results (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
+		return nil, fmt.Errorf("update live view for %d results (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
 	}
 	if h.notifier != nil {
 		h.notifier.WindowsStored(rs)
 	}
-	return nil
+	q, ok := h.windows.(WindowQueue)
+	if !ok {
+		if err := h.windows.WriteAll(ctx, rs); err != nil {
+			return nil, fmt.Errorf("store %d windows (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
+		}
+		return nil, nil
+	}
+	w, err := q.Enqueue(ctx, rs)
+	if err != nil {
+		return nil, fmt.Errorf("queue %d windows (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
+	}
+	first, rev := rs[0].ID(), rs[0].Revision
+	return func(ctx context.Context) error {
+		if err := w(ctx); err != nil {
+			return fmt.Errorf("store %d windows (first %s rev %d): %w", len(rs), first, rev, err)
+		}
+		return nil
+	}, nil
 }
