@@ -111,7 +111,17 @@ func parseInputStd(data []byte, receive time.Time) (Event, error) {
 
 // Event turns the input into a validated Event (see ParseInput).
 func (in *Input) Event(receive time.Time) (Event, error) {
-	e := Event{
+	var e Event
+	if err := in.EventTo(&e, receive); err != nil {
+		return Event{}, err
+	}
+	return e, nil
+}
+
+// EventTo is Event writing into *e, which must be zero (it saves copying
+// an Event on hot paths). On error *e holds a partial event.
+func (in *Input) EventTo(e *Event, receive time.Time) error {
+	*e = Event{
 		V: in.V, ID: in.ID, Type: in.Type, Time: int64(in.Time), ReceiveTime: receive.UnixMilli(),
 		Source: in.Source, UserID: in.UserID, SessionID: in.SessionID, Page: in.Page,
 		ProductID: in.ProductID, Amount: in.Amount, Query: in.Query, Properties: in.Properties,
@@ -126,15 +136,12 @@ func (in *Input) Event(receive time.Time) (Event, error) {
 	if e.ID == "" {
 		id, err := uuid.NewV7()
 		if err != nil {
-			return Event{}, fmt.Errorf("assign event id: %w", err)
+			return fmt.Errorf("assign event id: %w", err)
 		}
 		e.ID = id.String()
 	}
 	e.Key = e.EntityKey()
-	if err := e.Validate(); err != nil {
-		return Event{}, err
-	}
-	return e, nil
+	return e.Validate()
 }
 
 // describeJSONError turns encoding/json errors into messages that name the

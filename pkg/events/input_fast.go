@@ -35,7 +35,7 @@ func DecodeInput(s string, i int, in *Input) (end int, shape Shape, ok bool) {
 	d := fastDecoder{s: s, i: i}
 	var seen uint32
 	ok = d.object(func(key string) bool {
-		f, known := inputFields[key]
+		f, known := inputField(key)
 		if !known || seen&(1<<f) != 0 {
 			return false
 		}
@@ -188,15 +188,65 @@ const (
 	fValue
 )
 
-// inputFields maps the JSON names of Input's fields (its json tags) to
-// their field numbers.
-var inputFields = map[string]uint32{
-	"v": fV, "event_id": fID, "type": fType, "event_time": fTime, "source": fSource,
-	"user_id": fUserID, "session_id": fSessionID, "page": fPage, "product_id": fProductID,
-	"amount": fAmount, "query": fQuery, "properties": fProperties, "service": fService,
-	"endpoint": fEndpoint, "latency_ms": fLatencyMs, "status": fStatus, "client_ip": fClientIP,
-	"method": fMethod, "path": fPath, "protocol": fProtocol, "bytes": fBytes,
-	"referrer": fReferrer, "user_agent": fUserAgent, "series": fSeries, "labels": fLabels, "value": fValue,
+// inputField returns the field number of the JSON name of one of Input's
+// fields (its json tags); a switch, which Go compiles to a search on length
+// and bytes, is faster here than a map.
+func inputField(key string) (uint32, bool) {
+	switch key {
+	case "v":
+		return fV, true
+	case "event_id":
+		return fID, true
+	case "type":
+		return fType, true
+	case "event_time":
+		return fTime, true
+	case "source":
+		return fSource, true
+	case "user_id":
+		return fUserID, true
+	case "session_id":
+		return fSessionID, true
+	case "page":
+		return fPage, true
+	case "product_id":
+		return fProductID, true
+	case "amount":
+		return fAmount, true
+	case "query":
+		return fQuery, true
+	case "properties":
+		return fProperties, true
+	case "service":
+		return fService, true
+	case "endpoint":
+		return fEndpoint, true
+	case "latency_ms":
+		return fLatencyMs, true
+	case "status":
+		return fStatus, true
+	case "client_ip":
+		return fClientIP, true
+	case "method":
+		return fMethod, true
+	case "path":
+		return fPath, true
+	case "protocol":
+		return fProtocol, true
+	case "bytes":
+		return fBytes, true
+	case "referrer":
+		return fReferrer, true
+	case "user_agent":
+		return fUserAgent, true
+	case "series":
+		return fSeries, true
+	case "labels":
+		return fLabels, true
+	case "value":
+		return fValue, true
+	}
+	return 0, false
 }
 
 // fastDecoder reads JSON text from s at offset i. Every method returns
@@ -488,12 +538,18 @@ func (d *fastDecoder) timestamp(out *Timestamp) bool {
 		*out = Timestamp(t.UnixMilli())
 		return true
 	}
-	var f float64
-	if !d.float(&f) {
+	lit, integer, ok := d.number()
+	if !ok {
 		return false
 	}
+	if integer && len(lit) <= 15 { // exact in a float64: int64(ParseFloat) would give the same
+		n, err := strconv.ParseInt(lit, 10, 64)
+		*out = Timestamp(n)
+		return err == nil
+	}
+	f, err := strconv.ParseFloat(lit, 64)
 	*out = Timestamp(int64(f))
-	return true
+	return err == nil
 }
 
 // strMap reads an object of string values into a new map.

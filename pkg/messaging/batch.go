@@ -108,16 +108,24 @@ func (p *BatchPublisher) PublishEvents(ctx context.Context, topic string, evs []
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	for part, pevs := range byPart {
-		g.Go(func() error {
-			for start := 0; start < len(pevs); start += p.maxBatch {
-				if err := p.publishChunk(ctx, topic, part, pevs[start:min(start+p.maxBatch, len(pevs))]); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		g.Go(func() error { return p.PublishPartition(ctx, topic, part, pevs) })
 	}
 	return g.Wait()
+}
+
+// PublishPartition publishes evs, which all belong to partition part of
+// topic (PartitionFor of their keys), as batch records of at most maxBatch
+// events and MaxRecordBytes bytes, in order, and returns once the broker
+// acknowledged all of them; on error some may have been written. It is
+// PublishEvents for callers that group events by partition themselves
+// (the collector's group commit).
+func (p *BatchPublisher) PublishPartition(ctx context.Context, topic string, part int32, evs []events.Event) error {
+	for start := 0; start < len(evs); start += p.maxBatch {
+		if err := p.publishChunk(ctx, topic, part, evs[start:min(start+p.maxBatch, len(evs))]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // publishChunk publishes events as one record, or, when the encoding is

@@ -40,41 +40,41 @@ type IngestEventsHandler struct {
 	parse func(data []byte, receive time.Time) (events.Event, error)
 	// fast is parse's fast path for items of a JSON array: fastInput (nil)
 	// or fastSample.
-	fast func(s string, i int, receive time.Time, out *decoded) bool
+	fast func(s string, i int, receive time.Time, ev *events.Event, out *decoded) bool
 	// stdOnly turns the fast path off (tests compare both paths).
 	stdOnly bool
 }
 
-// decoded is an item read by a fast decoder: the event or its validation
-// error, the offset just after the item and the item's shape.
+// decoded is what a fast decoder says of an item besides the event: its
+// validation error, the offset just after it and its shape.
 type decoded struct {
-	ev    events.Event
 	err   error
 	end   int
 	shape events.Shape
 }
 
-// fastInput reads the event object at s[i:] with events.DecodeInput; false
-// when that decoder steps aside (the item then takes events.ParseInput).
-func fastInput(s string, i int, receive time.Time, out *decoded) bool {
+// fastInput reads the event object at s[i:] into *ev (zero) with
+// events.DecodeInput; false when that decoder steps aside (the item then
+// takes events.ParseInput).
+func fastInput(s string, i int, receive time.Time, ev *events.Event, out *decoded) bool {
 	var in events.Input
 	end, shape, ok := events.DecodeInput(s, i, &in)
 	if !ok {
 		return false
 	}
-	out.ev, out.err = in.Event(receive)
+	out.err = in.EventTo(ev, receive)
 	out.end, out.shape = end, shape
 	return true
 }
 
 // fastSample is fastInput for samples (events.DecodeSample).
-func fastSample(s string, i int, receive time.Time, out *decoded) bool {
+func fastSample(s string, i int, receive time.Time, ev *events.Event, out *decoded) bool {
 	var in events.SampleInput
 	end, shape, ok := events.DecodeSample(s, i, &in)
 	if !ok {
 		return false
 	}
-	out.ev, out.err = in.Event(receive)
+	*ev, out.err = in.Event(receive)
 	out.end, out.shape = end, shape
 	return true
 }
@@ -209,20 +209,25 @@ func (h *IngestEventsHandler) fastArray(body []byte, receive time.Time, tenant s
 		return nil, Result{}, false // empty: the reference path says "no events"
 	}
 	valid = make([]events.Event, 0, len(s)/160) // a typical event is 120-250 bytes of JSON
+	var d decoded                               // one for all items: a func value's argument escapes
 	for pos := 0; ; pos++ {
 		start := i
-		var d decoded
-		if fast(s, i, receive, &d) && h.limits.within(d.end-start, d.shape) {
+		d = decoded{}
+		valid = append(valid, events.Event{}) // decoded in place; dropped again unless valid
+		ev := &valid[len(valid)-1]
+		if fast(s, i, receive, ev, &d) && h.limits.within(d.end-start, d.shape) {
 			if d.err == nil {
-				d.err = h.limits.admit(&d.ev, receive, tenant)
+				d.err = h.limits.admit(ev, receive, tenant)
 			}
 			if d.err != nil {
 				res.Rejected = append(res.Rejected, Rejection{Position: int64(pos), Err: d.err})
-			} else {
-				valid = append(valid, d.ev)
+				*ev = events.Event{}
+				valid = valid[:len(valid)-1]
 			}
 			i = d.end
 		} else {
+			*ev = events.Event{}
+			valid = valid[:len(valid)-1]
 			end, ok := events.SkipJSON(s, i, MaxBodyJSONDepth-1)
 			if !ok {
 				return nil, Result{}, false

@@ -55,7 +55,7 @@ func FuzzFastArrayMatchesStd(f *testing.F) {
 		for _, parse := range []struct {
 			name  string
 			parse func([]byte, time.Time) (events.Event, error)
-			fast  func(string, int, time.Time, *decoded) bool
+			fast  func(string, int, time.Time, *events.Event, *decoded) bool
 		}{{"events", nil, nil}, {"samples", events.ParseSample, fastSample}} {
 			run := func(stdOnly bool) (Result, []events.Event, error) {
 				pub := &recorder{}

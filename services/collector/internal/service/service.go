@@ -36,6 +36,7 @@ type Service struct {
 
 	pub   *kafka.Publisher
 	batch *messaging.BatchPublisher
+	group *adapters.GroupPublisher
 	meta  sarama.Client
 
 	closeOnce sync.Once
@@ -60,6 +61,11 @@ func New(cfg config.Config, logger *slog.Logger) (*Service, error) {
 		_ = s.pub.Close()
 		return nil, err
 	}
+	if s.group, err = adapters.NewGroupPublisher(s.batch, adapters.GroupConfig{MaxEvents: cfg.MaxBatch, Linger: adapters.DefaultLinger}); err != nil {
+		_ = s.batch.Close()
+		_ = s.pub.Close()
+		return nil, err
+	}
 	if s.meta, err = sarama.NewClient(cfg.Kafka.Brokers, messaging.SaramaConfig(ClientID+"-readiness")); err != nil {
 		_ = s.batch.Close()
 		_ = s.pub.Close()
@@ -74,7 +80,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Service, error) {
 		MaxEventBytes: cfg.MaxEventBytes, MaxJSONDepth: cfg.MaxJSONDepth, MaxJSONFields: cfg.MaxJSONFields,
 		MaxEventAge: cfg.MaxEventAge, MaxEventSkew: cfg.MaxEventSkew,
 	}
-	ports.NewHTTPServer(app.New(s.batch, nil, limits), cfg.MaxBodyBytes, guard).Register(s.echo)
+	ports.NewHTTPServer(app.New(s.group, nil, limits), cfg.MaxBodyBytes, guard).Register(s.echo)
 	ports.NewProfilesServer(app.NewProfiles(adapters.NewProfilePublisher(s.pub), nil), cfg.MaxBodyBytes, guard).Register(s.echo)
 	return s, nil
 }
@@ -99,7 +105,7 @@ func (s *Service) Run(ctx context.Context) error {
 // more than once; later calls return the first result.
 func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
-		s.closeErr = errors.Join(s.meta.Close(), s.batch.Close(), s.pub.Close())
+		s.closeErr = errors.Join(s.meta.Close(), s.group.Close(), s.batch.Close(), s.pub.Close())
 	})
 	return s.closeErr
 }
