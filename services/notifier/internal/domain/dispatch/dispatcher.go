@@ -71,7 +71,11 @@ func (d *Dispatcher) Alert(st *State, a alerts.Alert) Result {
 		st.Alerts[a.Fingerprint] = a
 		st.touch(entryAlert, a.Fingerprint)
 		labels := matchLabels(&a)
-		for _, r := range d.cfg.Route.Match(labels) {
+		routes := d.cfg.Route.Match(labels)
+		if len(routes) == 0 { // a root with matchers: the alert joins no group
+			st.leave(a.Fingerprint)
+		}
+		for _, r := range routes {
 			gl := r.groupLabels(labels)
 			key := groupKey(r.ID, gl)
 			g, ok := st.Groups[key]
@@ -163,6 +167,7 @@ func (d *Dispatcher) Tick(st *State, procMs int64) Result {
 // rather than simulating every one of them.
 func (d *Dispatcher) Advance(st *State, now int64) Result {
 	var res Result
+	before := st.Now
 	for _, g := range st.Groups {
 		r := d.routes[g.RouteID]
 		if r == nil {
@@ -187,7 +192,7 @@ func (d *Dispatcher) Advance(st *State, now int64) Result {
 		st.Now = now
 		d.expireSilences(st)
 	}
-	d.gc(st)
+	d.gc(st, before)
 	return res
 }
 
@@ -328,10 +333,12 @@ func (d *Dispatcher) flush(st *State, g *Group) Result {
 		a, ok := st.Alerts[fp]
 		if !ok {
 			delete(g.Alerts, fp)
+			st.leave(fp)
 			continue
 		}
 		if a.State == alerts.StateResolved {
 			delete(g.Alerts, fp)
+			st.leave(fp)
 			if ep, owed := g.Notified[fp]; owed && ep == a.StartsAt {
 				resolved = append(resolved, NotifiedAlert{Alert: a})
 			}
@@ -417,21 +424,55 @@ func (d *Dispatcher) suppressed(g *Group, a *alerts.Alert, kind, silenceID strin
 	}}
 }
 
+// HistorySweep is the clock period (ms) at which gc looks for latest
+// episodes older than Retention: once per minute of the clock instead of
+// at every step, since the history holds every alert of Retention (7
+// days) and a scan per alert record made the dispatcher O(history) per
+// record. An entry is thus forgotten up to one minute of clock after it
+// expired. The sweep depends only on the clock, which is checkpointed, so
+// a replay forgets the same entries at the same records.
+const HistorySweep int64 = 60_000
+
+// leave notes that a flush took fp out of a group.
+func (st *State) leave(fp string) {
+	if st.left == nil {
+		st.left = map[string]struct{}{}
+	}
+	st.left[fp] = struct{}{}
+}
+
 // gc forgets alerts no group holds (resolved and flushed), their acks,
 // their latest episodes after Retention, and silences that ended more than
-// Retention ago.
-func (d *Dispatcher) gc(st *State) {
-	held := map[string]bool{}
-	for _, g := range st.Groups {
-		for fp := range g.Alerts {
-			held[fp] = true
+// Retention ago. before is the clock when the calling step began.
+//
+// It costs O(acks + silences) per step plus, only on steps whose flushes
+// took alerts out of groups, O(alerts held) to find which of those left
+// every group, and once per HistorySweep of the clock O(history): only a
+// flush takes an alert out of a group (a firing alert always joins the
+// root route's group, unless the root has matchers: Alert notes those),
+// so the alerts taken out since the last gc are the
+// only candidates, and a latest episode ages past Retention only as the
+// clock moves.
+func (d *Dispatcher) gc(st *State, before int64) {
+	if len(st.left) > 0 {
+		held := make(map[string]struct{}, len(st.left))
+		for _, g := range st.Groups {
+			for fp := range g.Alerts {
+				if _, ok := st.left[fp]; ok {
+					held[fp] = struct{}{}
+				}
+			}
 		}
-	}
-	for fp := range st.Alerts {
-		if !held[fp] {
-			delete(st.Alerts, fp)
-			st.touch(entryAlert, fp)
+		for fp := range st.left {
+			if _, ok := held[fp]; ok {
+				continue
+			}
+			if _, ok := st.Alerts[fp]; ok {
+				delete(st.Alerts, fp)
+				st.touch(entryAlert, fp)
+			}
 		}
+		clear(st.left)
 	}
 	for fp, ack := range st.Acks {
 		if a, ok := st.Alerts[fp]; !ok || a.StartsAt != ack.StartsAt {
@@ -439,10 +480,12 @@ func (d *Dispatcher) gc(st *State) {
 			st.touch(entryAck, fp)
 		}
 	}
-	for fp, e := range st.Latest {
-		if _, ok := st.Alerts[fp]; !ok && e.At < st.Now-Retention {
-			delete(st.Latest, fp)
-			st.touch(entryLatest, fp)
+	if st.Now/HistorySweep != before/HistorySweep {
+		for fp, e := range st.Latest {
+			if _, ok := st.Alerts[fp]; !ok && e.At < st.Now-Retention {
+				delete(st.Latest, fp)
+				st.touch(entryLatest, fp)
+			}
 		}
 	}
 	for id, s := range st.Silences {

@@ -415,3 +415,34 @@ func TestReplaysAndLateEpisodesAreIgnored(t *testing.T) {
 	}, r.log)
 	require.Len(t, r.st.Latest, 1, "one entry per alert, not per state change")
 }
+
+// TestForgetsAfterTheirTime checks what gc forgets and when: an alert
+// leaves the state's alerts with the flush that took it out of its last
+// group (not while another group still holds it), and its latest episode
+// is forgotten within one HistorySweep of the clock after Retention, and
+// not before.
+func TestForgetsAfterTheirTime(t *testing.T) {
+	t.Parallel()
+	cfg := baseConfig(t)
+	cfg.Route.Routes = []*dispatch.Route{
+		{ID: "0.0", Receiver: "team", GroupBy: []string{"alertname"}, Continue: true, GroupWait: 30 * time.Second,
+			GroupInterval: 5 * time.Minute, RepeatInterval: time.Hour, Matchers: mustMatchers(t, map[string]string{"service": "api"})},
+		{ID: "0.1", Receiver: "team", GroupBy: []string{"service"}, GroupWait: 30 * time.Second,
+			GroupInterval: 10 * time.Minute, RepeatInterval: time.Hour},
+	}
+	r := newRun(t, cfg)
+	fire := alert("cpu", "api", "warning", "firing", 0, 0)
+	r.alert(fire)
+	r.alert(alert("cpu", "api", "warning", "resolved", 0, time.Minute))
+	r.until(5*time.Minute + 30*time.Second) // route 0.0 flushed the resolution; 0.1 holds it until 10m30s
+	require.Contains(t, r.st.Alerts, fire.Fingerprint)
+	r.until(10*time.Minute + 30*time.Second)
+	require.Empty(t, r.st.Groups)
+	require.Empty(t, r.st.Alerts)
+	require.Contains(t, r.st.Latest, fire.Fingerprint)
+	applied := r.st.Latest[fire.Fingerprint].At
+	r.until(time.Duration(applied-t0+dispatch.Retention) * time.Millisecond)
+	require.Contains(t, r.st.Latest, fire.Fingerprint, "kept for Retention")
+	r.until(time.Duration(applied-t0+dispatch.Retention+dispatch.HistorySweep+1) * time.Millisecond)
+	require.Empty(t, r.st.Latest, "forgotten within one sweep after Retention")
+}

@@ -39,6 +39,10 @@ type State struct {
 	// next TakeDelta write every entry.
 	dirty map[string]struct{}
 	all   bool
+	// left holds the fingerprints a flush took out of a group since the
+	// last gc: the only alerts that can have left every group (see
+	// Dispatcher.gc). Always empty between the Dispatcher's calls.
+	left map[string]struct{}
 }
 
 // Episode is the latest state change applied for one alert.
