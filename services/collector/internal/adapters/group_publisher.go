@@ -7,6 +7,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/services/collector/internal/app"
@@ -20,6 +25,9 @@ type PartitionPublisher interface {
 	// PublishPartition publishes evs, all of partition part, in order.
 	PublishPartition(ctx context.Context, topic string, part int32, evs []events.Event) error
 }
+
+// tracerName is the instrumentation scope of the group spans.
+const tracerName = "github.com/streamwatch/streamwatch/services/collector/internal/adapters"
 
 // DefaultLinger is GroupConfig.Linger's usual value: long enough for the
 // requests being parsed at the same time to join a record, short next to
@@ -60,10 +68,18 @@ type GroupConfig struct {
 // holding the call's events; if a record of a group fails, every member of
 // the group gets the error (some of their events may have been written:
 // clients retry, consumers deduplicate by event id). The events of one
-// call keep their order within a partition. Safe for concurrent use.
+// call keep their order within a partition.
+//
+// Tracing: a record of one request carries that request's trace context; a
+// record of several is written under a span "group <topic>", a child of
+// the first request's span linked to the others', so that the consumers'
+// spans continue one trace and every request's trace reaches the record.
+//
+// Safe for concurrent use.
 type GroupPublisher struct {
-	pub PartitionPublisher
-	cfg GroupConfig
+	pub    PartitionPublisher
+	cfg    GroupConfig
+	tracer trace.Tracer
 
 	wg     sync.WaitGroup // running flushers
 	mu     sync.Mutex
@@ -119,7 +135,7 @@ func NewGroupPublisher(pub PartitionPublisher, cfg GroupConfig) (*GroupPublisher
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = messaging.MaxRecordBytes
 	}
-	return &GroupPublisher{pub: pub, cfg: cfg, queues: map[partition]*queue{}}, nil
+	return &GroupPublisher{pub: pub, cfg: cfg, tracer: otel.Tracer(tracerName), queues: map[partition]*queue{}}, nil
 }
 
 // PublishEvents implements app.EventPublisher: it splits evs by partition
@@ -266,8 +282,19 @@ func (g *GroupPublisher) flusher(q *queue) {
 // other; it stops at the first error. The records carry the trace context
 // of the first member (without its cancellation: the other members wait
 // for the same records).
-func (g *GroupPublisher) write(q *queue, group []*member) error {
+func (g *GroupPublisher) write(q *queue, group []*member) (err error) {
 	ctx := context.WithoutCancel(group[0].ctx)
+	if len(group) > 1 {
+		var span trace.Span
+		ctx, span = g.groupSpan(ctx, q, group)
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
 	evs := group[0].evs
 	if len(group) > 1 || group[0].idx != nil {
 		n := 0
@@ -306,6 +333,21 @@ func (g *GroupPublisher) write(q *queue, group []*member) error {
 		start = end
 	}
 	return nil
+}
+
+// groupSpan starts the span of a group's records when its members are
+// traced: a child of the first member's span (ctx), linked to the spans of
+// the others, so that the consumers' spans continue one request's trace and
+// every other request's trace finds the record through its link.
+func (g *GroupPublisher) groupSpan(ctx context.Context, q *queue, group []*member) (context.Context, trace.Span) {
+	links := make([]trace.Link, 0, len(group)-1)
+	for _, m := range group[1:] {
+		if sc := trace.SpanContextFromContext(m.ctx); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	return g.tracer.Start(ctx, "group "+q.topic, trace.WithSpanKind(trace.SpanKindInternal), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int("messaging.destination.partition.id", int(q.part)), attribute.Int("streamwatch.group.requests", len(group))))
 }
 
 // Close waits for the records being written and refuses later calls. Safe

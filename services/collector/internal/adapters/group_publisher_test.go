@@ -11,6 +11,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
@@ -210,4 +214,61 @@ func TestGroupPublisherRefusesAfterClose(t *testing.T) {
 	require.ErrorContains(t, g.PublishEvents(t.Context(), topic, batch("x", 0, 1, 1)), "closed")
 	_, err = adapters.NewGroupPublisher(&fakeParts{n: 1}, adapters.GroupConfig{})
 	require.Error(t, err)
+}
+
+// spanRecorder is a PartitionPublisher that keeps the span context each
+// record was written under (the one the record's headers carry).
+type spanRecorder struct {
+	fakeParts
+	spans []trace.SpanContext
+}
+
+func (s *spanRecorder) PublishPartition(ctx context.Context, topic string, part int32, evs []events.Event) error {
+	s.mu.Lock()
+	s.spans = append(s.spans, trace.SpanContextFromContext(ctx))
+	s.mu.Unlock()
+	return s.fakeParts.PublishPartition(ctx, topic, part, evs)
+}
+
+// Not parallel: it sets the global tracer provider.
+func TestGroupPublisherTraceContinuesFirstRequestAndLinksTheOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := tracetest.NewSpanRecorder()
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+		prev := otel.GetTracerProvider()
+		otel.SetTracerProvider(tp)
+		t.Cleanup(func() { otel.SetTracerProvider(prev) })
+
+		pub := &spanRecorder{fakeParts: fakeParts{n: 1}}
+		g := newGroup(t, pub, adapters.GroupConfig{MaxEvents: 100, Linger: 5 * time.Millisecond})
+		tracer := tp.Tracer("test")
+		ctxA, a := tracer.Start(t.Context(), "request a")
+		ctxB, b := tracer.Start(t.Context(), "request b")
+		var wg sync.WaitGroup
+		wg.Go(func() { require.NoError(t, g.PublishEvents(ctxA, topic, batch("a", 0, 1, 2))) })
+		synctest.Wait()
+		wg.Go(func() { require.NoError(t, g.PublishEvents(ctxB, topic, batch("b", 0, 1, 2))) })
+		wg.Wait()
+		a.End()
+		b.End()
+
+		require.Len(t, pub.spans, 1, "one record for both requests")
+		var group sdktrace.ReadOnlySpan
+		for _, s := range rec.Ended() {
+			if s.Name() == "group "+topic {
+				group = s
+			}
+		}
+		require.NotNil(t, group, "a group span")
+		require.Equal(t, group.SpanContext().SpanID(), pub.spans[0].SpanID(), "the record carries the group span")
+		require.Equal(t, a.SpanContext().SpanID(), group.Parent().SpanID(), "child of the first request")
+		require.Len(t, group.Links(), 1)
+		require.Equal(t, b.SpanContext().SpanID(), group.Links()[0].SpanContext.SpanID(), "linked to the other")
+
+		// A record of one request carries that request's own span.
+		ctxC, c := tracer.Start(t.Context(), "request c")
+		require.NoError(t, g.PublishEvents(ctxC, topic, batch("c", 0, 1, 2)))
+		c.End()
+		require.Equal(t, c.SpanContext().SpanID(), pub.spans[1].SpanID())
+	})
 }

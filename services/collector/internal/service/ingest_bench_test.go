@@ -80,6 +80,64 @@ func cpuTime() time.Duration {
 // clients and the in-process broker), allocs/event and events/record (the
 // events per events.raw record the broker holds at the end).
 func BenchmarkIngestEvents(b *testing.B) {
+	bodies := make([]benchRequest, 8)
+	for i := range bodies {
+		bodies[i] = benchRequest{path: "/v1/events", body: benchEvents(i, benchItems), items: benchItems}
+	}
+	benchmarkIngest(b, bodies)
+}
+
+// BenchmarkIngestMix is BenchmarkIngestEvents with streamwatch-gen's mix
+// (devstack/loadgen defaults): each 1000 generated items become three
+// requests, 700 JSON events (service requests and clickstream), 300
+// access-log lines and ~30 metric samples, so each request is smaller and
+// so are the records made of one request.
+func BenchmarkIngestMix(b *testing.B) {
+	var reqs []benchRequest
+	for i := range 8 {
+		reqs = append(reqs,
+			benchRequest{path: "/v1/events", body: benchEvents(i, 700), items: 700},
+			benchRequest{path: "/v1/logs?format=combined&source=bench&first_line=" + fmt.Sprint(1+300*i), body: benchLogs(i, 300), items: 300},
+			benchRequest{path: "/v1/samples", body: benchSamples(i, 30), items: 30})
+	}
+	benchmarkIngest(b, reqs)
+}
+
+// benchRequest is one POST of a benchmark.
+type benchRequest struct {
+	path  string
+	body  []byte
+	items int
+}
+
+// benchLogs returns n combined-format access-log lines as streamwatch-gen
+// writes them.
+func benchLogs(seed, n int) []byte {
+	var buf bytes.Buffer
+	t := time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)
+	for i := range n {
+		fmt.Fprintf(&buf, "10.%d.%d.%d - - [%s] \"GET /page/%d HTTP/1.1\" %d %d \"-\" \"streamwatch-gen/1\"\n",
+			seed, i/256%256, i%256, t.Add(time.Duration(i)*time.Millisecond).Format("02/Jan/2006:15:04:05 -0700"), i%211, 200, 500+i*37%50000)
+	}
+	return buf.Bytes()
+}
+
+// benchSamples returns a JSON array of n metric samples.
+func benchSamples(seed, n int) []byte {
+	s := make([]map[string]any, n)
+	t0 := time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC).UnixMilli()
+	for i := range s {
+		s[i] = map[string]any{"series": "cpu_percent", "labels": map[string]string{"host": fmt.Sprintf("h%d", i%10), "core": fmt.Sprint(seed)},
+			"value": float64(i%100) / 3, "timestamp": t0 + int64(i)*1000}
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func benchmarkIngest(b *testing.B, reqs []benchRequest) {
 	if testing.Short() {
 		b.Skip("runs an in-process Kafka broker (kfake); skipped with -short")
 	}
@@ -99,23 +157,19 @@ func BenchmarkIngestEvents(b *testing.B) {
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
 
-	bodies := make([][]byte, 8)
-	for i := range bodies {
-		bodies[i] = benchEvents(i, benchItems)
-	}
-	post := func(body []byte) error {
-		resp, err := client.Post(srv.URL+"/v1/events", "application/json", bytes.NewReader(body))
+	post := func(r benchRequest) error {
+		resp, err := client.Post(srv.URL+r.path, "application/json", bytes.NewReader(r.body))
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
 		out, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != http.StatusAccepted {
-			return fmt.Errorf("status %d: %s", resp.StatusCode, out)
+			return fmt.Errorf("%s: status %d: %s", r.path, resp.StatusCode, out)
 		}
 		return nil
 	}
-	require.NoError(b, post(bodies[0])) // topic metadata, connections
+	require.NoError(b, post(reqs[0])) // topic metadata, connections
 	recordsBefore := records(b, cluster.ListenAddrs(), parts)
 
 	var ms0, ms1 runtime.MemStats
@@ -131,7 +185,7 @@ func BenchmarkIngestEvents(b *testing.B) {
 	for range clients {
 		wg.Go(func() {
 			for i := range next {
-				if err := post(bodies[i%len(bodies)]); err != nil {
+				if err := post(reqs[i%len(reqs)]); err != nil {
 					errMu.Lock()
 					errOut = err
 					errMu.Unlock()
@@ -139,8 +193,10 @@ func BenchmarkIngestEvents(b *testing.B) {
 			}
 		})
 	}
+	items := 0
 	for i := 0; i < b.N; i++ {
 		next <- i
+		items += reqs[i%len(reqs)].items
 	}
 	close(next)
 	wg.Wait()
@@ -148,7 +204,7 @@ func BenchmarkIngestEvents(b *testing.B) {
 	cpu := cpuTime() - cpu0
 	runtime.ReadMemStats(&ms1)
 	require.NoError(b, errOut)
-	evs := float64(b.N) * benchItems
+	evs := float64(items)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/evs, "ns/event")
 	b.ReportMetric(float64(cpu.Nanoseconds())/evs, "cpu-ns/event")
 	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/evs, "allocs/event")
