@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamwatch/streamwatch/pkg/alerts"
@@ -381,4 +383,49 @@ func TestBadParametersAndInjection(t *testing.T) {
 	}
 	require.Equal(t, before, counts(), "tables unchanged")
 	require.Equal(t, tablesBefore, tableCount(), "no table dropped or created")
+}
+
+// TestAlertsBatchHandlerGroupsAndDeadLetters: the alerts projector's batch
+// handler dead-letters an invalid record alone and queues the others for
+// one grouped insert, whose wait reports when they are stored.
+func TestAlertsBatchHandlerGroupsAndDeadLetters(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.storage.AlertBatcher.Run(runCtx) }()
+	t.Cleanup(func() { stop(); require.NoError(t, <-done) })
+	application := e.app
+	application.Commands.ProjectAlert = application.Commands.ProjectAlert.WithQueue(e.storage.AlertBatcher)
+	ps := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 16, Persistent: true}, watermill.NopLogger{})
+	t.Cleanup(func() { _ = ps.Close() })
+
+	var msgs []*message.Message
+	for i := range 5 {
+		labels := map[string]string{"service": fmt.Sprintf("svc-%d", i)}
+		msgs = append(msgs, alertMessage(t, alerts.Alert{V: 1, Fingerprint: alerts.Fingerprint("slow", labels), Rule: "slow",
+			State: alerts.StateFiring, Severity: alerts.SeverityWarning, Labels: labels, Metric: "requests", StartsAt: may17}))
+	}
+	msgs = append(msgs[:2], append([]*message.Message{alertMessage(t, alerts.Alert{V: 1, Fingerprint: "x", State: "exploded"})}, msgs[2:]...)...)
+	for i, m := range msgs {
+		m.SetContext(messaging.ContextWithPosition(ctx, 1, int64(i)))
+	}
+	wait, err := ports.NewProjections(application).AlertsBatchHandler(ps, slog.New(slog.DiscardHandler))(ctx, msgs)
+	require.NoError(t, err)
+	require.NotNil(t, wait)
+	require.NoError(t, wait(ctx))
+	require.Equal(t, uint64(5), e.count(t, "SELECT count() FROM streamwatch.alerts FINAL"))
+	require.Equal(t, uint64(1), e.count(t, "SELECT count() FROM system.parts WHERE database = 'streamwatch' AND table = 'alerts'"),
+		"the five alerts in one insert (one part)")
+
+	dlq, err := ps.Subscribe(ctx, messaging.DLQ(messaging.TopicAlerts))
+	require.NoError(t, err)
+	select {
+	case m := <-dlq:
+		require.Equal(t, "2", m.Metadata.Get(messaging.MetaSourceOffset))
+		m.Ack()
+	case <-time.After(10 * time.Second):
+		t.Fatal("invalid alert not dead-lettered")
+	}
 }

@@ -226,18 +226,38 @@ func decodeWindows(msg *message.Message) ([]metrics.Result, error) {
 // that does not decode or is invalid is permanent; a failed insert is
 // transient.
 func (p Projections) HandleAlert(msg *message.Message) error {
-	if err := checkSchema(msg, alerts.Schema); err != nil {
+	as, err := decodeAlert(msg)
+	if err != nil {
 		return err
+	}
+	return p.app.Commands.ProjectAlert.Handle(msg.Context(), as[0])
+}
+
+// AlertsBatchHandler returns the handler of the alerts projector's
+// pipelined batch consumer (adapters.NewPipelinedBatchConsumer): each
+// record of the batch is decoded and validated on its own (a poison record
+// goes to alerts.dlq), and the alerts of the others are queued for one
+// grouped insert (ProjectAlert.Apply); the returned wait ends when that
+// insert is done. Alert bursts at minute boundaries were one ClickHouse
+// insert, and part, per alert.
+func (p Projections) AlertsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) (func(context.Context) error, error) {
+	return batchHandler(dlq, logger, messaging.TopicAlerts, AlertsProjector, decodeAlert, p.app.Commands.ProjectAlert.Apply)
+}
+
+// decodeAlert decodes and validates one alerts record (JSON alerts.Alert,
+// schema alerts.alert.v1); any failure is permanent.
+func decodeAlert(msg *message.Message) ([]alerts.Alert, error) {
+	if err := checkSchema(msg, alerts.Schema); err != nil {
+		return nil, err
 	}
 	var a alerts.Alert
 	if err := json.Unmarshal(msg.Payload, &a); err != nil {
-		return messaging.Permanent(fmt.Errorf("alerts record %s: decode: %w", msg.UUID, err))
+		return nil, messaging.Permanent(fmt.Errorf("alerts record %s: decode: %w", msg.UUID, err))
 	}
-	err := p.app.Commands.ProjectAlert.Handle(msg.Context(), a)
-	if errors.Is(err, alerts.ErrInvalid) {
-		return messaging.Permanent(fmt.Errorf("alerts record %s: %w", msg.UUID, err))
+	if err := a.Validate(); err != nil {
+		return nil, messaging.Permanent(fmt.Errorf("alerts record %s: %w", msg.UUID, err))
 	}
-	return err
+	return []alerts.Alert{a}, nil
 }
 
 // HandleNotification projects one notifications record, whatever its

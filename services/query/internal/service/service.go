@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/streamwatch/streamwatch/pkg/alerts"
 	"github.com/streamwatch/streamwatch/pkg/auth"
 	"github.com/streamwatch/streamwatch/pkg/httpserver"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
@@ -40,6 +41,9 @@ type Storage struct {
 	// WindowBatcher groups window writes into inserts into Windows; it must
 	// be running (Run) while window results are projected.
 	WindowBatcher *adapters.Batcher[metrics.Result]
+	// AlertBatcher groups alert writes into inserts into Alerts; it must be
+	// running (Run) while the alerts batch consumer projects.
+	AlertBatcher *adapters.Batcher[alerts.Alert]
 	// Live is the Redis live view.
 	Live *adapters.RedisLiveRepository
 	// Alerts holds the alerts and notifications projections.
@@ -71,6 +75,19 @@ const WindowsInFlight = 512
 // events projector inserts at once (up to COLLECTOR_MAX_BATCH events each).
 const EventsBatchRecords = 256
 
+// AlertsBatchRows and AlertsBatchMaxDelay group alert state changes into
+// one ClickHouse insert: at most this many, inserted at most this long
+// after the first (a burst of alert changes at a minute boundary was one
+// insert, and one part to merge, per alert).
+const (
+	AlertsBatchRows     = 10_000
+	AlertsBatchMaxDelay = time.Second
+)
+
+// AlertsInFlight is the most batches of one alerts partition applied while
+// their insert is pending.
+const AlertsInFlight = 512
+
 // PipelineCacheTTL is how long a pipeline health snapshot is served before
 // the broker is asked again, so many dashboards cost one round per TTL.
 const PipelineCacheTTL = 2 * time.Second
@@ -90,12 +107,18 @@ func NewStorage(ch driver.Conn, database string, rdb redis.UniversalClient, pref
 	if err != nil {
 		return Storage{}, err
 	}
+	alertsRepo := adapters.NewClickHouseAlertRepository(ch, database)
+	alertBatcher, err := adapters.NewBatcher(adapters.BatcherConfig{MaxRows: AlertsBatchRows, MaxDelay: AlertsBatchMaxDelay}, alertsRepo.InsertAlerts)
+	if err != nil {
+		return Storage{}, err
+	}
 	return Storage{
+		AlertBatcher:  alertBatcher,
 		Events:        adapters.NewClickHouseEventRepository(ch, database),
 		Windows:       windows,
 		WindowBatcher: batcher,
 		Live:          adapters.NewRedisLiveRepository(rdb, prefix),
-		Alerts:        adapters.NewClickHouseAlertRepository(ch, database),
+		Alerts:        alertsRepo,
 		Recent:        adapters.NewRedisRecentAlerts(rdb, recentKey),
 		Hub:           adapters.NewHub(),
 		Batch:         adapters.NewClickHouseBatchRepository(ch, database),
@@ -159,6 +182,7 @@ type Service struct {
 	router  *message.Router
 	windows *adapters.BatchConsumer
 	events  *adapters.BatchConsumer
+	alerts  *adapters.BatchConsumer
 
 	streamStop     chan struct{} // closed when RunHTTP's context ends
 	streamStopOnce sync.Once
@@ -227,6 +251,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	}
 	s.closers = append(s.closers, pub.Close)
 	application := NewApplication(s.storage, defs, adapters.RecordPublisher{Pub: pub})
+	application.Commands.ProjectAlert = application.Commands.ProjectAlert.WithQueue(s.storage.AlertBatcher)
 	application.Commands.RunBatch = application.Commands.RunBatch.WithPlan(cfg.Batch.Chunk, cfg.Batch.Parallelism)
 	s.app = application
 	var subs ports.Subscribers
@@ -234,7 +259,6 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		group string
 		dst   *message.Subscriber
 	}{
-		{ports.AlertsProjector, &subs.Alerts},
 		{ports.NotificationsProjector, &subs.Notifications},
 		{ports.RulesProjector, &subs.Rules},
 		{ports.SilencesProjector, &subs.Silences},
@@ -283,6 +307,17 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		return nil, err
 	}
 
+	// alerts too, pipelined: alert changes come in bursts, and each of
+	// them was an insert of its own.
+	s.alerts, err = adapters.NewPipelinedBatchConsumer(adapters.BatchConsumerConfig{
+		Brokers: cfg.Kafka.Brokers, Group: ports.AlertsProjector, Topic: messaging.TopicAlerts,
+		MaxRecords: WindowsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
+		MaxInFlight: AlertsInFlight,
+	}, projections.AlertsBatchHandler(pub, logger), logger)
+	if err != nil {
+		return nil, err
+	}
+
 	router := s.router
 	s.http = httpserver.New(logger, map[string]httpserver.ReadyFunc{
 		"clickhouse": ch.Ping,
@@ -300,20 +335,21 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	return s, nil
 }
 
-// RunProjections consumes the projected topics (alerts, notifications,
-// rules and silences through the Watermill router, events.raw and
-// metrics.windows through batch consumers) until ctx is done, then lets
+// RunProjections consumes the projected topics (notifications, rules and
+// silences through the Watermill router, events.raw, metrics.windows and
+// alerts through batch consumers) until ctx is done, then lets
 // in-flight messages finish (their window rows are still flushed) and
 // returns nil. It returns an error if the router or a batch consumer
 // cannot start or stops while ctx is still live; the others then stop too.
 func (s *Service) RunProjections(ctx context.Context) error {
-	// The batcher outlives both consumers, so that handlers waiting on a
+	// The batchers outlive the consumers, so that handlers waiting on a
 	// flush during shutdown get their answer.
 	batcherCtx, stopBatcher := context.WithCancel(context.WithoutCancel(ctx))
 	var batcher errgroup.Group
 	batcher.Go(func() error { return s.storage.WindowBatcher.Run(batcherCtx) })
+	batcher.Go(func() error { return s.storage.AlertBatcher.Run(batcherCtx) })
 	g, gctx := errgroup.WithContext(ctx)
-	for name, c := range map[string]*adapters.BatchConsumer{"windows": s.windows, "events": s.events} {
+	for name, c := range map[string]*adapters.BatchConsumer{"windows": s.windows, "events": s.events, "alerts": s.alerts} {
 		g.Go(func() error {
 			if err := c.Run(gctx); err != nil {
 				return err

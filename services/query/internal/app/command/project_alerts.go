@@ -17,15 +17,32 @@ type AlertWriter interface {
 	InsertAlerts(ctx context.Context, as []alerts.Alert) error
 }
 
+// AlertQueue stores alert state changes without waiting for them to be
+// durable (a writer that groups inserts over time, adapters.Batcher).
+type AlertQueue interface {
+	// Enqueue hands as to the writer and returns once it holds them; wait
+	// (not nil) returns nil once all are durable, else an error (store them
+	// again). An error from Enqueue means as may not all be held.
+	Enqueue(ctx context.Context, as []alerts.Alert) (wait func(context.Context) error, err error)
+}
+
 // ProjectAlertHandler projects alerts records into the alerts table. Safe
 // for concurrent use.
 type ProjectAlertHandler struct {
 	store AlertWriter
+	queue AlertQueue // nil: Apply stores synchronously
 }
 
 // NewProjectAlertHandler returns a handler writing to store.
 func NewProjectAlertHandler(store AlertWriter) ProjectAlertHandler {
 	return ProjectAlertHandler{store: store}
+}
+
+// WithQueue returns h with Apply queueing alerts in q instead of storing
+// them synchronously (Handle still stores directly).
+func (h ProjectAlertHandler) WithQueue(q AlertQueue) ProjectAlertHandler {
+	h.queue = q
+	return h
 }
 
 // Handle validates a and stores it. An invalid alert returns an error
@@ -38,6 +55,34 @@ func (h ProjectAlertHandler) Handle(ctx context.Context, a alerts.Alert) error {
 		return fmt.Errorf("store alert %s: %w", a.ID(), err)
 	}
 	return nil
+}
+
+// Apply validates every alert of as and, with a queue (WithQueue), queues
+// them and returns a wait that returns nil once all are durable (else a
+// transient error: apply as again); without one it stores them in one
+// insert and returns a nil wait. An invalid alert returns an error
+// wrapping alerts.ErrInvalid and nothing is stored; any other error is
+// transient.
+func (h ProjectAlertHandler) Apply(ctx context.Context, as []alerts.Alert) (wait func(context.Context) error, err error) {
+	for i := range as {
+		if err := as[i].Validate(); err != nil {
+			return nil, fmt.Errorf("alert %d: %w", i, err)
+		}
+	}
+	if len(as) == 0 {
+		return nil, nil
+	}
+	if h.queue == nil {
+		if err := h.store.InsertAlerts(ctx, as); err != nil {
+			return nil, fmt.Errorf("store %d alerts (first %s): %w", len(as), as[0].ID(), err)
+		}
+		return nil, nil
+	}
+	w, err := h.queue.Enqueue(ctx, as)
+	if err != nil {
+		return nil, fmt.Errorf("queue %d alerts (first %s): %w", len(as), as[0].ID(), err)
+	}
+	return w, nil
 }
 
 // Notification is one record of the notifications topic as projected: its
