@@ -293,6 +293,11 @@ func (p *Processor[S]) commitAndPublish(ctx context.Context, part int32, ps *par
 }
 
 func (p *Processor[S]) publish(outs []Output) error {
+	rp, batched := p.pub.(RoutedPublisher)
+	var rs []messaging.Routed
+	if batched {
+		rs = make([]messaging.Routed, 0, len(outs))
+	}
 	for _, o := range outs {
 		msg := message.NewMessage(o.UUID, o.Payload)
 		if msg.UUID == "" {
@@ -305,8 +310,17 @@ func (p *Processor[S]) publish(outs []Output) error {
 		if o.Key != "" {
 			msg.Metadata.Set(messaging.MetaKey, o.Key)
 		}
+		if batched {
+			rs = append(rs, messaging.Routed{Topic: o.Topic, Msg: msg})
+			continue
+		}
 		if err := p.pub.Publish(o.Topic, msg); err != nil {
 			return fmt.Errorf("publish to %s: %w", o.Topic, err)
+		}
+	}
+	if len(rs) > 0 {
+		if err := rp.PublishRouted(rs); err != nil {
+			return fmt.Errorf("publish %d outputs: %w", len(rs), err)
 		}
 	}
 	return nil
