@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/streamwatch/streamwatch/devstack/bench"
 	"github.com/streamwatch/streamwatch/devstack/stack"
 	"github.com/streamwatch/streamwatch/pkg/alerts"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
@@ -104,7 +105,10 @@ func alertRecord(t testing.TB, a alerts.Alert, partitions int32) *kgo.Record {
 //   - probe-ms: from the probe's produce until its webhook call arrived;
 //   - drain-records/s: burst records / time from the burst's produce until
 //     the forwarders and the dispatcher had committed every record (their
-//     checkpoint offsets in Redis reached the topics' ends).
+//     checkpoint offsets in Redis reached the topics' ends);
+//   - notifier-cpu-ms/1k-records: the notifier process's CPU time
+//     (/proc/<pid>/stat) over the same span per 1,000 burst records, which
+//     compares runs on a machine shared with other work.
 //
 // Run it against a prebuilt notifier with -bin to compare builds:
 //
@@ -137,6 +141,12 @@ func BenchmarkProbeBehindBurst(b *testing.B) {
 	}
 	var starts int64
 	var probeTotal, drainTotal time.Duration
+	var cpuTotal float64
+	cpu := func() float64 {
+		ps, err := bench.ReadProc(st.PID(stack.Notifier))
+		require.NoError(b, err)
+		return ps.CPUSeconds
+	}
 	b.ResetTimer()
 	for it := 0; it < b.N; it++ {
 		b.StopTimer()
@@ -160,6 +170,7 @@ func BenchmarkProbeBehindBurst(b *testing.B) {
 			State: alerts.StateFiring, Severity: "critical", Labels: pl, StartsAt: now.UnixMilli(), Value: 1e7, Threshold: 1e6}, partitions)
 		b.StartTimer()
 
+		cpuStart := cpu()
 		burstStart := time.Now()
 		res := cl.ProduceSync(ctx, recs...)
 		require.NoError(b, res.FirstErr())
@@ -176,15 +187,18 @@ func BenchmarkProbeBehindBurst(b *testing.B) {
 		probeTook := at.Sub(probeStart)
 		drained := waitDrained(b, ctx, adm, rdb, last)
 		drainTook := drained.Sub(burstStart)
+		cpuTook := cpu() - cpuStart
+		cpuTotal += cpuTook
 		probeTotal += probeTook
 		drainTotal += drainTook
-		b.Logf("iteration %d (%s): probe %d ms, burst drained in %d ms (%.0f records/s)", it,
+		b.Logf("iteration %d (%s): probe %d ms, burst drained in %d ms (%.0f records/s), notifier CPU %.2f s", it,
 			map[bool]string{true: "firing", false: "resolved"}[firing], probeTook.Milliseconds(), drainTook.Milliseconds(),
-			float64(len(recs))/drainTook.Seconds())
+			float64(len(recs))/drainTook.Seconds(), cpuTook)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(probeTotal.Milliseconds())/float64(b.N), "probe-ms")
 	b.ReportMetric(float64(*burstSize*b.N)/drainTotal.Seconds(), "drain-records/s")
+	b.ReportMetric(cpuTotal*1e6/float64(*burstSize*b.N), "notifier-cpu-ms/1k-records")
 	b.ReportMetric(0, "ns/op")
 }
 

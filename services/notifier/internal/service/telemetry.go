@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/pkg/stream"
 	"github.com/streamwatch/streamwatch/services/notifier/internal/app"
 	"github.com/streamwatch/streamwatch/services/notifier/internal/domain/dispatch"
 )
@@ -43,18 +44,45 @@ func (p *outcomePublisher) Publish(topic string, msgs ...*message.Message) error
 	if err := p.Publisher.Publish(topic, msgs...); err != nil {
 		return err
 	}
-	if topic != messaging.TopicNotifications {
-		return nil
-	}
-	for _, m := range msgs {
-		var oc dispatch.Outcome
-		if json.Unmarshal(m.Payload, &oc) != nil {
-			continue
+	if topic == messaging.TopicNotifications {
+		for _, m := range msgs {
+			p.count(m)
 		}
-		p.outcomes.Add(m.Context(), 1, metric.WithAttributes(attribute.String("kind", oc.Kind),
-			attribute.String("integration", oc.Integration), attribute.String("receiver", oc.Receiver)))
 	}
 	return nil
+}
+
+// PublishRouted implements stream.RoutedPublisher: messages of several
+// topics in one round when the wrapped publisher can (messaging.Producer),
+// else one Publish per message.
+func (p *outcomePublisher) PublishRouted(rs []messaging.Routed) error {
+	if rp, ok := p.Publisher.(stream.RoutedPublisher); ok {
+		if err := rp.PublishRouted(rs); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range rs {
+			if err := p.Publisher.Publish(r.Topic, r.Msg); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range rs {
+		if r.Topic == messaging.TopicNotifications {
+			p.count(r.Msg)
+		}
+	}
+	return nil
+}
+
+// count counts the outcome record m.
+func (p *outcomePublisher) count(m *message.Message) {
+	var oc dispatch.Outcome
+	if json.Unmarshal(m.Payload, &oc) != nil {
+		return
+	}
+	p.outcomes.Add(m.Context(), 1, metric.WithAttributes(attribute.String("kind", oc.Kind),
+		attribute.String("integration", oc.Integration), attribute.String("receiver", oc.Receiver)))
 }
 
 // tracedIntegration makes every delivery attempt a client span "notify
