@@ -159,6 +159,7 @@ func (s *HTTPServer) PostLogs(c echo.Context) error {
 		return err
 	}
 	cmd.Body = body
+	cmd.Size = c.Request().ContentLength
 	res, err := s.app.IngestLogs.Handle(c.Request().Context(), cmd)
 	if err != nil {
 		return s.httpError(c, err)
