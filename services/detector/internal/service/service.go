@@ -33,6 +33,12 @@ const (
 	EventsGroup = "detector.events"
 )
 
+// MaxBatchRecords is the most records of one partition the detector's
+// consumers apply and commit together (one checkpoint commit and one
+// produce round per batch). With no backlog a batch is the one record
+// that arrived.
+const MaxBatchRecords = 100
+
 // LoadRules reads the rules file, or the built-in rules when path is empty.
 // Errors name the file, the line and the reason.
 func LoadRules(path string) ([]rules.Rule, error) {
@@ -70,16 +76,15 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer func() { _ = stopLag() }()
-	pub, err := messaging.NewPublisher(cfg.Kafka, "detector", logger)
+	// One produce round per batch of alerts (a minute boundary's window
+	// results can breach for hundreds of label sets at once), not one
+	// synchronous publish per alert.
+	pub, err := messaging.NewProducer(cfg.Kafka, "detector", logger)
 	if err != nil {
 		return err
 	}
 	defer pub.Close()
 	store := checkpoint.New(rdb, cfg.Redis.KeyPrefix)
-	router, err := messaging.NewRouter(logger)
-	if err != nil {
-		return err
-	}
 	windows, err := stream.New(stream.Config{Group: Group, Topic: messaging.TopicMetricsWindows}, app.NewDetect(live), store, pub, logger)
 	if err != nil {
 		return err
@@ -91,18 +96,20 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	windowsSub, err := messaging.NewSubscriber(cfg.Kafka, Group, logger)
+	// Both consume in batches (stream.HandleBatch): a partition's waiting
+	// records are applied together, with one checkpoint commit and one
+	// produce round, so the detector catches up after a burst instead of
+	// paying a round of writes per record.
+	batches := stream.BatchSettings{Kafka: cfg.Kafka, MaxRecords: MaxBatchRecords}
+	windowsConsumer, err := windows.NewBatchConsumer(batches, logger)
 	if err != nil {
 		return err
 	}
-	defer windowsSub.Close()
-	windows.Register(router, windowsSub)
-	eventsSub, err := messaging.NewSubscriber(cfg.Kafka, EventsGroup, logger)
+	eventsConsumer, err := evs.NewBatchConsumer(batches, logger)
 	if err != nil {
 		return err
 	}
-	defer eventsSub.Close()
-	evs.Register(router, eventsSub)
+	consumers := []*messaging.BatchConsumer{windowsConsumer, eventsConsumer}
 
 	loaded := make(chan struct{})
 	if !cfg.RulesTopic {
@@ -119,8 +126,12 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			}
 		},
 		"router": func(context.Context) error {
-			if !router.IsRunning() {
-				return errors.New("not consuming yet")
+			for _, c := range consumers {
+				select {
+				case <-c.Running():
+				default:
+					return errors.New("not consuming yet")
+				}
 			}
 			return nil
 		},
@@ -140,7 +151,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			return nil
 		}
 		logger.Info("rules topic read", "rules", live.Set().Len())
-		return router.Run(gctx)
+		cg, cctx := errgroup.WithContext(gctx)
+		for _, c := range consumers {
+			cg.Go(func() error { return c.Run(cctx) })
+		}
+		return cg.Wait()
 	})
 	g.Go(func() error { return httpserver.Serve(gctx, httpserver.Handler(e), cfg.HTTP) })
 	err = g.Wait()
