@@ -19,6 +19,9 @@ const (
 	DefaultMaxBodyBytes = 5 << 20
 	// DefaultMaxBatch is the most events per Kafka batch record.
 	DefaultMaxBatch = 500
+	// MaxLinger bounds COLLECTOR_LINGER: every request waits up to this
+	// long on top of the broker.
+	MaxLinger = time.Second
 	// MaxMaxBatch bounds COLLECTOR_MAX_BATCH so that a batch record stays
 	// well below the broker's record size limit.
 	MaxMaxBatch = 10000
@@ -39,6 +42,11 @@ type Config struct {
 	MaxBodyBytes int64 `env:"COLLECTOR_MAX_BODY_BYTES" envDefault:"5242880"`
 	// MaxBatch is the most events packed into one Kafka batch record.
 	MaxBatch int `env:"COLLECTOR_MAX_BATCH" envDefault:"500"`
+	// Linger is how long the events of a partition may wait for those of
+	// concurrent requests before their record is written (group commit);
+	// 0 writes as soon as the partition's previous record was
+	// acknowledged. At most MaxLinger.
+	Linger time.Duration `env:"COLLECTOR_LINGER" envDefault:"2ms"` // adapters.DefaultLinger
 	// Auth is the API key configuration (AUTH_MODE, AUTH_KEYS,
 	// AUTH_KEYS_FILE, AUTH_RATE_LIMIT, AUTH_RATE_BURST); ingest needs a key
 	// with the ingest scope.
@@ -108,6 +116,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxJSONDepth > 0 && c.MaxJSONDepth < 2 {
 		errs = append(errs, fmt.Errorf("COLLECTOR_MAX_JSON_DEPTH: %d < 2, the depth of an event with properties", c.MaxJSONDepth))
+	}
+	if c.Linger < 0 || c.Linger > MaxLinger {
+		errs = append(errs, fmt.Errorf("COLLECTOR_LINGER: %s not in 0s..%s", c.Linger, MaxLinger))
 	}
 	if c.MaxEventAge < 0 {
 		errs = append(errs, fmt.Errorf("COLLECTOR_MAX_EVENT_AGE: %s is negative (0 disables the bound)", c.MaxEventAge))

@@ -15,7 +15,7 @@ import (
 func TestLoadDefaults(t *testing.T) {
 	for _, k := range []string{"HTTP_ADDR", "KAFKA_BROKERS", "COLLECTOR_MAX_BODY_BYTES", "COLLECTOR_MAX_BATCH", "LOG_LEVEL",
 		"AUTH_KEYS_FILE", "COLLECTOR_MAX_EVENT_AGE", "COLLECTOR_MAX_EVENT_SKEW", "COLLECTOR_MAX_EVENT_BYTES",
-		"COLLECTOR_MAX_JSON_DEPTH", "COLLECTOR_MAX_JSON_FIELDS", "AUTH_RATE_LIMIT", "AUTH_RATE_BURST"} {
+		"COLLECTOR_MAX_JSON_DEPTH", "COLLECTOR_MAX_JSON_FIELDS", "AUTH_RATE_LIMIT", "AUTH_RATE_BURST", "COLLECTOR_LINGER"} {
 		t.Setenv(k, "")
 	}
 	t.Setenv("AUTH_MODE", "")
@@ -37,6 +37,7 @@ func TestLoadDefaults(t *testing.T) {
 	require.Equal(t, ":8080", cfg.HTTP.Addr)
 	require.Equal(t, int64(5242880), cfg.MaxBodyBytes)
 	require.Equal(t, 500, cfg.MaxBatch)
+	require.Equal(t, 2*time.Millisecond, cfg.Linger)
 	require.Equal(t, []string{"127.0.0.1:9092"}, cfg.Kafka.Brokers)
 	require.Equal(t, "info", cfg.Log.Level)
 }
@@ -52,19 +53,20 @@ func TestLoad(t *testing.T) {
 			name: "overrides",
 			env: map[string]string{
 				"HTTP_ADDR": "127.0.0.1:9999", "KAFKA_BROKERS": "a:1,b:2",
-				"COLLECTOR_MAX_BODY_BYTES": "1024", "COLLECTOR_MAX_BATCH": "10",
+				"COLLECTOR_MAX_BODY_BYTES": "1024", "COLLECTOR_MAX_BATCH": "10", "COLLECTOR_LINGER": "0s",
 			},
 			check: func(t *testing.T, cfg config.Config) {
 				require.Equal(t, "127.0.0.1:9999", cfg.HTTP.Addr)
 				require.Equal(t, []string{"a:1", "b:2"}, cfg.Kafka.Brokers)
 				require.Equal(t, int64(1024), cfg.MaxBodyBytes)
 				require.Equal(t, 10, cfg.MaxBatch)
+				require.Zero(t, cfg.Linger, "0 turns lingering off")
 			},
 		},
 		{
 			name:    "every invalid value is reported",
-			env:     map[string]string{"COLLECTOR_MAX_BODY_BYTES": "0", "COLLECTOR_MAX_BATCH": "0", "KAFKA_PARTITIONS": "0"},
-			wantErr: []string{"COLLECTOR_MAX_BODY_BYTES: 0 < 1", "COLLECTOR_MAX_BATCH: 0 not in 1..10000", "KAFKA_PARTITIONS"},
+			env:     map[string]string{"COLLECTOR_MAX_BODY_BYTES": "0", "COLLECTOR_MAX_BATCH": "0", "KAFKA_PARTITIONS": "0", "COLLECTOR_LINGER": "2s"},
+			wantErr: []string{"COLLECTOR_MAX_BODY_BYTES: 0 < 1", "COLLECTOR_MAX_BATCH: 0 not in 1..10000", "KAFKA_PARTITIONS", "COLLECTOR_LINGER: 2s not in 0s..1s"},
 		},
 		{
 			name: "limits out of range",
@@ -82,7 +84,8 @@ func TestLoad(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for _, k := range []string{"HTTP_ADDR", "KAFKA_BROKERS", "KAFKA_PARTITIONS", "COLLECTOR_MAX_BODY_BYTES", "COLLECTOR_MAX_BATCH",
-				"COLLECTOR_MAX_JSON_DEPTH", "COLLECTOR_MAX_JSON_FIELDS", "COLLECTOR_MAX_EVENT_BYTES", "COLLECTOR_MAX_EVENT_AGE", "COLLECTOR_MAX_EVENT_SKEW"} {
+				"COLLECTOR_MAX_JSON_DEPTH", "COLLECTOR_MAX_JSON_FIELDS", "COLLECTOR_MAX_EVENT_BYTES", "COLLECTOR_MAX_EVENT_AGE", "COLLECTOR_MAX_EVENT_SKEW",
+				"COLLECTOR_LINGER"} {
 				t.Setenv(k, "")
 			}
 			t.Setenv("AUTH_MODE", "off")

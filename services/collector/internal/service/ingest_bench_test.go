@@ -20,6 +20,7 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/auth"
 	swconfig "github.com/streamwatch/streamwatch/pkg/config"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/services/collector/internal/adapters"
 	"github.com/streamwatch/streamwatch/services/collector/internal/config"
 	"github.com/streamwatch/streamwatch/services/collector/internal/service"
 )
@@ -84,7 +85,7 @@ func BenchmarkIngestEvents(b *testing.B) {
 	for i := range bodies {
 		bodies[i] = benchRequest{path: "/v1/events", body: benchEvents(i, benchItems), items: benchItems}
 	}
-	benchmarkIngest(b, bodies)
+	benchmarkIngest(b, bodies, adapters.DefaultLinger)
 }
 
 // BenchmarkIngestMix is BenchmarkIngestEvents with streamwatch-gen's mix
@@ -92,7 +93,10 @@ func BenchmarkIngestEvents(b *testing.B) {
 // requests, 700 JSON events (service requests and clickstream), 300
 // access-log lines and ~30 metric samples, so each request is smaller and
 // so are the records made of one request.
-func BenchmarkIngestMix(b *testing.B) {
+func BenchmarkIngestMix(b *testing.B) { benchmarkIngest(b, mixRequests(), adapters.DefaultLinger) }
+
+// mixRequests returns the requests of BenchmarkIngestMix.
+func mixRequests() []benchRequest {
 	var reqs []benchRequest
 	for i := range 8 {
 		reqs = append(reqs,
@@ -100,7 +104,15 @@ func BenchmarkIngestMix(b *testing.B) {
 			benchRequest{path: "/v1/logs?format=combined&source=bench&first_line=" + fmt.Sprint(1+300*i), body: benchLogs(i, 300), items: 300},
 			benchRequest{path: "/v1/samples", body: benchSamples(i, 30), items: 30})
 	}
-	benchmarkIngest(b, reqs)
+	return reqs
+}
+
+// BenchmarkIngestMixLinger is BenchmarkIngestMix with other values of
+// COLLECTOR_LINGER (the default is adapters.DefaultLinger).
+func BenchmarkIngestMixLinger(b *testing.B) {
+	for _, l := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond} {
+		b.Run("linger="+l.String(), func(b *testing.B) { benchmarkIngest(b, mixRequests(), l) })
+	}
 }
 
 // benchRequest is one POST of a benchmark.
@@ -137,7 +149,7 @@ func benchSamples(seed, n int) []byte {
 	return b
 }
 
-func benchmarkIngest(b *testing.B, reqs []benchRequest) {
+func benchmarkIngest(b *testing.B, reqs []benchRequest, linger time.Duration) {
 	if testing.Short() {
 		b.Skip("runs an in-process Kafka broker (kfake); skipped with -short")
 	}
@@ -148,6 +160,7 @@ func benchmarkIngest(b *testing.B, reqs []benchRequest) {
 	cfg := newConfig(cluster.ListenAddrs())
 	cfg.Kafka.Partitions = parts
 	cfg.MaxBatch = config.DefaultMaxBatch
+	cfg.Linger = linger
 	cfg.Auth = auth.Config{Mode: auth.ModeOff}
 	cfg.HTTP = swconfig.HTTP{Addr: "127.0.0.1:0", ShutdownTimeout: 5 * time.Second}
 	svc, err := service.New(cfg, nil)

@@ -61,7 +61,7 @@ func New(cfg config.Config, logger *slog.Logger) (*Service, error) {
 		_ = s.pub.Close()
 		return nil, err
 	}
-	if s.group, err = adapters.NewGroupPublisher(s.batch, adapters.GroupConfig{MaxEvents: cfg.MaxBatch, Linger: adapters.DefaultLinger}); err != nil {
+	if s.group, err = adapters.NewGroupPublisher(s.batch, adapters.GroupConfig{MaxEvents: cfg.MaxBatch, Linger: cfg.Linger}); err != nil {
 		_ = s.batch.Close()
 		_ = s.pub.Close()
 		return nil, err
