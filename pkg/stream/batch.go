@@ -5,9 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamwatch/streamwatch/pkg/config"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
@@ -22,6 +27,9 @@ import (
 type RoutedPublisher interface {
 	PublishRouted(rs []messaging.Routed) error
 }
+
+// tracerName names the tracer of HandleBatch's per-record spans.
+const tracerName = "github.com/streamwatch/streamwatch/pkg/stream"
 
 // HandleBatch applies records of one partition, in offset order, and
 // commits them together: one checkpoint compare-and-set holds the state
@@ -109,12 +117,30 @@ func (p *Processor[S]) applyAll(part int32, ps *partition[S], msgs []*message.Me
 		if offset <= ps.offset {
 			continue // replay: already applied
 		}
-		mctx := telemetry.Extract(msg.Context(), msg.Metadata)
+		// A consumer span per record, as the router's middleware starts:
+		// a child of the record's producer span, parent of the trace
+		// context the outputs carry.
+		mctx, span := otel.Tracer(tracerName).Start(telemetry.Extract(msg.Context(), msg.Metadata), "process "+p.cfg.Topic,
+			trace.WithSpanKind(trace.SpanKindConsumer))
+		if span.IsRecording() {
+			span.SetAttributes(
+				attribute.String("messaging.system", "kafka"),
+				attribute.String("messaging.operation.type", "process"),
+				attribute.String("messaging.destination.name", p.cfg.Topic),
+				attribute.String("messaging.consumer.group.name", p.cfg.Group),
+				attribute.String("messaging.message.id", msg.UUID),
+				attribute.String("messaging.destination.partition.id", strconv.Itoa(int(part))),
+				attribute.Int64("messaging.kafka.offset", offset))
+		}
 		o, err := p.op.Apply(mctx, ps.state, msg, offset)
 		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+			span.End()
 			return nil, -1, i, err
 		}
 		traceOutputs(mctx, o)
+		span.End()
 		outs = append(outs, o...)
 		last = offset
 	}

@@ -7,10 +7,16 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamwatch/streamwatch/pkg/checkpoint"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/stream"
+	"github.com/streamwatch/streamwatch/pkg/telemetry"
 	"github.com/streamwatch/streamwatch/pkg/testutil/redistest"
 )
 
@@ -134,4 +140,46 @@ func TestHandleBatchPublishFailureRepublishesOutbox(t *testing.T) {
 	snap, err := store.Load(context.Background(), "g", "in", 1)
 	require.NoError(t, err)
 	require.EqualValues(t, 1, snap.Version)
+}
+
+// TestHandleBatchTracesEachRecord hands two records carrying their
+// producers' trace context: each gets a consumer span "process in", a
+// child of its producer's span, and its output carries that span's trace
+// context (as behind the router's middleware).
+func TestHandleBatchTracesEachRecord(t *testing.T) {
+	prevProp, prevTP := otel.GetTextMapPropagator(), otel.GetTracerProvider()
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	sr := tracetest.NewSpanRecorder()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr)))
+	t.Cleanup(func() { otel.SetTextMapPropagator(prevProp); otel.SetTracerProvider(prevTP) })
+	store := checkpoint.New(redistest.Start(t), "t:")
+	pub := &routedRecorder{}
+	p := newProc(t, store, pub)
+
+	producer := sdktrace.NewTracerProvider().Tracer("producer")
+	msgs := batch(0, 0, "1", "2")
+	var parents []trace.SpanContext
+	for _, m := range msgs {
+		ctx, span := producer.Start(context.Background(), "send in")
+		md := map[string]string{}
+		telemetry.Inject(ctx, md)
+		for k, v := range md {
+			m.Metadata.Set(k, v)
+		}
+		parents = append(parents, span.SpanContext())
+		span.End()
+	}
+	require.NoError(t, p.HandleBatch(context.Background(), msgs))
+
+	spans := sr.Ended()
+	require.Len(t, spans, 2)
+	require.Len(t, pub.msgs, 2)
+	for i, s := range spans {
+		require.Equal(t, "process in", s.Name())
+		require.Equal(t, trace.SpanKindConsumer, s.SpanKind())
+		require.Equal(t, parents[i].SpanID(), s.Parent().SpanID(), "child of its record's producer span")
+		require.Equal(t, parents[i].TraceID(), s.SpanContext().TraceID())
+		want := "00-" + s.SpanContext().TraceID().String() + "-" + s.SpanContext().SpanID().String() + "-01"
+		require.Equal(t, want, pub.msgs[i].Metadata.Get("traceparent"), "output %d continues its record's span", i)
+	}
 }
