@@ -68,7 +68,9 @@ type GroupConfig struct {
 // holding the call's events; if a record of a group fails, every member of
 // the group gets the error (some of their events may have been written:
 // clients retry, consumers deduplicate by event id). The events of one
-// call keep their order within a partition.
+// call keep their order within a partition. After a nil return nothing
+// refers to the call's events (its caller may reuse the slice); after an
+// error, records of its other partitions may still be reading them.
 //
 // Tracing: a record of one request carries that request's trace context; a
 // record of several is written under a span "group <topic>", a child of

@@ -22,7 +22,9 @@ import (
 // EventPublisher publishes validated events to a topic and returns once the
 // broker acknowledged all of them (messaging.BatchPublisher does). On error
 // some events may have been written; the client retries and consumers
-// deduplicate by event id. Implementations are safe for concurrent use.
+// deduplicate by event id. After a nil return an implementation keeps no
+// reference to evs (the caller reuses the slice). Implementations are safe
+// for concurrent use.
 type EventPublisher interface {
 	PublishEvents(ctx context.Context, topic string, evs []events.Event) error
 }

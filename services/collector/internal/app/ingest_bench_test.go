@@ -1,0 +1,53 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/streamwatch/streamwatch/pkg/events"
+)
+
+// nopPublisher accepts every event.
+type nopPublisher struct{}
+
+func (nopPublisher) PublishEvents(context.Context, string, []events.Event) error { return nil }
+
+// BenchmarkHandleEvents is the parse path alone (no HTTP, no broker): one
+// op is a JSON array of 1000 client events shaped like streamwatch-gen's,
+// through IngestEventsHandler.Handle with the service's default limits, on
+// the fast path and (path=std) on the encoding/json path it replaced.
+func BenchmarkHandleEvents(b *testing.B) {
+	evs := make([]map[string]any, 1000)
+	for i := range evs {
+		evs[i] = map[string]any{"event_id": fmt.Sprintf("gen-1-%d", i), "type": "service_request", "event_time": 1_763_719_200_000 + i,
+			"service": "checkout", "endpoint": "/api/checkout", "status": 200, "latency_ms": float64(i%997) / 3}
+		if i%2 == 1 {
+			evs[i] = map[string]any{"event_id": fmt.Sprintf("gen-1-%d", i), "type": "page_view", "event_time": 1_763_719_200_000 + i,
+				"user_id": fmt.Sprintf("u%d", i*7919%5000), "session_id": fmt.Sprintf("s%x", i/10), "page": fmt.Sprintf("/page/%d", i%211)}
+		}
+	}
+	body, err := json.Marshal(evs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	receive := time.UnixMilli(1_763_719_200_000)
+	limits := Limits{MaxEventBytes: 65536, MaxJSONDepth: 8, MaxJSONFields: 128, MaxEventSkew: time.Hour}
+	for _, path := range []string{"fast", "std"} {
+		b.Run("path="+path, func(b *testing.B) {
+			h := &IngestEventsHandler{pub: nopPublisher{}, now: func() time.Time { return receive }, limits: limits, stdOnly: path == "std"}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				res, err := h.Handle(b.Context(), IngestEvents{Body: bytes.NewReader(body), Size: int64(len(body))})
+				if err != nil || res.Accepted != len(evs) {
+					b.Fatalf("accepted %d, %v", res.Accepted, err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
+		})
+	}
+}
