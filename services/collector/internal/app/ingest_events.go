@@ -92,7 +92,8 @@ func fastSample(s string, i int, receive time.Time, ev *events.Event, out *decod
 // time = now; a UUIDv7 id for items without event_id), checks its event
 // time against the bounds and its source against cmd.Tenant, and publishes
 // the valid events to Topic in input order, returning after the broker
-// acknowledged them.
+// acknowledged them. A JSON array body is read in one pass without
+// encoding/json when it can be (see fastArray), with the same results.
 //
 // Rejections carry the 0-based array index or the 0-based NDJSON line index
 // (blank NDJSON lines are skipped but counted) and the reason naming the
