@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"time"
 
 	"github.com/streamwatch/streamwatch/pkg/events"
@@ -44,14 +43,9 @@ type IngestEventsHandler struct {
 	fast func(s string, i int, receive time.Time, ev *events.Event, out *decoded) bool
 	// stdOnly turns the fast path off (tests compare both paths).
 	stdOnly bool
-	// results recycles fastArray's result slices (*[]events.Event): a
-	// request of 1000 events needs ~370 KB of Events, which a new slice
-	// must zero and the GC scan.
-	results sync.Pool
+	// results recycles fastArray's result slices.
+	results eventSlices
 }
-
-// maxPooledEvents bounds the capacity of a result slice kept for reuse.
-const maxPooledEvents = 1 << 14
 
 // decoded is what a fast decoder says of an item besides the event: its
 // validation error, the offset just after it and its shape.
@@ -117,7 +111,7 @@ func (h *IngestEventsHandler) Handle(ctx context.Context, cmd IngestEvents) (Res
 			res, err := h.finish(ctx, valid, res)
 			if err == nil {
 				// Published: EventPublisher keeps nothing after a nil return.
-				h.recycle(valid)
+				h.results.put(valid)
 			}
 			return res, err
 		}
@@ -222,12 +216,8 @@ func (h *IngestEventsHandler) fastArray(body []byte, receive time.Time, tenant s
 	if i < len(s) && s[i] == ']' {
 		return nil, Result{}, false // empty: the reference path says "no events"
 	}
-	if p, ok := h.results.Get().(*[]events.Event); ok {
-		valid = *p
-	} else {
-		valid = make([]events.Event, 0, len(s)/128) // a typical event is 120-250 bytes of JSON
-	}
-	var d decoded // one for all items: a func value's argument escapes
+	valid = h.results.get(len(s) / 128) // a typical event is 120-250 bytes of JSON
+	var d decoded                       // one for all items: a func value's argument escapes
 	for pos := 0; ; pos++ {
 		start := i
 		d = decoded{}
@@ -273,17 +263,6 @@ func (h *IngestEventsHandler) fastArray(body []byte, receive time.Time, tenant s
 			return nil, Result{}, false
 		}
 	}
-}
-
-// recycle clears valid (so that it keeps no request's strings) and keeps
-// it for a later fastArray.
-func (h *IngestEventsHandler) recycle(valid []events.Event) {
-	if cap(valid) == 0 || cap(valid) > maxPooledEvents {
-		return
-	}
-	clear(valid)
-	valid = valid[:0]
-	h.results.Put(&valid)
 }
 
 // readBody reads r whole; size > 0 is the expected length (the request's
