@@ -49,7 +49,7 @@ type Window struct {
 	// advances with processing time.
 	IdleTimeout time.Duration `env:"AGG_IDLE_TIMEOUT" envDefault:"10s"`
 	// EmitInterval is how often early results of open windows go out.
-	EmitInterval time.Duration `env:"AGG_EMIT_INTERVAL" envDefault:"1s"`
+	EmitInterval time.Duration `env:"AGG_EMIT_INTERVAL" envDefault:"250ms"`
 }
 
 // Default returns the configuration before the environment is applied.
