@@ -3,7 +3,6 @@ package messaging
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"sync"
 
 	"github.com/IBM/sarama"
@@ -42,7 +41,7 @@ var _ message.Publisher = (*Producer)(nil)
 
 // NewProducer returns a Producer on the brokers of cfg, with SaramaConfig's
 // settings under clientID. The caller closes it.
-func NewProducer(cfg config.Kafka, clientID string, _ *slog.Logger) (*Producer, error) {
+func NewProducer(cfg config.Kafka, clientID string) (*Producer, error) {
 	ins, err := newInstruments()
 	if err != nil {
 		return nil, err

@@ -30,7 +30,7 @@ func TestProducerAndBatchConsumer(t *testing.T) {
 	require.NoError(t, err)
 	defer cluster.Close()
 	cfg := config.Kafka{Brokers: cluster.ListenAddrs()}
-	prod, err := messaging.NewProducer(cfg, "test", nil)
+	prod, err := messaging.NewProducer(cfg, "test")
 	require.NoError(t, err)
 	defer prod.Close()
 

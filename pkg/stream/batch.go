@@ -157,7 +157,7 @@ func (p *Processor[S]) deadLetter(msg *message.Message, cause error) error {
 	return err
 }
 
-// BatchSettings configure RunBatches.
+// BatchSettings configure Processor.NewBatchConsumer.
 type BatchSettings struct {
 	// Kafka holds the brokers.
 	Kafka config.Kafka

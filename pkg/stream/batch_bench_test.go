@@ -58,7 +58,7 @@ func BenchmarkBurst(b *testing.B) {
 			b.Run(fmt.Sprintf("outputs=%d/%s", outputs, mode), func(b *testing.B) {
 				var pub message.Publisher
 				if mode == "batch" {
-					pub, err = messaging.NewProducer(kcfg, "bench", nil)
+					pub, err = messaging.NewProducer(kcfg, "bench")
 				} else {
 					pub, err = messaging.NewPublisher(kcfg, "bench", nil)
 				}

@@ -79,7 +79,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	// One produce round per batch of alerts (a minute boundary's window
 	// results can breach for hundreds of label sets at once), not one
 	// synchronous publish per alert.
-	pub, err := messaging.NewProducer(cfg.Kafka, "detector", logger)
+	pub, err := messaging.NewProducer(cfg.Kafka, "detector")
 	if err != nil {
 		return err
 	}

@@ -100,7 +100,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	defer func() { _ = stopLag() }()
 	// One produce round per batch of outputs (messaging.Producer), not one
 	// synchronous publish per record.
-	kpub, err := messaging.NewProducer(cfg.Kafka, "notifier", logger)
+	kpub, err := messaging.NewProducer(cfg.Kafka, "notifier")
 	if err != nil {
 		return err
 	}
