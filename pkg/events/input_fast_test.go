@@ -39,6 +39,9 @@ var diffSeeds = []string{
 	`{"series":"cpu","labels":{"host":"h1"},"value":42.5,"timestamp":"2026-11-21T10:00:00Z"}`,
 	`{"series":"cpu","value":null,"timestamp":1}`,
 	`{"series":"cpu","value":-0,"timestamp":1.5}`,
+	`{"type":"click","user_id":"u","event_time":123456789012345}`,
+	`{"type":"click","user_id":"u","event_time":12345678901234567}`,
+	`{"type":"click","user_id":"u","event_time":1,"properties":{"a":"b"},"properties":{"c":"d"}}`,
 	`{"unknown":1}`, `[]`, `null`, `{"type":"click"} {}`, `{"type":`, "", `{}`, `{"a":[1,{"b":true}]}`,
 }
 
@@ -72,29 +75,7 @@ func addSeeds(f *testing.F, name string) {
 func FuzzDecodeInputMatchesEncodingJSON(f *testing.F) {
 	addSeeds(f, "FuzzParseInput")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var fast Input
-		end, shape, ok := DecodeInput(string(data), 0, &fast)
-		if ok {
-			if end > len(data) {
-				t.Fatalf("end %d beyond the input (%d bytes)", end, len(data))
-			}
-			item := data[:end]
-			var std Input
-			dec := json.NewDecoder(bytes.NewReader(item))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&std); err != nil {
-				t.Fatalf("fast decoder accepted %q, encoding/json refuses: %v", item, err)
-			}
-			if dec.More() {
-				t.Fatalf("fast decoder stopped before the end of the object in %q", item)
-			}
-			if !reflect.DeepEqual(fast, std) {
-				t.Fatalf("decoders differ on %q:\nfast %+v\n std %+v", item, fast, std)
-			}
-			if want := countShape(item); shape != want {
-				t.Fatalf("shape of %q: %+v, want %+v", item, shape, want)
-			}
-		}
+		matchesEncodingJSON(t, data, DecodeInput)
 		sameResult(t, data, ParseInput, parseInputStd)
 	})
 }
@@ -104,25 +85,40 @@ func FuzzDecodeInputMatchesEncodingJSON(f *testing.F) {
 func FuzzDecodeSampleMatchesEncodingJSON(f *testing.F) {
 	addSeeds(f, "FuzzParseSample")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var fast SampleInput
-		end, shape, ok := DecodeSample(string(data), 0, &fast)
-		if ok {
-			item := data[:end]
-			var std SampleInput
-			dec := json.NewDecoder(bytes.NewReader(item))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&std); err != nil {
-				t.Fatalf("fast decoder accepted %q, encoding/json refuses: %v", item, err)
-			}
-			if !reflect.DeepEqual(fast, std) {
-				t.Fatalf("decoders differ on %q:\nfast %+v\n std %+v", item, fast, std)
-			}
-			if want := countShape(item); shape != want {
-				t.Fatalf("shape of %q: %+v, want %+v", item, shape, want)
-			}
-		}
+		matchesEncodingJSON(t, data, DecodeSample)
 		sameResult(t, data, ParseSample, parseSampleStd)
 	})
+}
+
+// matchesEncodingJSON checks one fast decoder on data: when it accepts,
+// encoding/json decodes the same bytes into an equal T, and the shape is
+// what countShape gives.
+func matchesEncodingJSON[T any](t *testing.T, data []byte, decode func(string, int, *T) (int, Shape, bool)) {
+	t.Helper()
+	var fast T
+	end, shape, ok := decode(string(data), 0, &fast)
+	if !ok {
+		return
+	}
+	if end > len(data) {
+		t.Fatalf("end %d beyond the input (%d bytes)", end, len(data))
+	}
+	item := data[:end]
+	var std T
+	dec := json.NewDecoder(bytes.NewReader(item))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&std); err != nil {
+		t.Fatalf("fast decoder accepted %q, encoding/json refuses: %v", item, err)
+	}
+	if dec.More() {
+		t.Fatalf("fast decoder stopped before the end of the object in %q", item)
+	}
+	if !reflect.DeepEqual(fast, std) {
+		t.Fatalf("decoders differ on %q:\nfast %+v\n std %+v", item, fast, std)
+	}
+	if want := countShape(item); shape != want {
+		t.Fatalf("shape of %q: %+v, want %+v", item, shape, want)
+	}
 }
 
 // FuzzSkipJSONMatchesValid checks SkipJSON against json.Valid: what it
