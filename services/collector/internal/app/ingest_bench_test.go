@@ -19,7 +19,8 @@ func (nopPublisher) PublishEvents(context.Context, string, []events.Event) error
 // BenchmarkHandleEvents is the parse path alone (no HTTP, no broker): one
 // op is a JSON array of 1000 client events shaped like streamwatch-gen's,
 // through IngestEventsHandler.Handle with the service's default limits, on
-// the fast path and (path=std) on the encoding/json path it replaced.
+// the fast path and (path=std) on the encoding/json path it replaced, for
+// a JSON array body and an NDJSON one.
 func BenchmarkHandleEvents(b *testing.B) {
 	evs := make([]map[string]any, 1000)
 	for i := range evs {
@@ -34,20 +35,40 @@ func BenchmarkHandleEvents(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var ndjson []byte
+	for _, ev := range evs {
+		line, err := json.Marshal(ev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ndjson = append(append(ndjson, line...), '\n')
+	}
 	receive := time.UnixMilli(1_763_719_200_000)
 	limits := Limits{MaxEventBytes: 65536, MaxJSONDepth: 8, MaxJSONFields: 128, MaxEventSkew: time.Hour}
-	for _, path := range []string{"fast", "std"} {
-		b.Run("path="+path, func(b *testing.B) {
-			h := &IngestEventsHandler{pub: nopPublisher{}, now: func() time.Time { return receive }, limits: limits, stdOnly: path == "std"}
-			b.ReportAllocs()
-			b.SetBytes(int64(len(body)))
-			for b.Loop() {
-				res, err := h.Handle(b.Context(), IngestEvents{Body: bytes.NewReader(body), Size: int64(len(body))})
-				if err != nil || res.Accepted != len(evs) {
-					b.Fatalf("accepted %d, %v", res.Accepted, err)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
-		})
+	for _, run := range []struct {
+		name   string
+		body   []byte
+		ndjson bool
+	}{{"array", body, false}, {"ndjson", ndjson, true}} {
+		for _, path := range []string{"fast", "std"} {
+			b.Run("body="+run.name+"/path="+path, func(b *testing.B) {
+				benchmarkHandle(b, &IngestEventsHandler{pub: nopPublisher{}, now: func() time.Time { return receive }, limits: limits, stdOnly: path == "std"},
+					IngestEvents{NDJSON: run.ndjson}, run.body, len(evs))
+			})
+		}
 	}
+}
+
+// benchmarkHandle runs h on body as cmd and reports ns/event.
+func benchmarkHandle(b *testing.B, h *IngestEventsHandler, cmd IngestEvents, body []byte, n int) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		cmd.Body, cmd.Size = bytes.NewReader(body), int64(len(body))
+		res, err := h.Handle(b.Context(), cmd)
+		if err != nil || res.Accepted != n {
+			b.Fatalf("accepted %d, %v", res.Accepted, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
 }
