@@ -67,6 +67,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return stream.RunService(gctx, stream.ServiceConfig{
 			Name: "aggregator", HTTP: cfg.HTTP, Kafka: cfg.Kafka, Redis: cfg.Redis,
 			Group: Group, Topic: messaging.TopicEventsRaw, TickInterval: cfg.Window.EmitInterval,
+			MaxBatchRecords: MaxBatchRecords,
 		}, counted, logger)
 	})
 	err = g.Wait()
@@ -77,6 +78,13 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		"ip_lookups", st.IPLookups, "ip_misses", st.IPMisses)
 	return err
 }
+
+// MaxBatchRecords is the most events.raw records of one partition the
+// aggregator applies with one checkpoint commit (stream.HandleBatch): a
+// window that many records of the batch touch is written to Redis once,
+// not once per record, and the outputs go out in one produce round. With
+// no backlog a batch is the one record that arrived.
+const MaxBatchRecords = 100
 
 // newJoin builds the stream-table join (docs/join.md): the profiles table,
 // the loader that feeds it from the profiles topic, and the IP ranges of
