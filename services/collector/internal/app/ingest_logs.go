@@ -1,8 +1,6 @@
 package app
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -66,6 +64,8 @@ type IngestLogsHandler struct {
 	pub    EventPublisher
 	now    func() time.Time
 	limits Limits
+	// results recycles the result slices.
+	results eventSlices
 }
 
 // Handle reads the body line by line. Line i of the body (0-based, blank
@@ -94,41 +94,44 @@ func (h *IngestLogsHandler) Handle(ctx context.Context, cmd IngestLogs) (Result,
 		first = 1
 	}
 	receive := h.now()
+	body, err := readBody(cmd.Body, cmd.Size)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrBody, err)
+	}
+	// One copy of the body: the lines and the events' strings slice it.
+	s := string(body)
 	var (
-		valid []events.Event
+		valid = h.results.get(len(s)/100 + 1) // lines of the combined format are 100-300 bytes
 		res   Result
 	)
-	if cmd.Size > 0 {
-		// Lines of the combined format are 100-300 bytes; this saves the
-		// growing copies of a large slice of Events.
-		valid = make([]events.Event, 0, min(cmd.Size/128+1, 1<<16))
-	}
 	reject := func(line int64, err error) {
 		res.Rejected = append(res.Rejected, Rejection{Position: line, Err: err})
 	}
-
-	split := &lineSplitter{max: MaxLineBytes}
-	sc := bufio.NewScanner(cmd.Body)
-	sc.Buffer(make([]byte, 0, 16<<10), MaxLineBytes+(4<<10))
-	sc.Split(split.split)
 	nonBlank := 0
-	for i := int64(0); sc.Scan(); i++ {
+	for i, start := int64(0), 0; start < len(s); i++ {
+		end, next := len(s), len(s)
+		if j := strings.IndexByte(s[start:], '\n'); j >= 0 {
+			end, next = start+j, start+j+1
+		}
+		line := strings.TrimSuffix(s[start:end], "\r")
+		start = next
 		lineNo := first + i
-		if split.tooLong {
+		if len(line) > MaxLineBytes {
 			nonBlank++
 			reject(lineNo, fmt.Errorf("line longer than %d bytes", MaxLineBytes))
 			continue
 		}
-		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+		if len(strings.TrimSpace(line)) == 0 {
 			continue
 		}
 		nonBlank++
-		rec, err := accesslog.ParseCombined(string(sc.Bytes()))
+		rec, err := accesslog.ParseCombined(line)
 		if err != nil {
 			reject(lineNo, err)
 			continue
 		}
-		ev := rec.Event(cmd.Source, lineNo, receive)
+		valid = append(valid, rec.Event(cmd.Source, lineNo, receive))
+		ev := &valid[len(valid)-1]
 		if ev.ID == "" {
 			id, err := uuid.NewV7()
 			if err != nil {
@@ -136,18 +139,15 @@ func (h *IngestLogsHandler) Handle(ctx context.Context, cmd IngestLogs) (Result,
 			}
 			ev.ID = id.String()
 		}
-		if err := ev.Validate(); err != nil {
-			reject(lineNo, err)
-			continue
+		err = ev.Validate()
+		if err == nil {
+			err = h.limits.admit(ev, receive, cmd.Tenant)
 		}
-		if err := h.limits.admit(&ev, receive, cmd.Tenant); err != nil {
+		if err != nil {
+			*ev = events.Event{}
+			valid = valid[:len(valid)-1]
 			reject(lineNo, err)
-			continue
 		}
-		valid = append(valid, ev)
-	}
-	if err := sc.Err(); err != nil {
-		return Result{}, fmt.Errorf("%w: %w", ErrBody, err)
 	}
 	if nonBlank == 0 {
 		return Result{}, requestErrorf("no log lines")
@@ -159,6 +159,7 @@ func (h *IngestLogsHandler) Handle(ctx context.Context, cmd IngestLogs) (Result,
 		}
 	}
 	res.Accepted = len(valid)
+	h.results.put(valid) // published: EventPublisher keeps nothing after a nil return
 	return res, nil
 }
 
@@ -179,45 +180,4 @@ func (cmd IngestLogs) validate() error {
 		return requestErrorf("source %q is outside the API key's tenant %q (allowed: %q or %q)", cmd.Source, cmd.Tenant, cmd.Tenant, cmd.Tenant+"/...")
 	}
 	return nil
-}
-
-// lineSplitter is a bufio.SplitFunc state machine that yields lines without
-// their "\n" or "\r\n" and turns a line longer than max into one empty token
-// with tooLong set, discarding the rest of that line, so that one long line
-// does not end the scan (bufio.ScanLines fails with bufio.ErrTooLong).
-type lineSplitter struct {
-	max        int
-	tooLong    bool // the last token stands for a line longer than max
-	discarding bool // skipping the rest of a long line
-}
-
-func (s *lineSplitter) split(data []byte, atEOF bool) (int, []byte, error) {
-	s.tooLong = false
-	if s.discarding {
-		if i := bytes.IndexByte(data, '\n'); i >= 0 {
-			s.discarding = false
-			return i + 1, nil, nil
-		}
-		return len(data), nil, nil
-	}
-	if i := bytes.IndexByte(data, '\n'); i >= 0 {
-		return s.line(i+1, data[:i])
-	}
-	if len(data) > s.max+1 { // +1: a "\r" may still end the line
-		s.tooLong, s.discarding = true, true
-		return len(data), data[:0], nil
-	}
-	if atEOF && len(data) > 0 {
-		return s.line(len(data), data)
-	}
-	return 0, nil, nil
-}
-
-func (s *lineSplitter) line(advance int, line []byte) (int, []byte, error) {
-	line = bytes.TrimSuffix(line, []byte{'\r'})
-	if len(line) > s.max {
-		s.tooLong = true
-		return advance, line[:0], nil
-	}
-	return advance, line, nil
 }
