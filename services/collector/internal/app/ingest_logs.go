@@ -68,7 +68,9 @@ type IngestLogsHandler struct {
 	results eventSlices
 }
 
-// Handle reads the body line by line. Line i of the body (0-based, blank
+// Handle reads the whole body (one copy, whose substrings the lines and
+// the events' strings are) and splits it into lines at "\n", dropping one
+// trailing "\r". Line i of the body (0-based, blank
 // lines included) is line FirstLine+i of the source; each non-blank line is
 // parsed with accesslog.ParseCombined, turned into an http_request event
 // with Record.Event(Source, FirstLine+i, now) (a UUIDv7 id when Source is
