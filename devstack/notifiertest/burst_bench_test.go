@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"sync"
@@ -39,10 +38,8 @@ type probeSink struct {
 
 func (s *probeSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
-	b, _ := io.ReadAll(r.Body)
-	var m webhookMessage
-	if err := json.Unmarshal(b, &m); err != nil {
-		w.WriteHeader(http.StatusBadRequest)
+	m, ok := readWebhook(w, r)
+	if !ok {
 		return
 	}
 	s.mu.Lock()

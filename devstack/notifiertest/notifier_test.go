@@ -190,11 +190,21 @@ type webhookMessage struct {
 	} `json:"alerts"`
 }
 
-func (s *webhookSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// readWebhook decodes a webhook call's body; it answers 400 and returns
+// false when the body is not a webhook message.
+func readWebhook(w http.ResponseWriter, r *http.Request) (webhookMessage, bool) {
 	b, _ := io.ReadAll(r.Body)
 	var m webhookMessage
 	if err := json.Unmarshal(b, &m); err != nil {
 		w.WriteHeader(http.StatusBadRequest)
+		return m, false
+	}
+	return m, true
+}
+
+func (s *webhookSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m, ok := readWebhook(w, r)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
