@@ -93,8 +93,10 @@ func (p *Processor[S]) applyBatch(ctx context.Context, msgs []*message.Message) 
 	}
 	outs, last, _, rerr := p.applyAll(part, ps, msgs[:failed])
 	if rerr != nil {
+		// Transient on purpose (the error is only quoted): a record that
+		// applied before must not be dead-lettered now; retry the batch.
 		ps.loaded = false
-		return 0, fmt.Errorf("re-apply %d records before a poison record: %w", failed, rerr)
+		return 0, fmt.Errorf("re-apply %d records before a poison record: %v", failed, rerr) //nolint:errorlint // see above
 	}
 	if last >= 0 {
 		if cerr := p.commitAndPublish(ctx, part, ps, last, outs); cerr != nil {
