@@ -36,8 +36,9 @@ type LiveUpdater interface {
 	UpdateLiveAll(ctx context.Context, rs []metrics.Result) error
 }
 
-// WindowNotifier learns of window results once the live view holds them
-// (the live stream). It must not block.
+// WindowNotifier learns of window results once both projections hold them
+// (the live stream: the dashboard reads the history when told). It must
+// not block.
 type WindowNotifier interface {
 	WindowsStored(rs []metrics.Result)
 }
@@ -70,13 +71,14 @@ func (h ProjectWindowHandler) Handle(ctx context.Context, rs []metrics.Result) e
 }
 
 // Apply is Handle without waiting for the window history: it validates rs,
-// updates the live view, tells the notifier, and hands rs to the window
-// writer, then returns. When the writer is a WindowQueue, wait (nil
-// otherwise) returns nil once the history holds every result (or something
-// newer), else a transient error: apply rs again. The live view is updated
-// first so that it never waits for a history insert, which may be grouped
-// over a second (QUERY_WINDOWS_BATCH_MAX_DELAY); both projections keep the
-// latest revision, so the order and repeats are harmless. Errors as Handle.
+// updates the live view and hands rs to the window writer, then returns.
+// When the writer is a WindowQueue, wait (nil otherwise) returns nil once
+// the history holds every result (or something newer) and the notifier
+// was told, else a transient error: apply rs again. The live view is
+// updated first so that it never waits for a history insert, which may be
+// grouped over a second (QUERY_WINDOWS_BATCH_MAX_DELAY); both projections
+// keep the latest revision, so the order and repeats are harmless. Errors
+// as Handle.
 func (h ProjectWindowHandler) Apply(ctx context.Context, rs []metrics.Result) (wait func(context.Context) error, err error) {
 	for i := range rs {
 		if err := rs[i].Validate(); err != nil {
@@ -89,14 +91,12 @@ func (h ProjectWindowHandler) Apply(ctx context.Context, rs []metrics.Result) (w
 	if err := h.live.UpdateLiveAll(ctx, rs); err != nil {
 		return nil, fmt.Errorf("update live view for %d results (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
 	}
-	if h.notifier != nil {
-		h.notifier.WindowsStored(rs)
-	}
 	q, ok := h.windows.(WindowQueue)
 	if !ok {
 		if err := h.windows.WriteAll(ctx, rs); err != nil {
 			return nil, fmt.Errorf("store %d windows (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
 		}
+		h.stored(rs)
 		return nil, nil
 	}
 	w, err := q.Enqueue(ctx, rs)
@@ -108,6 +108,15 @@ func (h ProjectWindowHandler) Apply(ctx context.Context, rs []metrics.Result) (w
 		if err := w(ctx); err != nil {
 			return fmt.Errorf("store %d windows (first %s rev %d): %w", len(rs), first, rev, err)
 		}
+		h.stored(rs)
 		return nil
 	}, nil
+}
+
+// stored tells the notifier (the SSE stream) of rs once both projections
+// hold them: its clients (the dashboard) read the history in answer.
+func (h ProjectWindowHandler) stored(rs []metrics.Result) {
+	if h.notifier != nil {
+		h.notifier.WindowsStored(rs)
+	}
 }
