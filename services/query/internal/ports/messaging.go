@@ -195,11 +195,14 @@ func batchHandler[T any](dlq message.Publisher, logger *slog.Logger, topic, cons
 }
 
 // decodeEvents decodes one events.raw record; any failure is permanent.
+// The events' strings share one copy of the payload
+// (events.DecodeBatchShared): the projection keeps them only until the
+// insert holding them, and then drops them all together.
 func decodeEvents(msg *message.Message) ([]events.Event, error) {
 	if err := events.CheckBatchSchema(msg.Metadata.Get(messaging.MetaSchema)); err != nil {
 		return nil, messaging.Permanent(fmt.Errorf("events.raw record %s: %w", msg.UUID, err))
 	}
-	evs, err := events.DecodeBatch(msg.Payload)
+	evs, err := events.DecodeBatchShared(msg.Payload, nil, json.Unmarshal)
 	if err != nil {
 		return nil, messaging.Permanent(fmt.Errorf("events.raw record %s: %w", msg.UUID, err))
 	}
