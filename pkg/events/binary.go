@@ -2,11 +2,11 @@ package events
 
 import (
 	"fmt"
-	"maps"
 	"math"
-	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/streamwatch/streamwatch/pkg/internal/wire"
 )
 
 // The binary batch format, schema events.batch.v2, is the Protocol Buffers
@@ -80,111 +80,43 @@ func AppendBatch(dst []byte, evs []Event) []byte {
 	dst = protowire.AppendTag(dst, fieldBatchV, protowire.VarintType)
 	dst = protowire.AppendVarint(dst, binaryBatchVersion)
 	for i := range evs {
-		dst = protowire.AppendTag(dst, fieldBatchEvents, protowire.BytesType)
-		dst = appendDelimited(dst, &evs[i])
+		var start int
+		dst, start = wire.BeginMessage(dst, fieldBatchEvents)
+		dst = appendEvent(dst, &evs[i])
+		dst = wire.EndMessage(dst, start)
 	}
-	return dst
-}
-
-// appendDelimited appends e as a length-delimited message. The length is
-// not known before the message is written: two bytes are reserved (events
-// of 128 B to 16 KiB, the common case) and the message is moved when its
-// length needs another number of bytes.
-func appendDelimited(dst []byte, e *Event) []byte {
-	const reserved = 2
-	dst = append(dst, 0, 0)
-	start := len(dst)
-	dst = appendEvent(dst, e)
-	n := len(dst) - start
-	if sz := protowire.SizeVarint(uint64(n)); sz != reserved {
-		if sz > reserved {
-			dst = append(dst, make([]byte, sz-reserved)...)
-		}
-		copy(dst[start-reserved+sz:], dst[start:start+n])
-		dst = dst[:start-reserved+sz+n]
-	}
-	protowire.AppendVarint(dst[:start-reserved], uint64(n))
 	return dst
 }
 
 func appendEvent(b []byte, e *Event) []byte {
-	b = appendUint(b, fieldV, int64(e.V))
-	b = appendString(b, fieldID, e.ID)
-	b = appendString(b, fieldType, string(e.Type))
-	b = appendUint(b, fieldTime, e.Time)
-	b = appendUint(b, fieldReceiveTime, e.ReceiveTime)
-	b = appendString(b, fieldKey, e.Key)
-	b = appendString(b, fieldSource, e.Source)
-	b = appendString(b, fieldUserID, e.UserID)
-	b = appendString(b, fieldSessionID, e.SessionID)
-	b = appendString(b, fieldPage, e.Page)
-	b = appendString(b, fieldProductID, e.ProductID)
-	b = appendDouble(b, fieldAmount, e.Amount)
-	b = appendString(b, fieldQuery, e.Query)
-	b = appendMap(b, fieldProperties, e.Properties)
-	b = appendString(b, fieldService, e.Service)
-	b = appendString(b, fieldEndpoint, e.Endpoint)
-	b = appendDouble(b, fieldLatencyMs, e.LatencyMs)
-	b = appendUint(b, fieldStatus, int64(e.Status))
-	b = appendString(b, fieldClientIP, e.ClientIP)
-	b = appendString(b, fieldMethod, e.Method)
-	b = appendString(b, fieldPath, e.Path)
-	b = appendString(b, fieldProtocol, e.Protocol)
-	b = appendUint(b, fieldBytes, e.Bytes)
-	b = appendString(b, fieldReferrer, e.Referrer)
-	b = appendString(b, fieldUserAgent, e.UserAgent)
-	b = appendString(b, fieldSeries, e.Series)
-	b = appendMap(b, fieldLabels, e.Labels)
-	b = appendDouble(b, fieldValue, e.Value)
-	return b
-}
-
-// appendUint appends an int64 field as a varint (proto int64: a negative
-// value takes ten bytes).
-func appendUint(b []byte, num protowire.Number, v int64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, uint64(v))
-}
-
-func appendString(b []byte, num protowire.Number, s string) []byte {
-	if s == "" {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
-}
-
-func appendDouble(b []byte, num protowire.Number, v float64) []byte {
-	if v == 0 {
-		return b
-	}
-	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
-	return protowire.AppendFixed64(b, math.Float64bits(v))
-}
-
-// appendMap appends a map<string, string> field: one entry message (key 1,
-// value 2) per key, in key order.
-func appendMap(b []byte, num protowire.Number, m map[string]string) []byte {
-	if len(m) == 0 {
-		return b
-	}
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		v := m[k]
-		n := 0
-		if k != "" {
-			n += 1 + protowire.SizeBytes(len(k))
-		}
-		if v != "" {
-			n += 1 + protowire.SizeBytes(len(v))
-		}
-		b = protowire.AppendTag(b, num, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(n))
-		b = appendString(b, fieldMapKey, k)
-		b = appendString(b, fieldMapValue, v)
-	}
+	b = wire.AppendInt(b, fieldV, int64(e.V))
+	b = wire.AppendString(b, fieldID, e.ID)
+	b = wire.AppendString(b, fieldType, string(e.Type))
+	b = wire.AppendInt(b, fieldTime, e.Time)
+	b = wire.AppendInt(b, fieldReceiveTime, e.ReceiveTime)
+	b = wire.AppendString(b, fieldKey, e.Key)
+	b = wire.AppendString(b, fieldSource, e.Source)
+	b = wire.AppendString(b, fieldUserID, e.UserID)
+	b = wire.AppendString(b, fieldSessionID, e.SessionID)
+	b = wire.AppendString(b, fieldPage, e.Page)
+	b = wire.AppendString(b, fieldProductID, e.ProductID)
+	b = wire.AppendDouble(b, fieldAmount, e.Amount)
+	b = wire.AppendString(b, fieldQuery, e.Query)
+	b, _ = wire.AppendStringMap(b, fieldProperties, e.Properties, nil)
+	b = wire.AppendString(b, fieldService, e.Service)
+	b = wire.AppendString(b, fieldEndpoint, e.Endpoint)
+	b = wire.AppendDouble(b, fieldLatencyMs, e.LatencyMs)
+	b = wire.AppendInt(b, fieldStatus, int64(e.Status))
+	b = wire.AppendString(b, fieldClientIP, e.ClientIP)
+	b = wire.AppendString(b, fieldMethod, e.Method)
+	b = wire.AppendString(b, fieldPath, e.Path)
+	b = wire.AppendString(b, fieldProtocol, e.Protocol)
+	b = wire.AppendInt(b, fieldBytes, e.Bytes)
+	b = wire.AppendString(b, fieldReferrer, e.Referrer)
+	b = wire.AppendString(b, fieldUserAgent, e.UserAgent)
+	b = wire.AppendString(b, fieldSeries, e.Series)
+	b, _ = wire.AppendStringMap(b, fieldLabels, e.Labels, nil)
+	b = wire.AppendDouble(b, fieldValue, e.Value)
 	return b
 }
 
