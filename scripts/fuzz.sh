@@ -20,6 +20,7 @@ targets=(
   "pkg ./accesslog FuzzParseCombined"
   "pkg ./accesslog FuzzTimestamp"
   "pkg ./metrics FuzzParseDefinitions"
+  "pkg ./metrics FuzzDecodeBinaryBatch"
   "pkg ./rules FuzzParse"
   "services/query ./internal/ports FuzzQueryParams"
 )

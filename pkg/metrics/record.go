@@ -7,7 +7,9 @@ import (
 )
 
 // BatchSchema is the schema metadata of a metrics.windows record that holds
-// several results (Batch); ResultSchema marks a record holding one Result.
+// several results as JSON (Batch); ResultSchema marks a record holding one
+// Result; BatchSchemaV2 (binary.go) is the binary batch the aggregator
+// writes since issue 10.
 const BatchSchema = "metrics.windows.batch.v1"
 
 // ErrUndecodable is wrapped by DecodeRecord errors: the record is poison.
@@ -29,12 +31,16 @@ func EncodeBatch(rs []Result) ([]byte, error) {
 	return b, nil
 }
 
-// DecodeRecord decodes a metrics.windows record of either schema: schema is
-// the record's schema metadata (ResultSchema, BatchSchema, or "" to detect
-// from the payload: a JSON object with a "results" array is a batch). Every
+// DecodeRecord decodes a metrics.windows record of any schema: schema is
+// the record's schema metadata (ResultSchema, BatchSchema, BatchSchemaV2,
+// or "" to detect from the payload: a binary batch starts with 0x08, a JSON
+// object with a "results" array is a JSON batch). Every
 // result is validated. Errors wrap ErrUndecodable and name the schema and,
 // for a batch, the index of the bad result.
 func DecodeRecord(schema string, payload []byte) ([]Result, error) {
+	if schema == "" && isBinaryBatch(payload) {
+		schema = BatchSchemaV2
+	}
 	if schema == "" {
 		var probe struct {
 			Results json.RawMessage `json:"results"`
@@ -55,6 +61,17 @@ func DecodeRecord(schema string, payload []byte) ([]Result, error) {
 			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, schema, err)
 		}
 		return []Result{r}, nil
+	case BatchSchemaV2:
+		rs, err := decodeBinaryBatch(payload)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, schema, err)
+		}
+		for i := range rs {
+			if err := rs[i].Validate(); err != nil {
+				return nil, fmt.Errorf("%w: %s: result %d: %w", ErrUndecodable, schema, i, err)
+			}
+		}
+		return rs, nil
 	case BatchSchema:
 		var b Batch
 		if err := json.Unmarshal(payload, &b); err != nil {

@@ -184,7 +184,7 @@ func (a *Aggregate) Tick(_ context.Context, st *window.State, now time.Time) ([]
 const maxResultsPerRecord = 500
 
 // resultOutputs encodes results as metrics.windows batch records (schema
-// metrics.BatchSchema): the results of one metric, from this shard, in
+// metrics.BatchSchemaV2, binary): the results of one metric, from this shard, in
 // chunks of at most maxResultsPerRecord, keyed by the metric name so every
 // series of a metric stays in one metrics.windows partition. The record id
 // is deterministic (metric, shard, first and last result id and revision,
@@ -208,7 +208,7 @@ func resultOutputs(rs []metrics.Result) ([]stream.Output, error) {
 }
 
 func appendBatch(outs []stream.Output, rs []metrics.Result) ([]stream.Output, error) {
-	b, err := metrics.EncodeBatch(rs)
+	b, err := metrics.EncodeBatchBinary(rs)
 	if err != nil {
 		return nil, messaging.Permanent(err)
 	}
@@ -225,6 +225,6 @@ func appendBatch(outs []stream.Output, rs []metrics.Result) ([]stream.Output, er
 		Key:      first.Metric,
 		UUID:     fmt.Sprintf("%s|r%d..%s|r%d|n%d", first.ID(), first.Revision, last.ID(), last.Revision, len(rs)),
 		Payload:  b,
-		Metadata: map[string]string{messaging.MetaSchema: metrics.BatchSchema},
+		Metadata: map[string]string{messaging.MetaSchema: metrics.BatchSchemaV2},
 	}), nil
 }

@@ -53,7 +53,7 @@ func TestApplyEmitsBatchRecordsAndLateEvents(t *testing.T) {
 	records := map[string]int{}
 	for _, o := range outs {
 		require.Equal(t, messaging.TopicMetricsWindows, o.Topic)
-		require.Equal(t, metrics.BatchSchema, o.Metadata[messaging.MetaSchema])
+		require.Equal(t, metrics.BatchSchemaV2, o.Metadata[messaging.MetaSchema])
 		rs, err := metrics.DecodeRecord(o.Metadata[messaging.MetaSchema], o.Payload)
 		require.NoError(t, err)
 		for _, r := range rs {
