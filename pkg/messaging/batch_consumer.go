@@ -23,6 +23,21 @@ import (
 // the partition is revoked (a rebalance or shutdown).
 type BatchHandler func(ctx context.Context, msgs []*message.Message) error
 
+// Pending waits until the effect of a batch that a PipelinedBatchHandler
+// applied is durable: nil once it is, an error when it cannot be (the
+// consumer then applies the batch again), ctx's error when ctx ends first.
+type Pending = func(ctx context.Context) error
+
+// PipelinedBatchHandler applies records of one partition that were waiting
+// together, in offset order, and returns without waiting for the part of
+// their effect that takes long to become durable (a grouped ClickHouse
+// insert): the returned Pending (nil: already durable) waits for it. An
+// error means nothing needs waiting for: the same records are handed to it
+// again. Applying a batch again, also after later batches, must be
+// harmless (idempotent, order-insensitive projections). ctx ends when the
+// partition is revoked.
+type PipelinedBatchHandler func(ctx context.Context, msgs []*message.Message) (Pending, error)
+
 // BatchConsumerConfig configures a BatchConsumer.
 type BatchConsumerConfig struct {
 	// Brokers are the Kafka bootstrap brokers (host:port).
@@ -37,6 +52,10 @@ type BatchConsumerConfig struct {
 	// RetryInitial and RetryMax bound the backoff between attempts of a
 	// failed batch (doubling, > 0).
 	RetryInitial, RetryMax time.Duration
+	// MaxInFlight is the most batches of a partition applied and not yet
+	// durable (PipelinedBatchHandler); 0 means 1. A BatchHandler's batches
+	// are durable when it returns, so it never has more than one.
+	MaxInFlight int
 
 	_ struct{}
 }
@@ -49,6 +68,9 @@ func (c BatchConsumerConfig) Validate() error {
 	}
 	if c.MaxRecords < 1 {
 		errs = append(errs, fmt.Errorf("max records %d < 1", c.MaxRecords))
+	}
+	if c.MaxInFlight < 0 {
+		errs = append(errs, fmt.Errorf("max in flight %d < 0", c.MaxInFlight))
 	}
 	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
 		errs = append(errs, fmt.Errorf("retry backoff %s..%s: must be positive and ordered", c.RetryInitial, c.RetryMax))
@@ -76,9 +98,16 @@ func (c BatchConsumerConfig) Validate() error {
 // consumer span linked to the records' producer spans, and every record is
 // counted in the consumer metrics the router keeps (streamwatch.consumer.*,
 // handler = the group). Run it once.
+//
+// With a PipelinedBatchHandler (NewPipelinedBatchConsumer) the next batch
+// is applied while earlier ones are still becoming durable, up to
+// MaxInFlight per partition, and offsets are marked in order as the
+// batches become durable: the fast part of a projection (the query
+// service's live view) does not wait for the slow one (a ClickHouse insert
+// grouped over a second).
 type BatchConsumer struct {
 	cfg     BatchConsumerConfig
-	handler BatchHandler
+	handler PipelinedBatchHandler
 	logger  *slog.Logger
 	metrics *ConsumerMetrics
 	ready   chan struct{}
@@ -87,6 +116,15 @@ type BatchConsumer struct {
 // NewBatchConsumer returns a consumer that hands records to handler. It
 // fails on an invalid cfg.
 func NewBatchConsumer(cfg BatchConsumerConfig, handler BatchHandler, logger *slog.Logger) (*BatchConsumer, error) {
+	return NewPipelinedBatchConsumer(cfg, func(ctx context.Context, msgs []*message.Message) (Pending, error) {
+		return nil, handler(ctx, msgs)
+	}, logger)
+}
+
+// NewPipelinedBatchConsumer returns a consumer that hands records to
+// handler and marks a batch's offsets once its Pending returned nil, in
+// offset order. It fails on an invalid cfg.
+func NewPipelinedBatchConsumer(cfg BatchConsumerConfig, handler PipelinedBatchHandler, logger *slog.Logger) (*BatchConsumer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("batch consumer %s: %w", cfg.Group, err)
 	}
@@ -147,11 +185,31 @@ func (batchClaimHandler) Setup(sarama.ConsumerGroupSession) error   { return nil
 func (batchClaimHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
 // ConsumeClaim hands the partition's records to the handler in batches of
-// what is already fetched, and marks a batch's last offset after the
-// handler succeeded.
+// what is already fetched, and marks a batch's last offset once it is
+// durable (after the handler succeeded and its Pending returned nil), in
+// order.
 func (h batchClaimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	c := h.c
 	ctx := ContextWithConsumer(sess.Context(), c.cfg.Group)
+	// Applied batches wait here, in offset order, until they are durable;
+	// the settling goroutine marks them.
+	inflight := make(chan flight, max(c.cfg.MaxInFlight, 1))
+	settled := make(chan struct{})
+	go func() {
+		defer close(settled)
+		for f := range inflight {
+			if !c.settle(ctx, f) {
+				for range inflight { // revoked: the next owner redoes them
+				}
+				return
+			}
+			sess.MarkMessage(f.last, "")
+		}
+	}()
+	defer func() {
+		close(inflight)
+		<-settled
+	}()
 	for {
 		var batch []*sarama.ConsumerMessage
 		select {
@@ -188,13 +246,51 @@ func (h batchClaimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim 
 			trace.WithAttributes(attribute.String("messaging.consumer.group.name", c.cfg.Group),
 				attribute.Int("messaging.batch.message_count", len(batch)),
 				attribute.Int("messaging.destination.partition.id", int(claim.Partition()))))
-		err := c.handle(bctx, msgs)
+		pending, err := c.handle(bctx, msgs)
 		span.End()
 		if err != nil {
 			return nil //nolint:nilerr // only a revoked partition ends the retries; the next owner redoes the batch
 		}
-		sess.MarkMessage(batch[len(batch)-1], "")
+		select {
+		case inflight <- flight{last: batch[len(batch)-1], msgs: msgs, pending: pending}:
+		case <-ctx.Done():
+			return nil
+		}
 	}
+}
+
+// flight is a batch applied and waiting to be durable.
+type flight struct {
+	last    *sarama.ConsumerMessage
+	msgs    []*message.Message
+	pending Pending
+}
+
+// settle waits until f is durable, applying its batch again (with the
+// retry backoff) whenever its Pending fails. It returns false when ctx ends
+// first.
+func (c *BatchConsumer) settle(ctx context.Context, f flight) bool {
+	wait := c.cfg.RetryInitial
+	for f.pending != nil {
+		err := f.pending(ctx)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.logger.Warn("batch not durable, applying it again", "group", c.cfg.Group, "records", len(f.msgs), "retry_in", wait.String(), "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, c.cfg.RetryMax)
+		if f.pending, err = c.handle(ctx, f.msgs); err != nil {
+			return false
+		}
+	}
+	return ctx.Err() == nil
 }
 
 // convertBatch turns Kafka records into Watermill messages carrying their
@@ -219,28 +315,29 @@ func convertBatch(ctx context.Context, batch []*sarama.ConsumerMessage) ([]*mess
 }
 
 // handle calls the handler until it succeeds, backing off between
-// attempts; it returns ctx's error when the partition is revoked first.
+// attempts, and returns its Pending; it returns ctx's error when the
+// partition is revoked first.
 // Every record of the batch is counted per attempt, with the attempt's
 // time.
-func (c *BatchConsumer) handle(ctx context.Context, msgs []*message.Message) error {
+func (c *BatchConsumer) handle(ctx context.Context, msgs []*message.Message) (Pending, error) {
 	wait := c.cfg.RetryInitial
 	for {
 		start := time.Now()
-		err := c.handler(ctx, msgs)
+		pending, err := c.handler(ctx, msgs)
 		d := time.Since(start)
 		for _, m := range msgs {
 			c.metrics.Record(ctx, m, d, err)
 		}
 		if err == nil {
-			return nil
+			return pending, nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		c.logger.Warn("batch failed, retrying", "group", c.cfg.Group, "records", len(msgs), "retry_in", wait.String(), "error", err.Error())
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, c.cfg.RetryMax)

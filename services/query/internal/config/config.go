@@ -73,7 +73,7 @@ type EventBatch struct {
 // records to the live view at once and hands their results to the batcher,
 // which inserts what it holds MaxDelay after its first row or at MaxRows;
 // a record's offset is committed once the insert holding it succeeded, and
-// meanwhile the consumer goes on (adapters.NewPipelinedBatchConsumer). One
+// meanwhile the consumer goes on (messaging.NewPipelinedBatchConsumer). One
 // insert a second instead of one every few milliseconds is what keeps the
 // table's merges cheap: a 60 s bench with 2 ms idle flushes made 1,807
 // inserts and merges rewrote 67 rows per row inserted.

@@ -112,7 +112,7 @@ func (p Projections) HandleMetricsWindow(msg *message.Message) error {
 }
 
 // WindowsBatchHandler returns the handler of the windows projector's batch
-// consumer (adapters.BatchConsumer): the metrics.windows records of one
+// consumer (messaging.BatchConsumer): the metrics.windows records of one
 // partition that were waiting together, in offset order. Each record is
 // decoded and validated on its own, and a poison record goes to
 // metrics.windows.dlq through dlq (messaging.DeadLetter, as with the
@@ -126,7 +126,7 @@ func (p Projections) HandleMetricsWindow(msg *message.Message) error {
 // error is transient (the consumer hands the same records again, and the
 // projections are idempotent).
 //
-// The handler is pipelined (adapters.PipelinedBatchHandler): it returns
+// The handler is pipelined (messaging.PipelinedBatchHandler): it returns
 // once the live view holds the results and the window history has them
 // queued, with a wait for the history insert (grouped over up to
 // QUERY_WINDOWS_BATCH_MAX_DELAY), so the next records reach the live view
@@ -136,7 +136,7 @@ func (p Projections) WindowsBatchHandler(dlq message.Publisher, logger *slog.Log
 }
 
 // EventsBatchHandler returns the handler of the events projector's batch
-// consumer (adapters.BatchConsumer): the events.raw records of one
+// consumer (messaging.BatchConsumer): the events.raw records of one
 // partition that were waiting together, in offset order. Each record is
 // decoded on its own (schema events.batch.v2, or events.batch.v1 of
 // earlier builds), and a poison record (another schema, or a payload that
@@ -237,7 +237,7 @@ func (p Projections) HandleAlert(msg *message.Message) error {
 }
 
 // AlertsBatchHandler returns the handler of the alerts projector's
-// pipelined batch consumer (adapters.NewPipelinedBatchConsumer): each
+// pipelined batch consumer (messaging.NewPipelinedBatchConsumer): each
 // record of the batch is decoded and validated on its own (a poison record
 // goes to alerts.dlq), and the alerts of the others are queued for one
 // grouped insert (ProjectAlert.Apply); the returned wait ends when that

@@ -180,9 +180,9 @@ type Service struct {
 	app     app.Application
 	http    *echo.Echo
 	router  *message.Router
-	windows *adapters.BatchConsumer
-	events  *adapters.BatchConsumer
-	alerts  *adapters.BatchConsumer
+	windows *messaging.BatchConsumer
+	events  *messaging.BatchConsumer
+	alerts  *messaging.BatchConsumer
 
 	streamStop     chan struct{} // closed when RunHTTP's context ends
 	streamStopOnce sync.Once
@@ -283,13 +283,13 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	s.closers = append(s.closers, s.router.Close)
 	projections := ports.NewProjections(application)
 	projections.Register(s.router, subs, pub, logger)
-	// metrics.windows is consumed in batches (see adapters.BatchConsumer):
+	// metrics.windows is consumed in batches (see messaging.BatchConsumer):
 	// a backlog of window results is written a batch at a time, with the
 	// superseded revisions left out, instead of a round of writes per record.
 	// It is pipelined: a batch reaches the live view at once, and its
 	// offsets are committed once the grouped history insert holding it is
 	// done.
-	s.windows, err = adapters.NewPipelinedBatchConsumer(adapters.BatchConsumerConfig{
+	s.windows, err = messaging.NewPipelinedBatchConsumer(messaging.BatchConsumerConfig{
 		Brokers: cfg.Kafka.Brokers, Group: ports.WindowsProjector, Topic: messaging.TopicMetricsWindows,
 		MaxRecords: WindowsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
 		MaxInFlight: WindowsInFlight,
@@ -299,7 +299,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	}
 	// events.raw too: while a group commit waits (cfg.Events.MaxDelay), a
 	// partition's records pile up and go into the next insert together.
-	s.events, err = adapters.NewBatchConsumer(adapters.BatchConsumerConfig{
+	s.events, err = messaging.NewBatchConsumer(messaging.BatchConsumerConfig{
 		Brokers: cfg.Kafka.Brokers, Group: ports.EventsProjector, Topic: messaging.TopicEventsRaw,
 		MaxRecords: EventsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
 	}, projections.EventsBatchHandler(pub, logger), logger)
@@ -309,7 +309,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 
 	// alerts too, pipelined: alert changes come in bursts, and each of
 	// them was an insert of its own.
-	s.alerts, err = adapters.NewPipelinedBatchConsumer(adapters.BatchConsumerConfig{
+	s.alerts, err = messaging.NewPipelinedBatchConsumer(messaging.BatchConsumerConfig{
 		Brokers: cfg.Kafka.Brokers, Group: ports.AlertsProjector, Topic: messaging.TopicAlerts,
 		MaxRecords: WindowsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
 		MaxInFlight: AlertsInFlight,
@@ -325,6 +325,16 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		"router": func(context.Context) error {
 			if !router.IsRunning() || router.IsClosed() {
 				return errors.New("not consuming")
+			}
+			return nil
+		},
+		"batch consumers": func(context.Context) error {
+			for _, c := range []*messaging.BatchConsumer{s.events, s.windows, s.alerts} {
+				select {
+				case <-c.Running():
+				default:
+					return errors.New("not consuming yet")
+				}
 			}
 			return nil
 		},
@@ -349,7 +359,7 @@ func (s *Service) RunProjections(ctx context.Context) error {
 	batcher.Go(func() error { return s.storage.WindowBatcher.Run(batcherCtx) })
 	batcher.Go(func() error { return s.storage.AlertBatcher.Run(batcherCtx) })
 	g, gctx := errgroup.WithContext(ctx)
-	for name, c := range map[string]*adapters.BatchConsumer{"windows": s.windows, "events": s.events, "alerts": s.alerts} {
+	for name, c := range map[string]*messaging.BatchConsumer{"windows": s.windows, "events": s.events, "alerts": s.alerts} {
 		g.Go(func() error {
 			if err := c.Run(gctx); err != nil {
 				return err

@@ -1,4 +1,4 @@
-package adapters_test
+package messaging_test
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/streamwatch/streamwatch/pkg/messaging"
-	"github.com/streamwatch/streamwatch/services/query/internal/adapters"
 )
 
 // batchLog records what a BatchHandler was handed.
@@ -66,11 +65,18 @@ func produce(t *testing.T, brokers []string, topic string, partition int32, from
 
 func runConsumer(t *testing.T, brokers []string, log *batchLog) (stop func()) {
 	t.Helper()
-	c, err := adapters.NewBatchConsumer(adapters.BatchConsumerConfig{
+	c, err := messaging.NewBatchConsumer(messaging.BatchConsumerConfig{
 		Brokers: brokers, Group: "query.windows-projector", Topic: "windows",
 		MaxRecords: 16, RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
 	}, log.handle, nil)
 	require.NoError(t, err)
+	return start(t, c)
+}
+
+// start runs c until the returned stop is called; stop checks that Run
+// returned nil.
+func start(t *testing.T, c *messaging.BatchConsumer) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
@@ -193,7 +199,7 @@ func cut(r string) (p, o string, ok bool) {
 
 func TestBatchConsumerConfigValidate(t *testing.T) {
 	t.Parallel()
-	_, err := adapters.NewBatchConsumer(adapters.BatchConsumerConfig{}, nil, nil)
+	_, err := messaging.NewBatchConsumer(messaging.BatchConsumerConfig{}, nil, nil)
 	require.ErrorContains(t, err, "brokers, group and topic are required")
 	require.ErrorContains(t, err, "max records 0 < 1")
 	require.ErrorContains(t, err, "retry backoff")
@@ -210,7 +216,7 @@ type pipeLog struct {
 	failed  bool
 }
 
-func (l *pipeLog) handle(_ context.Context, msgs []*message.Message) (adapters.Pending, error) {
+func (l *pipeLog) handle(_ context.Context, msgs []*message.Message) (messaging.Pending, error) {
 	var b []string
 	for _, m := range msgs {
 		p, o, _ := messaging.Position(m)
@@ -248,23 +254,12 @@ func (l *pipeLog) counts() (batches int, records map[string]int) {
 
 func runPipelined(t *testing.T, brokers []string, log *pipeLog) (stop func()) {
 	t.Helper()
-	c, err := adapters.NewPipelinedBatchConsumer(adapters.BatchConsumerConfig{
+	c, err := messaging.NewPipelinedBatchConsumer(messaging.BatchConsumerConfig{
 		Brokers: brokers, Group: "query.windows-projector", Topic: "windows",
 		MaxRecords: 4, MaxInFlight: 3, RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
 	}, log.handle, nil)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	return func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(30 * time.Second):
-			t.Fatal("consumer did not stop")
-		}
-	}
+	return start(t, c)
 }
 
 // TestPipelinedBatchConsumer: batches are applied while earlier ones are
