@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -264,6 +266,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	} else {
 		res.Phases = append(res.Phases, halfPhase)
 	}
+	r.reportProfiles(ctx)
 	res.Profiles, res.ProfileNote = r.profiles, r.profileNote
 	stopSampling()
 	sampling.Wait()
@@ -309,19 +312,25 @@ receivers:
 
 // runner holds what the phases share.
 type runner struct {
-	cfg         Config
-	st          *stack.Stack
-	ch          clickHouse
-	pr          *prober
-	smp         *sampler
-	evTime      *atomic.Int64
-	pids        func() map[string]int
-	runStart    time.Time
-	lastEvent   int64     // end of the previous phase's event time, ms
-	lastWall    time.Time // when the previous phase ended
-	tmp         string
-	profiles    map[string]Profile
-	profileNote string
+	cfg       Config
+	st        *stack.Stack
+	ch        clickHouse
+	pr        *prober
+	smp       *sampler
+	evTime    *atomic.Int64
+	pids      func() map[string]int
+	runStart  time.Time
+	lastEvent int64     // end of the previous phase's event time, ms
+	lastWall  time.Time // when the previous phase ended
+	tmp       string
+	profiles  map[string]Profile
+	// profileFiles are the perf data files of the half phase by process,
+	// reported after it; profileErrs what failed; profileSeconds their
+	// length.
+	profileFiles   map[string]string
+	profileErrs    []string
+	profileSeconds float64
+	profileNote    string
 }
 
 // LivePollInterval is how often the live API is polled for probes: the
@@ -508,7 +517,9 @@ func (r *runner) readProcs() map[string]ProcStat {
 }
 
 // profile records a perf profile of every service, Redis and ClickHouse at
-// once, starting a fifth into the phase, and keeps the tops.
+// once, starting a fifth into the phase; reportProfiles turns them into
+// tops after the phase, so that perf report's work (seconds of CPU per
+// process) does not compete with the phase it measures.
 func (r *runner) profile(ctx context.Context) {
 	if !perfAvailable() {
 		r.profileNote = "perf not installed: no profiles"
@@ -520,8 +531,7 @@ func (r *runner) profile(ctx context.Context) {
 		mu sync.Mutex
 		wg sync.WaitGroup
 	)
-	r.profiles = map[string]Profile{}
-	var notes []string
+	r.profileFiles = map[string]string{}
 	for _, s := range append(r.st.Services(), "redis", "clickhouse") {
 		pid := r.st.PID(s)
 		if pid == 0 {
@@ -529,23 +539,37 @@ func (r *runner) profile(ctx context.Context) {
 		}
 		wg.Go(func() {
 			file, err := recordProfile(ctx, r.tmp, s, pid, d)
-			var p Profile
-			if err == nil {
-				p, err = reportProfile(ctx, file, 15)
-			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				notes = append(notes, err.Error())
+				r.profileErrs = append(r.profileErrs, err.Error())
 				return
 			}
-			p.Seconds = d.Seconds()
-			r.profiles[s] = p
+			r.profileFiles[s] = file
 		})
 	}
 	wg.Wait()
-	r.profileNote = fmt.Sprintf("perf record -F 299 --call-graph fp, %s per process, all at once, during the half phase", d)
-	if len(notes) > 0 {
-		r.profileNote += "; errors: " + fmt.Sprint(notes)
+	r.profileSeconds = d.Seconds()
+	r.profileNote = fmt.Sprintf("perf record -F 299 --call-graph fp, %s per process, all at once, during the half phase (reported after it)", d)
+}
+
+// reportProfiles turns the profiles recorded by profile into their tops,
+// one process at a time (after the phase: the stack is idle).
+func (r *runner) reportProfiles(ctx context.Context) {
+	if len(r.profileFiles) == 0 && len(r.profileErrs) == 0 {
+		return
+	}
+	r.profiles = map[string]Profile{}
+	for _, s := range slices.Sorted(maps.Keys(r.profileFiles)) {
+		p, err := reportProfile(ctx, r.profileFiles[s], 15)
+		if err != nil {
+			r.profileErrs = append(r.profileErrs, err.Error())
+			continue
+		}
+		p.Seconds = r.profileSeconds
+		r.profiles[s] = p
+	}
+	if len(r.profileErrs) > 0 {
+		r.profileNote += "; errors: " + fmt.Sprint(r.profileErrs)
 	}
 }
