@@ -24,8 +24,8 @@ func everyField() metrics.Result {
 		WindowStart: 1_431_856_800_000, WindowEnd: 1_431_856_860_000, Shard: 3, Complete: true,
 		Kind: metrics.KindEarly, Revision: 7, Count: 1234, Sum: 5678.25, Min: -1.5, Max: 99.75, Value: 42.125,
 		Watermark: 1_431_856_855_000, Agg: "p95", Unit: "ms", Distinct: 17.5,
-		Quantiles: map[string]float64{"p50": 12.5, "p90": 0, "p99": 80.25},
-		TopK:      []metrics.KeyCount{{Key: "/a", Count: 9, Err: 1}, {Key: "/b", Count: 4}},
+		Quantiles:      map[string]float64{"p50": 12.5, "p90": 0, "p99": 80.25},
+		TopK:           []metrics.KeyCount{{Key: "/a", Count: 9, Err: 1}, {Key: "/b", Count: 4}},
 		DistinctSketch: []byte{0, 1, 2, 255, 0}, QuantileSketch: []byte("opaque sketch bytes"),
 	}
 }
