@@ -143,19 +143,15 @@ func (p Projections) WindowsBatchHandler(dlq message.Publisher, logger *slog.Log
 // does not decode) goes to events.raw.dlq through dlq while the others go
 // on; then the events of all records are projected with one ProjectEvents
 // call, which the events repository's group commit merges with the
-// batches of the other partitions into one insert. The handler returns nil
-// once every record is inserted or dead-lettered; any other error is
-// transient (the consumer hands the same records again; the events table
-// collapses replayed rows).
-func (p Projections) EventsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) error {
-	h := batchHandler(dlq, logger, messaging.TopicEventsRaw, EventsProjector, decodeEvents,
+// batches of the other partitions into one insert. It has the pipelined
+// handler's shape, with a nil wait: it returns nil once every record is
+// inserted or dead-lettered; any other error is transient (the consumer
+// hands the same records again; the events table collapses replayed rows).
+func (p Projections) EventsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) (func(context.Context) error, error) {
+	return batchHandler(dlq, logger, messaging.TopicEventsRaw, EventsProjector, decodeEvents,
 		func(ctx context.Context, evs []events.Event) (func(context.Context) error, error) {
 			return nil, p.app.Commands.ProjectEvents.Handle(ctx, evs)
 		})
-	return func(ctx context.Context, msgs []*message.Message) error {
-		_, err := h(ctx, msgs)
-		return err
-	}
 }
 
 // batchHandler decodes each record of a batch with decode, dead-letters the

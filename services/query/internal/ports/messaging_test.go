@@ -387,7 +387,9 @@ func TestEventsBatchHandlerDeadLettersPoisonAndInsertsTheRest(t *testing.T) {
 	for i, m := range msgs {
 		m.SetContext(messaging.ContextWithPosition(ctx, 2, int64(40+i)))
 	}
-	require.NoError(t, e.proj.EventsBatchHandler(ps, logger)(ctx, msgs))
+	wait, err := e.proj.EventsBatchHandler(ps, logger)(ctx, msgs)
+	require.NoError(t, err)
+	require.Nil(t, wait, "inserted when the handler returns")
 
 	dlq, err := ps.Subscribe(ctx, messaging.DLQ(messaging.TopicEventsRaw))
 	require.NoError(t, err)
@@ -409,7 +411,7 @@ func TestEventsBatchHandlerDeadLettersPoisonAndInsertsTheRest(t *testing.T) {
 
 	broken, err := service.NewStorage(e.ch, "missing_db", e.rdb, keyPrefix, recentKey, config.WindowBatch{MaxRows: 10, MaxDelay: 50 * time.Millisecond})
 	require.NoError(t, err)
-	err = ports.NewProjections(service.NewApplication(broken, nil, nil)).EventsBatchHandler(ps, logger)(ctx, msgs[:1])
+	_, err = ports.NewProjections(service.NewApplication(broken, nil, nil)).EventsBatchHandler(ps, logger)(ctx, msgs[:1])
 	require.Error(t, err)
 	require.False(t, messaging.IsPermanent(err), "%v", err)
 }

@@ -84,6 +84,10 @@ const (
 	AlertsBatchMaxDelay = time.Second
 )
 
+// AlertsBatchRecords is the most alerts records of one partition the
+// alerts projector applies at once.
+const AlertsBatchRecords = 64
+
 // AlertsInFlight is the most batches of one alerts partition applied while
 // their insert is pending.
 const AlertsInFlight = 512
@@ -299,7 +303,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	}
 	// events.raw too: while a group commit waits (cfg.Events.MaxDelay), a
 	// partition's records pile up and go into the next insert together.
-	s.events, err = messaging.NewBatchConsumer(messaging.BatchConsumerConfig{
+	s.events, err = messaging.NewPipelinedBatchConsumer(messaging.BatchConsumerConfig{
 		Brokers: cfg.Kafka.Brokers, Group: ports.EventsProjector, Topic: messaging.TopicEventsRaw,
 		MaxRecords: EventsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
 	}, projections.EventsBatchHandler(pub, logger), logger)
@@ -311,7 +315,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	// them was an insert of its own.
 	s.alerts, err = messaging.NewPipelinedBatchConsumer(messaging.BatchConsumerConfig{
 		Brokers: cfg.Kafka.Brokers, Group: ports.AlertsProjector, Topic: messaging.TopicAlerts,
-		MaxRecords: WindowsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
+		MaxRecords: AlertsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
 		MaxInFlight: AlertsInFlight,
 	}, projections.AlertsBatchHandler(pub, logger), logger)
 	if err != nil {

@@ -17,20 +17,11 @@ type AlertWriter interface {
 	InsertAlerts(ctx context.Context, as []alerts.Alert) error
 }
 
-// AlertQueue stores alert state changes without waiting for them to be
-// durable (a writer that groups inserts over time, adapters.Batcher).
-type AlertQueue interface {
-	// Enqueue hands as to the writer and returns once it holds them; wait
-	// (not nil) returns nil once all are durable, else an error (store them
-	// again). An error from Enqueue means as may not all be held.
-	Enqueue(ctx context.Context, as []alerts.Alert) (wait func(context.Context) error, err error)
-}
-
 // ProjectAlertHandler projects alerts records into the alerts table. Safe
 // for concurrent use.
 type ProjectAlertHandler struct {
 	store AlertWriter
-	queue AlertQueue // nil: Apply stores synchronously
+	queue Queue[alerts.Alert] // nil: Apply stores synchronously
 }
 
 // NewProjectAlertHandler returns a handler writing to store.
@@ -40,7 +31,7 @@ func NewProjectAlertHandler(store AlertWriter) ProjectAlertHandler {
 
 // WithQueue returns h with Apply queueing alerts in q instead of storing
 // them synchronously (Handle still stores directly).
-func (h ProjectAlertHandler) WithQueue(q AlertQueue) ProjectAlertHandler {
+func (h ProjectAlertHandler) WithQueue(q Queue[alerts.Alert]) ProjectAlertHandler {
 	h.queue = q
 	return h
 }

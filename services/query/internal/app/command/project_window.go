@@ -16,13 +16,10 @@ type WindowWriter interface {
 }
 
 // WindowQueue is a WindowWriter that can also take results without
-// waiting for them to be durable (a writer that groups inserts over time).
+// waiting for them to be durable.
 type WindowQueue interface {
 	WindowWriter
-	// Enqueue hands rs to the writer and returns once it holds them; wait
-	// (not nil) returns nil once all are durable, else an error (store them
-	// again). An error from Enqueue means rs may not all be held.
-	Enqueue(ctx context.Context, rs []metrics.Result) (wait func(context.Context) error, err error)
+	Queue[metrics.Result]
 }
 
 // LiveUpdater keeps the latest result per metric, label set and shard.
