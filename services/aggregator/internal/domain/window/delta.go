@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,16 +18,34 @@ import (
 //
 //	meta              JSON of the partition clock (metaEntry)
 //	w|<metric>|<group>|<start>   one window (encodeWindow, binary)
-//	s|<bucket>|<seq>  the FNV-1a 64 hashes (8 bytes little endian each) of
-//	                  the event ids accepted in one commit, of one minute
-//	                  bucket; deleted with the bucket
+//	d|<bucket>|<horizon>|<seq>   the FNV-1a 64 hashes (8 bytes little
+//	                  endian each) of the event ids accepted in one commit
+//	                  of one minute bucket (event time / 60 s) and one
+//	                  dedup class, named by its horizon in ms (see
+//	                  Engine.dedupHorizons); deleted when that set is
+//	                  forgotten
+//	s|<bucket>|<seq>  the same for ids of any type: what builds before the
+//	                  per-type horizons wrote, and still read. They restore
+//	                  into the any-type set of their minute, which every
+//	                  lookup consults and the longest horizon prunes. A
+//	                  d| set whose horizon the engine no longer has (other
+//	                  definitions or settings) joins it too.
+//
+// <seq> makes the names of one set's entries unique; a set is written
+// again in every commit that adds ids to it, with only the new ids.
 var _ stream.DeltaState = (*State)(nil)
 
 type deltaTracker struct {
-	touched   []*Window // windows with Window.touched set
-	removed   map[string]struct{}
-	seenNew   map[int64][]uint64
-	seenKeys  map[int64][]string // entries holding each bucket's hashes
+	touched []*Window // windows with Window.touched set
+	removed map[string]struct{}
+	// seenNew[:nNew] are the ids accepted since the last TakeDelta, per
+	// set (a few per commit: one per minute and dedup class); the slots
+	// and their hs keep their memory for the next commit. seenLast is the
+	// slot addSeen used last.
+	seenNew   []seenBatch
+	nNew      int
+	seenLast  int
+	seenKeys  map[seenKey][]string // entries holding each set's hashes
 	seenDrop  []string
 	seq       int64
 	metaDirty bool
@@ -39,8 +58,7 @@ type deltaTracker struct {
 
 func (d *deltaTracker) init() {
 	d.removed = map[string]struct{}{}
-	d.seenNew = map[int64][]uint64{}
-	d.seenKeys = map[int64][]string{}
+	d.seenKeys = map[seenKey][]string{}
 }
 
 func (d *deltaTracker) touch(w *Window) {
@@ -50,14 +68,73 @@ func (d *deltaTracker) touch(w *Window) {
 	}
 }
 func (d *deltaTracker) remove(entry string) { d.removed[entry] = struct{}{} }
-func (d *deltaTracker) addSeen(bucket int64, h uint64) {
-	d.seenNew[bucket] = append(d.seenNew[bucket], h)
+
+// seenBatch is the ids accepted into set k since the last TakeDelta.
+type seenBatch struct {
+	k  seenKey
+	hs []uint64
 }
 
-func (d *deltaTracker) dropSeen(bucket int64) {
-	d.seenDrop = append(d.seenDrop, d.seenKeys[bucket]...)
-	delete(d.seenKeys, bucket)
-	delete(d.seenNew, bucket)
+// addSeen records that id hash h was accepted into set k.
+func (d *deltaTracker) addSeen(k seenKey, h uint64) {
+	if i := d.seenLast; i < d.nNew && d.seenNew[i].k == k {
+		d.seenNew[i].hs = append(d.seenNew[i].hs, h)
+		return
+	}
+	d.seenLast = d.slotOf(k)
+	d.seenNew[d.seenLast].hs = append(d.seenNew[d.seenLast].hs, h)
+}
+
+// slotOf returns the index of k's slot in seenNew, taking a free one if
+// k has none.
+func (d *deltaTracker) slotOf(k seenKey) int {
+	for i := range d.nNew {
+		if d.seenNew[i].k == k {
+			return i
+		}
+	}
+	if d.nNew == len(d.seenNew) {
+		d.seenNew = append(d.seenNew, seenBatch{})
+	}
+	d.seenNew[d.nNew].k = k
+	d.nNew++
+	return d.nNew - 1
+}
+
+// unwritten takes set k's slot out of seenNew and returns its ids, which
+// stay valid until the next addSeen.
+func (d *deltaTracker) unwritten(k seenKey) []uint64 {
+	for i := range d.nNew {
+		if d.seenNew[i].k == k {
+			hs := d.seenNew[i].hs
+			d.nNew--
+			d.seenNew[i], d.seenNew[d.nNew] = d.seenNew[d.nNew], seenBatch{hs: hs[:0]}
+			d.seenLast = 0
+			return hs
+		}
+	}
+	return nil
+}
+
+// dropSeen deletes the entries of set k with the next delta.
+func (d *deltaTracker) dropSeen(k seenKey) {
+	d.seenDrop = append(d.seenDrop, d.seenKeys[k]...)
+	delete(d.seenKeys, k)
+	d.unwritten(k)
+}
+
+// moveSeen files the entries and unwritten ids of set from under set to,
+// whose ids it joined.
+func (d *deltaTracker) moveSeen(from, to seenKey) {
+	if names := d.seenKeys[from]; len(names) > 0 {
+		d.seenKeys[to] = append(d.seenKeys[to], names...)
+		delete(d.seenKeys, from)
+	}
+	if hs := d.unwritten(from); len(hs) > 0 {
+		hs = slices.Clone(hs)
+		i := d.slotOf(to)
+		d.seenNew[i].hs = append(d.seenNew[i].hs, hs...)
+	}
 }
 
 type metaEntry struct {
@@ -79,7 +156,7 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 	d := &s.delta
 	set := d.set
 	if set == nil {
-		set = make(map[string][]byte, len(d.touched)+len(d.seenNew)+1)
+		set = make(map[string][]byte, len(d.touched)+d.nNew+1)
 	} else {
 		clear(set)
 	}
@@ -103,15 +180,20 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 	if len(d.touched) > 0 {
 		d.perWindow = len(buf) / len(d.touched)
 	}
-	for bucket, hs := range d.seenNew {
+	for i := range d.nNew {
+		b := &d.seenNew[i]
+		if len(b.hs) == 0 {
+			continue
+		}
 		d.seq++
-		name := "s|" + strconv.FormatInt(bucket, 10) + "|" + strconv.FormatInt(d.seq, 10)
+		name := seenEntryName(b.k, d.seq)
 		n := len(buf)
-		for _, h := range hs {
+		for _, h := range b.hs {
 			buf = binary.LittleEndian.AppendUint64(buf, h)
 		}
 		set[name] = buf[n:len(buf):len(buf)]
-		d.seenKeys[bucket] = append(d.seenKeys[bucket], name)
+		d.seenKeys[b.k] = append(d.seenKeys[b.k], name)
+		b.hs = b.hs[:0]
 	}
 	meta, err := json.Marshal(metaEntry{Partition: s.Partition, MaxEventTime: s.MaxEventTime, Clock: s.Clock, LastInput: s.LastInput, Seq: d.seq})
 	if err != nil {
@@ -127,7 +209,7 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 	d.buf, d.set = buf, set
 	d.touched = d.touched[:0]
 	clear(d.removed)
-	clear(d.seenNew)
+	d.nNew, d.seenLast = 0, 0
 	d.seenDrop = nil
 	d.metaDirty = false
 	return set, del, nil
@@ -147,24 +229,9 @@ func (s *State) RestoreEntries(entries map[string][]byte) error {
 			}
 			s.MaxEventTime, s.Clock, s.LastInput = m.MaxEventTime, m.Clock, m.LastInput
 			s.delta.seq = max(s.delta.seq, m.Seq)
-		case strings.HasPrefix(name, "s|"):
-			parts := strings.Split(name, "|")
-			bucket, err := strconv.ParseInt(parts[1], 10, 64)
-			if err != nil || len(parts) != 3 || len(b)%8 != 0 {
-				errs = append(errs, fmt.Errorf("entry %q: malformed id bucket", name))
-				continue
-			}
-			set := s.seen[bucket]
-			if set == nil {
-				set = make(map[uint64]struct{}, len(b)/8)
-				s.seen[bucket] = set
-			}
-			for i := 0; i < len(b); i += 8 {
-				set[binary.LittleEndian.Uint64(b[i:])] = struct{}{}
-			}
-			s.delta.seenKeys[bucket] = append(s.delta.seenKeys[bucket], name)
-			if seq, err := strconv.ParseInt(parts[2], 10, 64); err == nil {
-				s.delta.seq = max(s.delta.seq, seq)
+		case strings.HasPrefix(name, "d|"), strings.HasPrefix(name, "s|"):
+			if err := s.restoreSeen(name, b); err != nil {
+				errs = append(errs, err)
 			}
 		case strings.HasPrefix(name, "w|"):
 			if err := s.restoreWindow(name, b); err != nil {
@@ -175,7 +242,8 @@ func (s *State) RestoreEntries(entries map[string][]byte) error {
 		}
 	}
 	s.linkSharedSketches()
-	s.nextScan = 0 // the first Emit rescans everything
+	s.nextScan = 0     // the first Emit rescans everything
+	s.horizonsOf = nil // the first Add checks the sets' horizons
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("restore window state of partition %d: %w", s.Partition, err)
 	}
@@ -204,6 +272,64 @@ func (s *State) linkSharedSketches() {
 			}
 		}
 	}
+}
+
+// seenEntryName is the name of the entry holding ids of set k written with
+// sequence number seq (d| form; s| for the any-type sets).
+func seenEntryName(k seenKey, seq int64) string {
+	if k.horizon == anyHorizon {
+		return "s|" + strconv.FormatInt(k.bucket, 10) + "|" + strconv.FormatInt(seq, 10)
+	}
+	return "d|" + strconv.FormatInt(k.bucket, 10) + "|" + strconv.FormatInt(k.horizon, 10) + "|" + strconv.FormatInt(seq, 10)
+}
+
+// parseSeenEntryName parses a d| or s| entry name (seenEntryName).
+func parseSeenEntryName(name string) (k seenKey, seq int64, ok bool) {
+	parts := strings.Split(name, "|")
+	k.horizon = anyHorizon
+	switch {
+	case parts[0] == "d" && len(parts) == 4:
+		h, err := strconv.ParseInt(parts[2], 10, 64)
+		if err != nil || h < 0 {
+			return k, 0, false
+		}
+		k.horizon = h
+	case parts[0] != "s" || len(parts) != 3:
+		return k, 0, false
+	}
+	bucket, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		return k, 0, false
+	}
+	seq, err = strconv.ParseInt(parts[len(parts)-1], 10, 64)
+	if err != nil {
+		return k, 0, false
+	}
+	k.bucket = bucket
+	return k, seq, true
+}
+
+// restoreSeen adds the id hashes of entry name (d| or s| form) to their
+// set.
+func (s *State) restoreSeen(name string, b []byte) error {
+	k, seq, ok := parseSeenEntryName(name)
+	if !ok || len(b)%8 != 0 {
+		return fmt.Errorf("entry %q: malformed id bucket", name)
+	}
+	set := s.seen[k]
+	if set == nil {
+		set = make(map[uint64]struct{}, len(b)/8)
+		s.seen[k] = set
+		if k.horizon == anyHorizon {
+			s.anySets++
+		}
+	}
+	for i := 0; i < len(b); i += 8 {
+		set[binary.LittleEndian.Uint64(b[i:])] = struct{}{}
+	}
+	s.delta.seenKeys[k] = append(s.delta.seenKeys[k], name)
+	s.delta.seq = max(s.delta.seq, seq)
+	return nil
 }
 
 func (s *State) restoreWindow(name string, b []byte) error {

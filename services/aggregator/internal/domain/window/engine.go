@@ -17,6 +17,7 @@ package window
 
 import (
 	"cmp"
+	"maps"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -54,7 +55,13 @@ type Engine struct {
 	// plans holds per type bit position (metrics.TypeBit(t) == 1<<i) the
 	// keysets with members whose type filter takes the type, and those
 	// members only: Add visits no definition of another type.
-	plans     [32][]typePlan
+	plans [32][]typePlan
+	// classOf is per type bit position the index into horizons of the
+	// type's dedup class; horizons holds per class its dedup horizon in ms
+	// (see dedupHorizons): the event ids of the types of one class are
+	// remembered in one set per event-time minute.
+	classOf   [32]uint8
+	horizons  []int64
 	cfg       Config
 	maxSpan   int64 // longest window size or gap, ms
 	maxLate   int64 // longest allowed lateness, ms
@@ -145,8 +152,72 @@ func NewEngine(defs []metrics.Definition, cfg Config) *Engine {
 			}
 		}
 	}
+	e.dedupHorizons()
 	return e
 }
+
+// dedupHorizons computes per event type its dedup horizon and groups the
+// types with equal horizons into classes (classOf, horizons).
+//
+// The horizon of a type is H = max over the definitions c taking it of
+// span(c) + c.lateness + c.ooo, in ms. An id of an event at time t of
+// minute bucket b (b·60 s <= t < (b+1)·60 s) can be forgotten once
+// (b+1)·60 s + H <= Clock:
+//
+//   - a duplicate changes a window of c only if that window is not late:
+//     addToSeries refuses a window when end + c.lateness <= Clock − c.ooo;
+//   - every window of c holding t ends at or before (b+1)·60 s + span(c):
+//     a session is checked as the event's own [t, t+gap), whatever it
+//     merges with later, so span = gap; a tumbling or hopping window starts
+//     at a multiple of the slide at or before t, so it ends at or before
+//     t + size < (b+1)·60 s + size, and when the slide divides a minute at
+//     or before (b+1)·60 s − slide + size: span = size − slide (0 for a
+//     1-minute tumbling window, whose only window holding t ends at
+//     (b+1)·60 s), else size;
+//   - so with (b+1)·60 s + H <= Clock, end + c.lateness + c.ooo <=
+//     (b+1)·60 s + H <= Clock for every c: every window refuses the
+//     duplicate (it is reported late), and as Clock never goes back, it
+//     does so from then on.
+//
+// Duplicates are therefore still dropped while they could change a window
+// (for a tumbling window whose slide divides a minute, exactly as long:
+// one ms of Clock earlier, the window ending at (b+1)·60 s − slide + size
+// still takes events). The sets are per class, not one for all types: a
+// service_request id (1-minute and 5-minute windows) is forgotten after
+// ~5–6 minutes even when a session metric keeps page_view ids for ~32.
+// Two events are duplicates when they have the same id, the same
+// event-time minute and types of the same class (types with the same
+// horizon share one set); an event id identifies one event and a re-sent
+// event has the same type, so this misses no re-delivery. (Before, the
+// ids of one minute were one set for all types: events of different types
+// with the same id were duplicates.)
+func (e *Engine) dedupHorizons() {
+	for b := range e.classOf {
+		var h int64
+		for i := range e.defs {
+			c := &e.defs[i]
+			if !c.def.AcceptsType(1 << b) {
+				continue
+			}
+			span := c.size
+			if c.kind != metrics.WindowSession && c.slide > 0 && bucketMs%c.slide == 0 {
+				span = c.size - c.slide
+			}
+			h = max(h, span+c.lateness+c.ooo)
+		}
+		k := slices.Index(e.horizons, h)
+		if k < 0 {
+			k = len(e.horizons)
+			e.horizons = append(e.horizons, h)
+		}
+		e.classOf[b] = uint8(k)
+	}
+}
+
+// legacyHorizon is the horizon of the any-type id sets (anyHorizon), in
+// ms: the longest window + lateness + out-of-orderness of all definitions,
+// the horizon every id had before the per-type horizons.
+func (e *Engine) legacyHorizon() int64 { return e.maxSpan + e.maxLate + e.maxOOO }
 
 // assignKeyset puts definition i into the keyset of its GroupBy list and
 // links its quantile sketch to an earlier member that computes the same
@@ -272,11 +343,33 @@ type State struct {
 	// of every window.
 	dirty []*Window
 	// seen holds FNV-1a 64 hashes of accepted event ids by the minute of
-	// their event time, for as long as a duplicate could change a window.
-	seen map[int64]map[uint64]struct{}
+	// their event time and the dedup horizon of their type (see
+	// Engine.dedupHorizons), for as long as a duplicate could change a
+	// window.
+	seen map[seenKey]map[uint64]struct{}
+	// anySets counts the sets of seen with horizon anyHorizon: ids of any
+	// type, restored from entries of an older build or of other
+	// definitions. Add consults them only while there are some.
+	anySets int
+	// horizonsOf is the engine whose dedup classes the keys of seen follow
+	// (nil after a restore): Add adopts the sets of unknown horizons.
+	horizonsOf *Engine
 
 	delta deltaTracker
 }
+
+// seenKey names one set of remembered event ids: the minute bucket of
+// their event time and the dedup horizon of their type class, in ms, or
+// anyHorizon.
+type seenKey struct {
+	bucket  int64
+	horizon int64
+}
+
+// anyHorizon marks a set of ids of any type: old checkpoints (s| entries)
+// and sets of a horizon the engine no longer has. Every lookup consults
+// it; Engine.legacyHorizon prunes it.
+const anyHorizon = -1
 
 // node is one label set of one keyset: the series of its members (nil
 // while a member has no windows for it).
@@ -290,7 +383,7 @@ type node struct {
 // NewState returns the empty state of a partition.
 func NewState(partition int32) *State {
 	s := &State{Partition: partition, byMetric: map[string]map[string]*series{}, revised: map[*Window]struct{}{},
-		seen: map[int64]map[uint64]struct{}{}, nextScan: 1<<63 - 1}
+		seen: map[seenKey]map[uint64]struct{}{}, nextScan: 1<<63 - 1}
 	s.delta.init()
 	return s
 }
@@ -323,33 +416,54 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 			s.nodes[k] = map[string]*node{}
 		}
 	}
+	if s.horizonsOf != e {
+		e.adoptSeen(s)
+	}
+	// The id set of each dedup class for the minute of its last event
+	// (events come in rough time order: one map lookup per class and
+	// minute), and the any-type set of the last minute looked up.
 	var (
-		seenBucket int64 = -1 << 63
-		seenSet    map[uint64]struct{}
+		cacheBucket [len(e.classOf)]int64
+		cacheSet    [len(e.classOf)]map[uint64]struct{}
+		anyBucket   int64 = -1 << 63
+		anySet      map[uint64]struct{}
 	)
 	for i := range evs {
 		ev := &evs[i]
+		typeBit := metrics.TypeBit(ev.Type)
+		tb := bits.TrailingZeros32(typeBit)
+		plans := e.plans[tb]
+		if len(plans) == 0 {
+			continue // no metric takes the type: nothing to window or remember
+		}
 		bucket := floorDiv(ev.Time, bucketMs)
+		cls := e.classOf[tb]
+		set := cacheSet[cls]
+		if set == nil || cacheBucket[cls] != bucket {
+			set = s.seenSet(seenKey{bucket, e.horizons[cls]})
+			cacheBucket[cls], cacheSet[cls] = bucket, set
+		}
 		h := idHash(ev.ID)
-		if bucket != seenBucket {
-			seenBucket, seenSet = bucket, s.seen[bucket]
-			if seenSet == nil {
-				seenSet = map[uint64]struct{}{}
-				s.seen[bucket] = seenSet
+		if s.anySets > 0 {
+			if bucket != anyBucket {
+				anyBucket, anySet = bucket, s.seen[seenKey{bucket, anyHorizon}]
+			}
+			if _, dup := anySet[h]; dup {
+				out.Duplicates++
+				continue
 			}
 		}
 		// One hash operation for the lookup and the insert: an id already
 		// there leaves the set's size unchanged. An event that no window
 		// takes is taken out again below.
-		n := len(seenSet)
-		seenSet[h] = struct{}{}
-		if len(seenSet) == n {
+		n := len(set)
+		set[h] = struct{}{}
+		if len(set) == n {
 			out.Duplicates++
 			continue
 		}
 		accepted, late := false, false
-		typeBit := metrics.TypeBit(ev.Type)
-		for _, p := range e.plans[bits.TrailingZeros32(typeBit)] {
+		for _, p := range plans {
 			k, ks := p.ks, &e.keysets[p.ks]
 			var nd *node
 			for _, d := range p.members {
@@ -376,14 +490,14 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 			}
 		}
 		if !accepted {
-			delete(seenSet, h) // late, or matched no metric: nothing to remember
+			delete(set, h) // late, or matched no metric: nothing to remember
 			if late {
 				out.Late = append(out.Late, *ev)
 			}
 			continue
 		}
 		out.Accepted++
-		s.delta.addSeen(bucket, h)
+		s.delta.addSeen(seenKey{bucket, e.horizons[cls]}, h)
 		if ev.Time > s.MaxEventTime {
 			s.MaxEventTime = ev.Time
 		}
@@ -506,15 +620,37 @@ func (e *Engine) addSession(s *State, c *compiled, sr *series, ev *events.Event,
 	s.nextScan = min(s.nextScan, into.End+c.ooo)
 }
 
-// isSeen reports whether the id hash h of an event of minute bucket was
-// accepted before.
-func (s *State) isSeen(bucket int64, h uint64) bool {
-	b, ok := s.seen[bucket]
-	if !ok {
-		return false
+// seenSet returns the id set of k, adding an empty one if there is none.
+func (s *State) seenSet(k seenKey) map[uint64]struct{} {
+	set := s.seen[k]
+	if set == nil {
+		set = map[uint64]struct{}{}
+		s.seen[k] = set
 	}
-	_, dup := b[h]
-	return dup
+	return set
+}
+
+// adoptSeen makes the id sets of s follow e's dedup classes: a set whose
+// horizon is none of e's (restored from entries written under other
+// definitions or settings) joins the any-type set of its minute, which
+// every lookup consults and the longest horizon prunes, so a duplicate of
+// its ids is still dropped.
+func (e *Engine) adoptSeen(s *State) {
+	for k, set := range s.seen {
+		if k.horizon == anyHorizon || slices.Contains(e.horizons, k.horizon) {
+			continue
+		}
+		delete(s.seen, k)
+		ak := seenKey{k.bucket, anyHorizon}
+		if to := s.seen[ak]; to != nil {
+			maps.Copy(to, set)
+		} else {
+			s.seen[ak] = set
+			s.anySets++
+		}
+		s.delta.moveSeen(k, ak)
+	}
+	s.horizonsOf = e
 }
 
 // drop marks w removed; the caller takes it out of its series.
@@ -806,13 +942,21 @@ func (e *Engine) emit(s *State, c *compiled, w *Window, kind string) metrics.Res
 }
 
 // pruneSeen forgets event ids whose every window is past its lateness: a
-// duplicate of them would be late anyway.
+// duplicate of them would be late anyway (see dedupHorizons). A set of
+// minute b and horizon H goes once (b+1)·60 s + H <= Clock; the any-type
+// sets use the longest horizon.
 func (e *Engine) pruneSeen(s *State) {
-	wm := s.Clock - e.maxOOO
-	for b := range s.seen {
-		if (b+1)*bucketMs+e.maxSpan+e.maxLate <= wm {
-			delete(s.seen, b)
-			s.delta.dropSeen(b)
+	for k := range s.seen {
+		h := k.horizon
+		if h == anyHorizon {
+			h = e.legacyHorizon()
+		}
+		if (k.bucket+1)*bucketMs+h <= s.Clock {
+			delete(s.seen, k)
+			s.delta.dropSeen(k)
+			if k.horizon == anyHorizon {
+				s.anySets--
+			}
 		}
 	}
 }

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -449,4 +452,200 @@ func TestRestoresOlderEntries(t *testing.T) {
 		bad[k] = v
 	}
 	require.ErrorContains(t, window.NewState(0).RestoreEntries(bad), "version 4")
+}
+
+// dedupMetrics are two metrics of types with different dedup horizons
+// (with cfg's 5 s out-of-orderness and 1 m lateness): service_request only
+// feeds 1-minute tumbling windows (horizon 0 + 60 s + 5 s), page_view
+// sessions of gap GAP (GAP + 60 s + 5 s).
+const dedupMetrics = `
+  - name: svc
+    types: [service_request]
+    window: {size: 1m}
+  - name: visits
+    types: [page_view]
+    group_by: [user_id]
+    window: {kind: session, gap: GAP}
+`
+
+// dedupDefs are dedupMetrics with 30-minute sessions.
+var dedupDefs = "\nmetrics:" + strings.ReplaceAll(dedupMetrics, "GAP", "30m")
+
+func svcEv(id string, t int64) events.Event {
+	return events.Event{V: 1, ID: id, Type: events.TypeServiceRequest, Time: t, Key: "api", Service: "api", Endpoint: "/x", Status: 200, LatencyMs: 3}
+}
+
+func pageEv(id string, t int64, user string) events.Event {
+	return events.Event{V: 1, ID: id, Type: events.TypePageView, Time: t, Key: user, UserID: user, Page: "/"}
+}
+
+// advanceClock moves the clock of s to clock (ms) as an idle partition's
+// would move, and lets Add prune the id sets.
+func advanceClock(t *testing.T, e *window.Engine, s *window.State, clock int64) {
+	t.Helper()
+	now := s.LastInput + cfg.IdleTimeout + clock - s.MaxEventTime
+	require.True(t, e.AdvanceIdle(s, now))
+	e.Add(s, nil, now)
+	require.Equal(t, clock, s.Clock)
+}
+
+// TestDedupHorizonPerType checks that an event id is remembered for the
+// horizon of its type, not of the longest window of any metric: a
+// service_request id is forgotten once its 1-minute window is past its
+// lateness while a page_view id of the same minute (30-minute sessions) is
+// still remembered. The horizon is tight for the 1-minute window: one ms
+// before it a new event still changes the window (so a duplicate must be
+// and is dropped), at it a duplicate is late and changes nothing.
+func TestDedupHorizonPerType(t *testing.T) {
+	t.Parallel()
+	e := window.NewEngine(mustDefs(t, dedupDefs), cfg)
+	s := window.NewState(0)
+	svc, page := svcEv("a", t0+1_000), pageEv("b", t0+1_000, "u1")
+	out := e.Add(s, []events.Event{svc, page, pageEv("a", t0+2_000, "u2")}, 1)
+	require.Equal(t, 3, out.Accepted, "the same id with a type of another horizon is another event")
+	require.Equal(t, 3, s.SeenIDs())
+	advanceClock(t, e, s, t0+65_000) // the svc window's final result
+	results := e.Emit(s, s.LastInput, false)
+
+	// The svc window [t0, t0+60s) takes events until end + lateness >
+	// Clock − ooo: the id of minute t0 goes at Clock = t0+60s + 65s.
+	forget := t0 + 60_000 + 65_000
+	advanceClock(t, e, s, forget-1)
+	out = e.Add(s, []events.Event{svc, page, svcEv("c", t0+1_000)}, s.LastInput)
+	require.Equal(t, 2, out.Duplicates, "just inside the horizon")
+	require.Equal(t, 1, out.Accepted, "a new event still revises the window: a duplicate would have")
+	require.Equal(t, 4, s.SeenIDs())
+	results = append(results, e.Emit(s, s.LastInput, false)...)
+
+	advanceClock(t, e, s, forget)
+	require.Equal(t, 2, s.SeenIDs(), "the service_request ids are forgotten, the page_view ids are not")
+	out = e.Add(s, []events.Event{svc, page, pageEv("a", t0+2_000, "u2")}, s.LastInput)
+	require.Equal(t, 2, out.Duplicates, "page_view ids are still remembered")
+	require.Len(t, out.Late, 1, "the forgotten duplicate is late for every window")
+	require.Equal(t, svc, out.Late[0])
+	require.Zero(t, out.Accepted)
+	require.Equal(t, 2, s.SeenIDs(), "a late event is not remembered")
+	results = append(results, e.Emit(s, s.LastInput, false)...)
+
+	var svcCounts []int64
+	for _, r := range results {
+		if r.Metric == "svc" {
+			svcCounts = append(svcCounts, r.Count)
+		}
+	}
+	require.Equal(t, []int64{1, 2}, svcCounts, "final, then one revision by c: no duplicate counted")
+
+	// The page_view ids go after the session horizon (30 m + 65 s).
+	advanceClock(t, e, s, t0+60_000+1_865_000-1)
+	require.Equal(t, 2, s.SeenIDs())
+	advanceClock(t, e, s, t0+60_000+1_865_000)
+	require.Zero(t, s.SeenIDs())
+}
+
+// oldSeenEntry is an id entry as builds before the per-type horizons wrote
+// it: name s|<minute bucket>|<seq>, value the FNV-1a 64 hashes of the ids,
+// 8 bytes little endian each.
+func oldSeenEntry(bucket, seq int64, ids ...string) (string, []byte) {
+	var b []byte
+	for _, id := range ids {
+		h := fnv.New64a()
+		h.Write([]byte(id))
+		b = binary.LittleEndian.AppendUint64(b, h.Sum64())
+	}
+	return fmt.Sprintf("s|%d|%d", bucket, seq), b
+}
+
+// takeDelta applies s's delta to entries and returns the names it deleted.
+func takeDelta(t *testing.T, s *window.State, entries map[string][]byte) []string {
+	t.Helper()
+	set, del, err := s.TakeDelta()
+	require.NoError(t, err)
+	for k, v := range set {
+		entries[k] = bytes.Clone(v)
+	}
+	for _, k := range del {
+		delete(entries, k)
+	}
+	return del
+}
+
+// TestRestoresOldIDEntries checks that id entries of the old form (ids of
+// every type in one set per minute) still catch duplicates after a restore,
+// for as long as the old, longest horizon, and that their names are deleted
+// when they are forgotten; new entries are d|<bucket>|<horizon>|<seq> and
+// deleted with their set.
+func TestRestoresOldIDEntries(t *testing.T) {
+	t.Parallel()
+	e := window.NewEngine(mustDefs(t, dedupDefs), cfg)
+	b0 := t0 / 60_000
+	entries := map[string][]byte{
+		"meta": fmt.Appendf(nil, `{"p":0,"met":%d,"clock":%d,"li":1,"seq":7}`, t0+30_000, t0+30_000),
+	}
+	n1, v1 := oldSeenEntry(b0, 6, "a", "b")
+	n2, v2 := oldSeenEntry(b0, 7, "c")
+	n3, v3 := oldSeenEntry(b0+1, 5, "d")
+	entries[n1], entries[n2], entries[n3] = v1, v2, v3
+	s := window.NewState(0)
+	require.NoError(t, s.RestoreEntries(entries))
+	require.Equal(t, 4, s.SeenIDs())
+
+	out := e.Add(s, []events.Event{svcEv("a", t0+1_000), pageEv("c", t0+2_000, "u1"), svcEv("e", t0+3_000), pageEv("d", t0+60_000, "u1")}, 1)
+	require.Equal(t, 3, out.Duplicates, "old ids of any type are duplicates")
+	require.Equal(t, 1, out.Accepted)
+	del := takeDelta(t, s, entries)
+	require.Empty(t, del)
+	newName := fmt.Sprintf("d|%d|%d|8", b0, 65_000)
+	require.Contains(t, entries, newName, "the new id, in its class's entry")
+
+	// Past the svc horizon: the new svc id and its entry go; the old sets
+	// (the longest horizon, 30 m + 60 s + 5 s) still catch duplicates.
+	advanceClock(t, e, s, t0+60_000+65_000)
+	require.Equal(t, []string{newName}, takeDelta(t, s, entries))
+	out = e.Add(s, []events.Event{svcEv("b", t0+1_000)}, s.LastInput)
+	require.Equal(t, 1, out.Duplicates)
+
+	// A restore of the remaining entries still knows them.
+	s = window.NewState(0)
+	require.NoError(t, s.RestoreEntries(entries))
+	out = e.Add(s, []events.Event{svcEv("b", t0+1_000)}, s.LastInput)
+	require.Equal(t, 1, out.Duplicates)
+
+	advanceClock(t, e, s, t0+60_000+1_865_000)
+	del = takeDelta(t, s, entries)
+	require.ElementsMatch(t, []string{n1, n2}, del, "the first minute's old entries, exactly")
+	require.Equal(t, 1, s.SeenIDs())
+	out = e.Add(s, []events.Event{svcEv("b", t0+1_000), svcEv("d", t0+60_000)}, s.LastInput)
+	require.Len(t, out.Late, 1)
+	require.Equal(t, 1, out.Duplicates, "the second minute's old set is still there")
+	advanceClock(t, e, s, t0+120_000+1_865_000)
+	e.Emit(s, s.LastInput, false) // purges the svc window
+	require.Equal(t, []string{n3, "w|svc||" + fmt.Sprint(t0)}, takeDelta(t, s, entries))
+	require.Zero(t, s.SeenIDs())
+	require.Equal(t, []string{"meta"}, slices.Collect(maps.Keys(entries)))
+}
+
+// TestRestoresIDsOfAnotherHorizon checks that ids restored from d| entries
+// of a horizon the engine no longer has (the definitions or settings
+// changed) still catch duplicates, and that malformed id entries are
+// refused with their name.
+func TestRestoresIDsOfAnotherHorizon(t *testing.T) {
+	t.Parallel()
+	e := window.NewEngine(mustDefs(t, dedupDefs), cfg)
+	old := window.NewEngine(mustDefs(t, strings.ReplaceAll(dedupDefs, "size: 1m", "size: 2m")), cfg)
+	s := window.NewState(0)
+	require.Equal(t, 1, old.Add(s, []events.Event{svcEv("a", t0+1_000)}, 1).Accepted)
+	entries := map[string][]byte{}
+	takeDelta(t, s, entries)
+	require.Contains(t, entries, fmt.Sprintf("d|%d|%d|1", t0/60_000, 120_000+65_000))
+
+	s = window.NewState(0)
+	require.NoError(t, s.RestoreEntries(entries))
+	require.Equal(t, 1, e.Add(s, []events.Event{svcEv("a", t0+1_000)}, 2).Duplicates)
+
+	for _, name := range []string{"d|x|65000|1", "d|1|65000", "d|1|-1|2", "d|1|65000|2|3", "s|1", "s|1|x"} {
+		err := window.NewState(0).RestoreEntries(map[string][]byte{name: make([]byte, 8)})
+		require.ErrorContains(t, err, fmt.Sprintf("entry %q: malformed id bucket", name))
+	}
+	err := window.NewState(0).RestoreEntries(map[string][]byte{"d|1|65000|2": make([]byte, 7)})
+	require.ErrorContains(t, err, `entry "d|1|65000|2": malformed id bucket`)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -19,22 +20,32 @@ type agg struct {
 	sum   float64
 }
 
-// TestMatchesBruteForce feeds random streams with out-of-order delivery,
-// duplicates, far-too-late events, random early emissions and random
-// checkpoint restores (the state is rebuilt from its delta entries, as after
-// a crash), then checks that the last emitted value of every window equals
-// a brute-force computation over the distinct events that were not reported
-// late: tumbling, filtered, grouped, hopping and session windows.
+// propertyDefs are testDefs (access-log requests: dedup horizon 3 m − 1 m
+// + 65 s, of the hopping metric) plus a 1-minute tumbling metric of service
+// requests (horizon 65 s) and 4-minute sessions of page views (4 m + 65 s):
+// three types with three dedup horizons.
+var propertyDefs = testDefs + strings.ReplaceAll(dedupMetrics, "GAP", "4m")
+
+// TestMatchesBruteForce feeds random streams of three event types with
+// out-of-order delivery, duplicates (at once and re-delivered up to 400 s
+// of event time later, around every type's dedup horizon), events of
+// different types with the same id, far-too-late events, random early
+// emissions and random checkpoint restores (the state is rebuilt from its
+// delta entries, as after a crash), then checks that the last emitted value
+// of every window equals a brute-force computation over the distinct
+// events (by type and id) that were not reported late: tumbling, filtered,
+// grouped, hopping and session windows.
 func TestMatchesBruteForce(t *testing.T) {
 	t.Parallel()
-	defs := mustDefs(t, testDefs)
+	defs := mustDefs(t, propertyDefs)
 	for seed := range uint64(60) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(seed, 7))
 			e := window.NewEngine(defs, cfg)
-			var stream []events.Event
-			for i := range 500 {
+			var stream, sent []events.Event
+			used := map[string]bool{} // type|id
+			for i := range 900 {
 				tm := t0 + int64(i)*500 + rng.Int64N(20_000) - 10_000 // up to 10 s out of order
 				if rng.IntN(50) == 0 {
 					tm -= 600_000 // far too late for every window
@@ -42,15 +53,34 @@ func TestMatchesBruteForce(t *testing.T) {
 				if rng.IntN(40) == 0 {
 					tm += 40_000 // gaps that split and later bridge sessions
 				}
-				x := ev(fmt.Sprintf("e%d", i), tm, fmt.Sprintf("10.0.0.%d", rng.IntN(5)), rng.Int64N(1000))
-				if rng.IntN(8) == 0 {
-					x.Status = 500 + rng.IntN(4)
+				id := fmt.Sprintf("e%d", i)
+				var x events.Event
+				switch r := rng.IntN(10); {
+				case r < 6:
+					x = ev(id, tm, fmt.Sprintf("10.0.0.%d", rng.IntN(5)), rng.Int64N(1000))
+					if rng.IntN(8) == 0 {
+						x.Status = 500 + rng.IntN(4)
+					}
+				case r < 8:
+					x = svcEv(id, tm)
+				default:
+					x = pageEv(id, tm, fmt.Sprintf("u%d", rng.IntN(4)))
 				}
+				if o := sent[rng.IntN(i+1):]; len(o) > 0 && !used[string(x.Type)+"|"+o[0].ID] && rng.IntN(10) == 0 {
+					x.ID = o[0].ID // the id of an event of another type
+				}
+				used[string(x.Type)+"|"+x.ID] = true
 				stream = append(stream, x)
+				sent = append(sent, x)
 				if rng.IntN(10) == 0 {
 					stream = append(stream, x) // duplicate delivery
 				}
+				if rng.IntN(12) == 0 && i > 0 {
+					// Re-delivery of an event sent up to 400 s before.
+					stream = append(stream, sent[max(0, len(sent)-1-rng.IntN(800))])
+				}
 			}
+			key := func(x events.Event) string { return string(x.Type) + "|" + x.ID }
 			s := window.NewState(0)
 			entries := map[string][]byte{}
 			latest := map[string]metrics.Result{}
@@ -62,11 +92,11 @@ func TestMatchesBruteForce(t *testing.T) {
 				out := e.Add(s, batch, int64(i))
 				late := map[string]bool{}
 				for _, x := range out.Late {
-					late[x.ID] = true
+					late[key(x)] = true
 				}
 				for _, x := range batch {
-					if !late[x.ID] {
-						accepted[x.ID] = true
+					if !late[key(x)] {
+						accepted[key(x)] = true
 					}
 				}
 				for _, r := range e.Emit(s, int64(i), rng.IntN(3) == 0) {
@@ -103,12 +133,21 @@ func TestMatchesBruteForce(t *testing.T) {
 			}
 			seen := map[string]bool{}
 			times := map[string][]int64{}
+			visits := map[string][]int64{}
 			for _, x := range stream {
-				if seen[x.ID] || !accepted[x.ID] {
+				if seen[key(x)] || !accepted[key(x)] {
 					continue
 				}
-				seen[x.ID] = true
+				seen[key(x)] = true
 				start := (x.Time / 60_000) * 60_000
+				switch x.Type {
+				case events.TypeServiceRequest:
+					add(fmt.Sprintf("svc||%d|%d", start, start+60_000), 0)
+					continue
+				case events.TypePageView:
+					visits[x.UserID] = append(visits[x.UserID], x.Time)
+					continue
+				}
 				add(fmt.Sprintf("requests||%d|%d", start, start+60_000), 0)
 				add(fmt.Sprintf("bytes||%d|%d", start, start+60_000), x.Bytes)
 				add(fmt.Sprintf("requests_by_client|%s|%d|%d", x.ClientIP, start, start+60_000), 0)
@@ -120,39 +159,18 @@ func TestMatchesBruteForce(t *testing.T) {
 				}
 				times[x.ClientIP] = append(times[x.ClientIP], x.Time)
 			}
-			type span struct{ start, end int64 }
 			sessions := map[string][]span{}
-			for ip, ts := range times {
-				slices.Sort(ts)
-				cur := span{ts[0], ts[0] + 30_000}
-				for _, tm := range ts[1:] {
-					if tm <= cur.end {
-						cur.end = max(cur.end, tm+30_000)
-						continue
-					}
-					sessions[ip] = append(sessions[ip], cur)
-					cur = span{tm, tm + 30_000}
-				}
-				sessions[ip] = append(sessions[ip], cur)
-				for _, sp := range sessions[ip] {
-					n := int64(0)
-					for _, tm := range ts {
-						if tm >= sp.start && tm < sp.end {
-							n++
-						}
-					}
-					want[fmt.Sprintf("sessions|%s|%d|%d", ip, sp.start, sp.end)] = agg{count: n}
-				}
-			}
+			bruteSessions(want, sessions, "sessions", times, 30_000)
+			bruteSessions(want, sessions, "visits", visits, 240_000)
 			got := map[string]agg{}
 			for _, r := range latest {
-				k := fmt.Sprintf("%s|%s|%d|%d", r.Metric, r.Labels["client_ip"], r.WindowStart, r.WindowEnd)
-				if r.Metric == "sessions" {
+				label := r.Labels["client_ip"] + r.Labels["user_id"]
+				k := fmt.Sprintf("%s|%s|%d|%d", r.Metric, label, r.WindowStart, r.WindowEnd)
+				if r.Metric == "sessions" || r.Metric == "visits" {
 					if _, ok := want[k]; !ok {
 						// A session result superseded by a merge: its start
-						// lies inside a final session of the same client.
-						ip := r.Labels["client_ip"]
-						require.True(t, slices.ContainsFunc(sessions[ip], func(sp span) bool {
+						// lies inside a final session of the same key.
+						require.True(t, slices.ContainsFunc(sessions[r.Metric+"|"+label], func(sp span) bool {
 							return r.WindowStart >= sp.start && r.WindowEnd <= sp.end
 						}), "stale session %s", k)
 						continue
@@ -163,5 +181,37 @@ func TestMatchesBruteForce(t *testing.T) {
 			}
 			require.Equal(t, want, got)
 		})
+	}
+}
+
+type span struct{ start, end int64 }
+
+// bruteSessions adds to want the counts of the sessions (gap in ms) of
+// metric over the event times of each key, and to sessions the spans by
+// metric|key.
+func bruteSessions(want map[string]agg, sessions map[string][]span, metric string, times map[string][]int64, gap int64) {
+	for k, ts := range times {
+		slices.Sort(ts)
+		var spans []span
+		cur := span{ts[0], ts[0] + gap}
+		for _, tm := range ts[1:] {
+			if tm <= cur.end {
+				cur.end = max(cur.end, tm+gap)
+				continue
+			}
+			spans = append(spans, cur)
+			cur = span{tm, tm + gap}
+		}
+		spans = append(spans, cur)
+		sessions[metric+"|"+k] = spans
+		for _, sp := range spans {
+			n := int64(0)
+			for _, tm := range ts {
+				if tm >= sp.start && tm < sp.end {
+					n++
+				}
+			}
+			want[fmt.Sprintf("%s|%s|%d|%d", metric, k, sp.start, sp.end)] = agg{count: n}
+		}
 	}
 }
