@@ -157,3 +157,77 @@ func TestBatcherWriteAllFlushesTogether(t *testing.T) {
 	require.NoError(t, b.WriteAll(context.Background(), []int{1, 2, 3}))
 	require.Equal(t, [][]int{{1, 2, 3}}, r.snapshot(), "one record's results in one insert")
 }
+
+// blockingFlush is a FlushFunc that records batches and waits for release
+// before it returns; started gets a value when a flush begins.
+type blockingFlush struct {
+	recorder
+	started chan struct{}
+	release chan struct{}
+}
+
+func (f *blockingFlush) flush(ctx context.Context, items []int) error {
+	f.started <- struct{}{}
+	<-f.release
+	return f.recorder.flush(ctx, items)
+}
+
+func TestBatcherTakesItemsWhileAFlushRuns(t *testing.T) {
+	t.Parallel()
+	f := &blockingFlush{started: make(chan struct{}, 10), release: make(chan struct{})}
+	b, err := adapters.NewBatcher(adapters.BatcherConfig{MaxRows: 2, MaxDelay: time.Hour, Idle: time.Millisecond}, f.flush)
+	require.NoError(t, err)
+	start(t, b)
+
+	first, err := b.Enqueue(context.Background(), []int{1})
+	require.NoError(t, err)
+	<-f.started // the idle flush of {1} runs and blocks
+
+	// The insert in progress must not hold the next caller up: this is
+	// the live view's path in the windows projector.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	second, err := b.Enqueue(ctx, []int{2})
+	require.NoError(t, err, "Enqueue waited for the flush in progress")
+	third, err := b.Enqueue(ctx, []int{3})
+	require.NoError(t, err)
+
+	close(f.release)
+	require.NoError(t, first(ctx))
+	require.NoError(t, second(ctx))
+	require.NoError(t, third(ctx))
+	require.Equal(t, [][]int{{1}, {2, 3}}, f.snapshot(), "what arrived during a flush goes into the next one")
+}
+
+func TestBatcherPushesBackAtMaxPending(t *testing.T) {
+	t.Parallel()
+	f := &blockingFlush{started: make(chan struct{}, 10), release: make(chan struct{})}
+	b, err := adapters.NewBatcher(adapters.BatcherConfig{MaxRows: 1, MaxDelay: time.Hour, MaxPending: 2}, f.flush)
+	require.NoError(t, err)
+	start(t, b)
+
+	_, err = b.Enqueue(context.Background(), []int{1})
+	require.NoError(t, err)
+	<-f.started
+	_, err = b.Enqueue(context.Background(), []int{2, 3})
+	require.NoError(t, err, "two items may wait besides the flush")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = b.Enqueue(ctx, []int{4})
+	require.ErrorIs(t, err, context.DeadlineExceeded, "a third waiting item is refused until a flush frees room")
+
+	close(f.release)
+	require.NoError(t, b.Write(context.Background(), 5))
+	require.Equal(t, [][]int{{1}, {2}, {3}, {5}}, f.snapshot())
+}
+
+func TestBatcherNeverFlushesMoreThanMaxRows(t *testing.T) {
+	t.Parallel()
+	r := &recorder{}
+	b := newBatcher(t, adapters.BatcherConfig{MaxRows: 2, MaxDelay: time.Hour, Idle: 20 * time.Millisecond}, r)
+	start(t, b)
+
+	require.NoError(t, b.WriteAll(context.Background(), []int{1, 2, 3, 4, 5}))
+	require.Equal(t, [][]int{{1, 2}, {3, 4}, {5}}, r.snapshot())
+}
