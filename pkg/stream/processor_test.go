@@ -162,3 +162,50 @@ func TestTickCommitsWithoutMovingOffset(t *testing.T) {
 	require.EqualValues(t, 2, snap.Version)
 	require.Contains(t, string(snap.Data), `"ticks":1`)
 }
+
+// barrierSummer is a summer whose Tick waits until the ticks of n
+// partitions have all begun (or a second has passed): it completes only
+// if TickAll runs the partitions' ticks concurrently.
+type barrierSummer struct {
+	summer
+	arrive  chan struct{}
+	n       int
+	timeout *int32
+	mu      *sync.Mutex
+}
+
+func (b barrierSummer) Tick(ctx context.Context, st *sumState, now time.Time) ([]stream.Output, bool, error) {
+	b.arrive <- struct{}{}
+	deadline := time.After(time.Second)
+	for len(b.arrive) < b.n {
+		select {
+		case <-deadline:
+			b.mu.Lock()
+			*b.timeout++
+			b.mu.Unlock()
+			return b.summer.Tick(ctx, st, now)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return b.summer.Tick(ctx, st, now)
+}
+
+func TestTickAllTicksPartitionsConcurrently(t *testing.T) {
+	t.Parallel()
+	store := checkpoint.New(redistest.Start(t), "t:")
+	const parts = 4
+	var timeouts int32
+	op := barrierSummer{arrive: make(chan struct{}, parts), n: parts, timeout: &timeouts, mu: &sync.Mutex{}}
+	p, err := stream.New[*sumState](stream.Config{Group: "g", Topic: "in"}, op, store, &recorder{}, nil)
+	require.NoError(t, err)
+	for part := range int32(parts) {
+		require.NoError(t, p.Handle(record(part, 0, "1")))
+	}
+	p.TickAll(context.Background(), time.Now())
+	require.Zero(t, timeouts, "a partition's tick waited for another's: ticks ran one after the other")
+	for part := range int32(parts) {
+		snap, err := store.Load(context.Background(), "g", "in", part)
+		require.NoError(t, err)
+		require.Contains(t, string(snap.Data), `"ticks":1`, "partition %d ticked once", part)
+	}
+}
