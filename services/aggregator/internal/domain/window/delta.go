@@ -318,14 +318,14 @@ func (s *State) restoreSeen(name string, b []byte) error {
 	}
 	set := s.seen[k]
 	if set == nil {
-		set = make(map[uint64]struct{}, len(b)/8)
+		set = newIDSet(len(b) / 8)
 		s.seen[k] = set
 		if k.horizon == anyHorizon {
 			s.anySets++
 		}
 	}
 	for i := 0; i < len(b); i += 8 {
-		set[binary.LittleEndian.Uint64(b[i:])] = struct{}{}
+		set.insert(binary.LittleEndian.Uint64(b[i:]))
 	}
 	s.delta.seenKeys[k] = append(s.delta.seenKeys[k], name)
 	s.delta.seq = max(s.delta.seq, seq)

@@ -17,7 +17,6 @@ package window
 
 import (
 	"cmp"
-	"maps"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -346,7 +345,7 @@ type State struct {
 	// their event time and the dedup horizon of their type (see
 	// Engine.dedupHorizons), for as long as a duplicate could change a
 	// window.
-	seen map[seenKey]map[uint64]struct{}
+	seen map[seenKey]*idSet
 	// anySets counts the sets of seen with horizon anyHorizon: ids of any
 	// type, restored from entries of an older build or of other
 	// definitions. Add consults them only while there are some.
@@ -383,7 +382,7 @@ type node struct {
 // NewState returns the empty state of a partition.
 func NewState(partition int32) *State {
 	s := &State{Partition: partition, byMetric: map[string]map[string]*series{}, revised: map[*Window]struct{}{},
-		seen: map[seenKey]map[uint64]struct{}{}, nextScan: 1<<63 - 1}
+		seen: map[seenKey]*idSet{}, nextScan: 1<<63 - 1}
 	s.delta.init()
 	return s
 }
@@ -424,9 +423,9 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 	// minute), and the any-type set of the last minute looked up.
 	var (
 		cacheBucket [len(e.classOf)]int64
-		cacheSet    [len(e.classOf)]map[uint64]struct{}
+		cacheSet    [len(e.classOf)]*idSet
 		anyBucket   int64 = -1 << 63
-		anySet      map[uint64]struct{}
+		anySet      *idSet
 	)
 	for i := range evs {
 		ev := &evs[i]
@@ -448,17 +447,23 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 			if bucket != anyBucket {
 				anyBucket, anySet = bucket, s.seen[seenKey{bucket, anyHorizon}]
 			}
-			if _, dup := anySet[h]; dup {
+			if anySet.has(h) {
 				out.Duplicates++
 				continue
 			}
 		}
-		// One hash operation for the lookup and the insert: an id already
-		// there leaves the set's size unchanged. An event that no window
-		// takes is taken out again below.
-		n := len(set)
-		set[h] = struct{}{}
-		if len(set) == n {
+		// idSet.insert, written out: one hash operation for the lookup and
+		// the insert (an id already there leaves the map's size unchanged),
+		// and a binary search only in a compacted set, which gets only
+		// late events. An event that no window takes is taken out again
+		// below.
+		if len(set.sorted) > 0 && set.inSorted(h) {
+			out.Duplicates++
+			continue
+		}
+		n := len(set.m)
+		set.m[h] = struct{}{}
+		if len(set.m) == n {
 			out.Duplicates++
 			continue
 		}
@@ -490,7 +495,7 @@ func (e *Engine) Add(s *State, evs []events.Event, now int64) Outcome {
 			}
 		}
 		if !accepted {
-			delete(set, h) // late, or matched no metric: nothing to remember
+			set.removeNew(h) // late, or matched no metric: nothing to remember
 			if late {
 				out.Late = append(out.Late, *ev)
 			}
@@ -621,10 +626,10 @@ func (e *Engine) addSession(s *State, c *compiled, sr *series, ev *events.Event,
 }
 
 // seenSet returns the id set of k, adding an empty one if there is none.
-func (s *State) seenSet(k seenKey) map[uint64]struct{} {
+func (s *State) seenSet(k seenKey) *idSet {
 	set := s.seen[k]
 	if set == nil {
-		set = map[uint64]struct{}{}
+		set = newIDSet(0)
 		s.seen[k] = set
 	}
 	return set
@@ -643,7 +648,7 @@ func (e *Engine) adoptSeen(s *State) {
 		delete(s.seen, k)
 		ak := seenKey{k.bucket, anyHorizon}
 		if to := s.seen[ak]; to != nil {
-			maps.Copy(to, set)
+			to.merge(set)
 		} else {
 			s.seen[ak] = set
 			s.anySets++
@@ -944,9 +949,12 @@ func (e *Engine) emit(s *State, c *compiled, w *Window, kind string) metrics.Res
 // pruneSeen forgets event ids whose every window is past its lateness: a
 // duplicate of them would be late anyway (see dedupHorizons). A set of
 // minute b and horizon H goes once (b+1)·60 s + H <= Clock; the any-type
-// sets use the longest horizon.
+// sets use the longest horizon. A set whose minute ended at or before
+// Clock − the largest out-of-orderness (every watermark passed it: only
+// late events come) is compacted (idSet.compactIfDue).
 func (e *Engine) pruneSeen(s *State) {
-	for k := range s.seen {
+	old := s.Clock - e.maxOOO
+	for k, set := range s.seen {
 		h := k.horizon
 		if h == anyHorizon {
 			h = e.legacyHorizon()
@@ -957,6 +965,10 @@ func (e *Engine) pruneSeen(s *State) {
 			if k.horizon == anyHorizon {
 				s.anySets--
 			}
+			continue
+		}
+		if (k.bucket+1)*bucketMs <= old {
+			set.compactIfDue()
 		}
 	}
 }
@@ -967,19 +979,21 @@ func (s *State) ActiveWindows() int { return s.nwin }
 // SeenIDs returns how many event ids the state remembers for deduplication.
 func (s *State) SeenIDs() int {
 	n := 0
-	for _, b := range s.seen {
-		n += len(b)
+	for _, set := range s.seen {
+		n += set.len()
 	}
 	return n
 }
 
 // MemoryBytes estimates the heap the state holds, in bytes: per window its
 // struct, labels and sketches (a shared DDSketch once), per label set its
-// index node, per remembered event id its map entry. It is
-// the gauge behind "memory per active window key" (MemoryBytes /
-// ActiveWindows); BenchmarkMemoryPerWindow checks it against the runtime.
+// index node, per remembered event id its map slot or, in a compacted
+// set, its 8 bytes (idSet.memoryBytes). It is the gauge behind "memory per
+// active window key" (MemoryBytes / ActiveWindows);
+// BenchmarkMemoryPerWindow checks it against the runtime, and
+// BenchmarkSeenBytesPerID the per-id part.
 func (s *State) MemoryBytes() int64 {
-	const windowBytes, seriesBytes, seenBytes, nodeBytes = 240, 120, 24, 96
+	const windowBytes, seriesBytes, nodeBytes = 240, 120, 96
 	var n int64
 	for _, m := range s.byMetric {
 		for _, sr := range m {
@@ -1005,7 +1019,10 @@ func (s *State) MemoryBytes() int64 {
 			n += nodeBytes + int64(len(nd.key)) + 8*int64(len(nd.series))
 		}
 	}
-	return n + int64(s.SeenIDs())*seenBytes
+	for _, set := range s.seen {
+		n += set.memoryBytes()
+	}
+	return n
 }
 
 func entryName(sr *series, start int64) string {

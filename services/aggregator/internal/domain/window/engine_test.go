@@ -649,3 +649,38 @@ func TestRestoresIDsOfAnotherHorizon(t *testing.T) {
 	err := window.NewState(0).RestoreEntries(map[string][]byte{"d|1|65000|2": make([]byte, 7)})
 	require.ErrorContains(t, err, `entry "d|1|65000|2": malformed id bucket`)
 }
+
+// TestCompactedIDsStillDeduplicate checks that the id set of a minute that
+// every watermark passed is compacted (less memory for the same ids) and
+// still catches duplicates, of the compacted ids and of late ids added
+// after the compaction.
+func TestCompactedIDsStillDeduplicate(t *testing.T) {
+	t.Parallel()
+	e := window.NewEngine(mustDefs(t, dedupDefs), cfg)
+	s := window.NewState(0)
+	var first []events.Event
+	for i := range 100 {
+		first = append(first, pageEv(fmt.Sprint("a", i), t0+int64(i)*500, "u1"))
+	}
+	first = append(first, pageEv("z", t0+60_000+4_999, "u1"))
+	require.Equal(t, 101, e.Add(s, first, 1).Accepted)
+	before := s.MemoryBytes()
+	advanceClock(t, e, s, t0+60_000+5_000) // the first minute is behind every watermark
+	require.Equal(t, 101, s.SeenIDs())
+	require.Less(t, s.MemoryBytes(), before-100*16, "a compacted id takes 8 bytes instead of a map slot")
+
+	out := e.Add(s, first, s.LastInput)
+	require.Equal(t, 101, out.Duplicates)
+	late := []events.Event{pageEv("c", t0+1_000, "u2"), pageEv("d", t0+2_000, "u2")}
+	require.Equal(t, 2, e.Add(s, late, s.LastInput).Accepted, "a late event still takes its session")
+	out = e.Add(s, slices.Concat(late, first[:3]), s.LastInput)
+	require.Equal(t, 5, out.Duplicates, "ids added after the compaction and compacted ones")
+	require.Equal(t, 103, s.SeenIDs())
+
+	restored := window.NewState(0)
+	entries := map[string][]byte{}
+	takeDelta(t, s, entries)
+	require.NoError(t, restored.RestoreEntries(entries))
+	require.Equal(t, 103, restored.SeenIDs())
+	require.Equal(t, 103, e.Add(restored, slices.Concat(first, late), s.LastInput).Duplicates)
+}
