@@ -2,11 +2,14 @@ package adapters_test
 
 import (
 	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamwatch/streamwatch/pkg/metrics"
@@ -139,8 +142,19 @@ func BenchmarkUpdateLive(b *testing.B) {
 	for i := range rs {
 		rs[i].Labels = map[string]string{"status": strconv.Itoa(i)}
 	}
+	// A tenth carry a HyperLogLog sketch, as partial distinct results do.
+	hll := metrics.NewDistinct()
+	for i := range 5000 {
+		hll.Add(strconv.Itoa(i))
+	}
+	sketch, err := hll.MarshalBinary()
+	require.NoError(b, err)
+	for i := 0; i < len(rs); i += 10 {
+		rs[i].DistinctSketch = sketch
+	}
 	run := func(b *testing.B, update func([]metrics.Result) error) {
 		n := 0
+		cpu0 := redisCPU(b, client)
 		for b.Loop() {
 			for i := range rs {
 				rs[i].Revision++
@@ -149,6 +163,7 @@ func BenchmarkUpdateLive(b *testing.B) {
 			n += len(rs)
 		}
 		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "results/s")
+		b.ReportMetric((redisCPU(b, client)-cpu0)*1e6/float64(n), "redis-µs/result")
 	}
 	b.Run("one-by-one", func(b *testing.B) {
 		run(b, func(rs []metrics.Result) error {
@@ -163,4 +178,73 @@ func BenchmarkUpdateLive(b *testing.B) {
 	b.Run("pipelined", func(b *testing.B) {
 		run(b, func(rs []metrics.Result) error { return repo.UpdateLiveAll(ctx, rs) })
 	})
+}
+
+// redisCPU returns the CPU seconds (user + system) redis-server has used,
+// from INFO cpu.
+func redisCPU(b *testing.B, client redis.UniversalClient) float64 {
+	b.Helper()
+	info, err := client.Info(context.Background(), "cpu").Result()
+	require.NoError(b, err)
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			f, err := strconv.ParseFloat(v, 64)
+			require.NoError(b, err)
+			total += f
+		}
+	}
+	return total
+}
+
+// TestLiveViewReadsValuesOfTheFormBeforeThePrefix: a live hash written by
+// the version that stored bare JSON keeps working: an older result does
+// not replace such a value, a newer one does, and both forms are read.
+// The stored form has no sketches.
+func TestLiveViewReadsValuesOfTheFormBeforeThePrefix(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	ctx := context.Background()
+	client := redistest.Start(t)
+	repo := adapters.NewRedisLiveRepository(client, "p:")
+	old := metrics.Result{V: 1, Metric: "requests_by_status", Labels: map[string]string{"status": "200"},
+		WindowStart: 60_000, WindowEnd: 120_000, Kind: metrics.KindEarly, Revision: 3, Count: 7, Value: 7}
+	bare, err := json.Marshal(old)
+	require.NoError(t, err)
+	require.NoError(t, client.HSet(ctx, repo.Key(old.Metric), adapters.LiveField(old), bare).Err())
+	other := old
+	other.Labels = map[string]string{"status": "500"}
+	require.NoError(t, client.HSet(ctx, repo.Key(old.Metric), adapters.LiveField(other), mustJSON(t, other)).Err())
+
+	stale := old
+	stale.Revision, stale.Value = 2, 99
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{stale}))
+	got, err := repo.LiveResults(ctx, old.Metric)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	for _, r := range got {
+		require.Equal(t, int64(3), r.Revision, "revision 2 must not replace a stored revision 3")
+	}
+
+	newer := old
+	newer.Revision, newer.Value, newer.DistinctSketch = 4, 9, []byte("sketch")
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{newer}))
+	raw, err := client.HGet(ctx, repo.Key(old.Metric), adapters.LiveField(old)).Result()
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(raw, "60000:4|{"), "stored as %q", raw)
+	stored, err := adapters.DecodeLiveValue(raw)
+	require.NoError(t, err)
+	require.Equal(t, 9.0, stored.Value)
+	require.Nil(t, stored.DistinctSketch, "the live hash keeps no sketches")
+	_, err = adapters.DecodeLiveValue("60000:4|{not json")
+	require.Error(t, err)
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return b
 }

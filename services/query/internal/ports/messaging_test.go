@@ -2,7 +2,6 @@ package ports_test
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/services/query/internal/adapters"
 	"github.com/streamwatch/streamwatch/services/query/internal/config"
 	"github.com/streamwatch/streamwatch/services/query/internal/ports"
 	"github.com/streamwatch/streamwatch/services/query/internal/service"
@@ -176,8 +176,8 @@ func TestWindowsProjectorKeepsHighestRevisionInAnyOrder(t *testing.T) {
 	live := func(shard int32) metrics.Result {
 		raw, err := e.rdb.HGet(ctx, keyPrefix+"live:requests", metrics.LabelsKey(labels)+"|"+strconv.Itoa(int(shard))).Result()
 		require.NoError(t, err)
-		var r metrics.Result
-		require.NoError(t, json.Unmarshal([]byte(raw), &r))
+		r, err := adapters.DecodeLiveValue(raw)
+		require.NoError(t, err)
 		return r
 	}
 	require.Equal(t, int64(5), live(0).Revision)
@@ -345,8 +345,8 @@ func TestWindowsBatchHandlerDeadLettersPoisonAndWritesLatest(t *testing.T) {
 	require.Equal(t, uint64(11), e.count(t, "SELECT toUInt64(max(value)) FROM streamwatch.metric_windows FINAL WHERE shard = 1"))
 	raw, err := e.rdb.HGet(ctx, keyPrefix+"live:requests", metrics.LabelsKey(labels)+"|0").Result()
 	require.NoError(t, err)
-	var live metrics.Result
-	require.NoError(t, json.Unmarshal([]byte(raw), &live))
+	live, err := adapters.DecodeLiveValue(raw)
+	require.NoError(t, err)
 	require.Equal(t, int64(3), live.Revision)
 
 	// A failed history insert is transient for the whole batch: its wait
