@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -109,12 +110,9 @@ const TopTTL = 48 * time.Hour
 
 // RedisLiveRepository keeps the latest window result per metric, label set
 // and shard in Redis: hash <prefix>live:<metric>, field
-// <metrics.LabelsKey>|<shard>, value the Result as JSON. Safe for
+// <metrics.LabelsKey>|<shard>, value "<window start>:<revision>|<Result
+// JSON>". Label sets that stop reporting are removed by SweepLive. Safe for
 // concurrent use.
-//
-// TODO: fields of label sets that stop reporting stay forever; expire them
-// (e.g. a sorted set of last-update times swept periodically) once the live
-// view has many short-lived label sets.
 type RedisLiveRepository struct {
 	client redis.UniversalClient
 	prefix string
@@ -338,6 +336,122 @@ func (r *RedisLiveRepository) TopScores(ctx context.Context, metric string, ws i
 		}
 	}
 	return out, nil
+}
+
+// sweepLive deletes from hash KEYS[1] each field of ARGV[2..] whose
+// stored window start is still below ARGV[1] (ms): a field updated since
+// the caller read it stays. Returns how many fields it deleted.
+var sweepLive = redis.NewScript(`
+local n = 0
+local cutoff = tonumber(ARGV[1])
+for i = 2, #ARGV do
+  local cur = redis.call('HGET', KEYS[1], ARGV[i])
+  if cur then
+    local ws = tonumber(string.match(cur, '^(%-?%d+):'))
+    if not ws then
+      local ok, old = pcall(cjson.decode, cur)
+      if ok and type(old) == 'table' then
+        ws = tonumber(old['window_start'])
+      end
+    end
+    if ws and ws < cutoff then
+      redis.call('HDEL', KEYS[1], ARGV[i])
+      n = n + 1
+    end
+  end
+end
+return n
+`)
+
+// SweepLive removes from the live hash of each metric of names the label sets and
+// shards whose latest window started more than retention before the
+// newest window start stored for that metric, and returns how many it
+// removed. Event time, not the wall clock, decides, so a replay of old
+// events is not swept away as it is written. Without it a metric grouped
+// by a churning label (client IPs, users, the benchmark's probes) grows
+// its hash, and every /api/v1/live read of it, forever. It reads each hash
+// with HSCAN (1,000 fields a round trip) and deletes in script calls of at
+// most liveChunk fields that re-check each field's window start, so a
+// field written meanwhile stays. retention must be positive.
+func (r *RedisLiveRepository) SweepLive(ctx context.Context, names []string, retention time.Duration) (int, error) {
+	if retention <= 0 {
+		return 0, fmt.Errorf("sweep live view: retention %s must be positive", retention)
+	}
+	total := 0
+	for _, m := range names {
+		n, err := r.sweepKey(ctx, r.Key(m), retention.Milliseconds())
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+func (r *RedisLiveRepository) sweepKey(ctx context.Context, key string, retentionMs int64) (int, error) {
+	type fieldStart struct {
+		field string
+		ws    int64
+	}
+	var fields []fieldStart
+	newest := int64(math.MinInt64)
+	var cursor uint64
+	for {
+		kvs, next, err := r.client.HScan(ctx, key, cursor, "", 1000).Result()
+		if err != nil {
+			return 0, fmt.Errorf("sweep live view: scan %s: %w", key, err)
+		}
+		for i := 0; i+1 < len(kvs); i += 2 {
+			ws, ok := liveWindowStart(kvs[i+1])
+			if !ok {
+				continue // not ours to judge; UpdateLiveAll replaces it
+			}
+			fields = append(fields, fieldStart{kvs[i], ws})
+			newest = max(newest, ws)
+		}
+		if cursor = next; cursor == 0 {
+			break
+		}
+	}
+	cutoff := newest - retentionMs
+	var stale []any
+	for _, f := range fields {
+		if f.ws < cutoff {
+			stale = append(stale, f.field)
+		}
+	}
+	if len(stale) == 0 {
+		return 0, nil
+	}
+	pipe := r.client.Pipeline()
+	var calls []*redis.Cmd
+	for len(stale) > 0 {
+		n := min(len(stale), liveChunk)
+		calls = append(calls, sweepLive.Eval(ctx, pipe, []string{key}, append([]any{cutoff}, stale[:n]...)...))
+		stale = stale[n:]
+	}
+	_, err := pipe.Exec(ctx)
+	removed := 0
+	for _, c := range calls {
+		if n, cerr := c.Int(); cerr == nil {
+			removed += n
+		}
+	}
+	if err != nil {
+		return removed, fmt.Errorf("sweep live view: delete from %s: %w", key, err)
+	}
+	return removed, nil
+}
+
+// liveWindowStart returns the window start (ms) of a live hash value, from
+// its prefix, or from the JSON of a value of the form before the prefix.
+func liveWindowStart(v string) (int64, bool) {
+	if head, _, ok := strings.Cut(v, ":"); ok && !strings.HasPrefix(v, "{") {
+		ws, err := strconv.ParseInt(head, 10, 64)
+		return ws, err == nil
+	}
+	res, err := DecodeLiveValue(v)
+	return res.WindowStart, err == nil
 }
 
 // LiveResults returns every stored result of metric, one per label set and

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -247,4 +248,44 @@ func mustJSON(t *testing.T, v any) []byte {
 	b, err := json.Marshal(v)
 	require.NoError(t, err)
 	return b
+}
+
+// TestSweepLiveRemovesLabelSetsThatStoppedReporting: label sets whose
+// latest window started more than the retention before the metric's newest
+// one leave the live hash, in both value forms; the others stay.
+func TestSweepLiveRemovesLabelSetsThatStoppedReporting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	ctx := context.Background()
+	client := redistest.Start(t)
+	repo := adapters.NewRedisLiveRepository(client, "s:")
+	const hour = int64(time.Hour / time.Millisecond)
+	res := func(status string, ws int64) metrics.Result {
+		return metrics.Result{V: 1, Metric: "requests_by_status", Labels: map[string]string{"status": status},
+			WindowStart: ws, WindowEnd: ws + 60_000, Kind: metrics.KindFinal, Revision: 1, Count: 1, Value: 1}
+	}
+	var rs []metrics.Result
+	for i := range 1500 { // more than one HSCAN page and one script call
+		rs = append(rs, res("gone-"+strconv.Itoa(i), 0))
+	}
+	rs = append(rs, res("200", 2*hour), res("404", 2*hour-30*60_000), res("500", hour))
+	require.NoError(t, repo.UpdateLiveAll(ctx, rs))
+	bare := res("bare", 10)
+	require.NoError(t, client.HSet(ctx, repo.Key(bare.Metric), adapters.LiveField(bare), mustJSON(t, bare)).Err())
+
+	_, err := repo.SweepLive(ctx, []string{"requests_by_status"}, 0)
+	require.Error(t, err, "a retention of 0 would sweep everything but the newest")
+
+	n, err := repo.SweepLive(ctx, []string{"requests_by_status", "no_such_metric"}, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, 1501, n)
+	got, err := repo.LiveResults(ctx, "requests_by_status")
+	require.NoError(t, err)
+	var left []string
+	for _, r := range got {
+		left = append(left, r.Labels["status"])
+	}
+	sort.Strings(left)
+	require.Equal(t, []string{"200", "404", "500"}, left, "exactly one hour old stays")
 }

@@ -41,6 +41,10 @@ type Config struct {
 	// StreamHeartbeat is the interval of SSE heartbeat comments on
 	// /api/v1/stream (> 0).
 	StreamHeartbeat time.Duration `env:"QUERY_STREAM_HEARTBEAT" envDefault:"15s"`
+	// LiveRetention is how far (event time) a label set's latest window may
+	// start before its metric's newest one and still be in the live view;
+	// older ones are swept every minute. 0 keeps them forever.
+	LiveRetention time.Duration `env:"QUERY_LIVE_RETENTION" envDefault:"1h"`
 	// Auth is the API key configuration (AUTH_*): reads need the read
 	// scope, changes the admin scope. service.New validates it (it fails
 	// when keys are required and none is configured), so that commands
@@ -174,6 +178,9 @@ func (c *Config) Validate() error {
 	}
 	if c.StreamHeartbeat <= 0 {
 		errs = append(errs, errors.New("QUERY_STREAM_HEARTBEAT: must be positive"))
+	}
+	if c.LiveRetention < 0 {
+		errs = append(errs, errors.New("QUERY_LIVE_RETENTION: negative"))
 	}
 	if c.Windows.Idle < 0 {
 		errs = append(errs, errors.New("QUERY_WINDOWS_BATCH_IDLE: negative"))

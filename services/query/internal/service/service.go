@@ -171,6 +171,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	g.Go(func() error { return svc.RunHTTP(gctx) })
 	g.Go(func() error { return svc.RunProjections(gctx) })
 	g.Go(func() error { return svc.RunBatchSchedule(gctx, logger) })
+	g.Go(func() error { return svc.RunLiveSweep(gctx, logger) })
 	err = g.Wait()
 	logger.Info("query service stopped")
 	return errors.Join(err, svc.Close())
