@@ -164,7 +164,7 @@ func TestTickCommitsWithoutMovingOffset(t *testing.T) {
 }
 
 // barrierSummer is a summer whose Tick waits until the ticks of n
-// partitions have all begun (or a second has passed): it completes only
+// partitions have all begun (or ten seconds have passed): it completes only
 // if TickAll runs the partitions' ticks concurrently.
 type barrierSummer struct {
 	summer
@@ -176,7 +176,7 @@ type barrierSummer struct {
 
 func (b barrierSummer) Tick(ctx context.Context, st *sumState, now time.Time) ([]stream.Output, bool, error) {
 	b.arrive <- struct{}{}
-	deadline := time.After(time.Second)
+	deadline := time.After(10 * time.Second)
 	for len(b.arrive) < b.n {
 		select {
 		case <-deadline:
