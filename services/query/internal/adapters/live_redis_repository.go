@@ -27,7 +27,7 @@ var (
 // (field, window start ms, revision, value) the value under the field
 // unless the stored value is at least as new: a later window start, or the
 // same window start and a revision >= the given one. A value is
-// "<window start>:<revision>|<Result as JSON>" (livePrefix), so the
+// "<window start>:<revision>:<window end>|<Result as JSON>" (livePayload), so the
 // comparison reads the prefix instead of decoding the JSON; a stored value
 // of the form before it (bare JSON, which has no prefix) is decoded with
 // cjson, and one that decodes neither way is replaced. Returns how many
@@ -45,7 +45,7 @@ for i = 1, #ARGV, 4 do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   local newer = true
   if cur then
-    local ows, orev = string.match(cur, '^(%-?%d+):(%d+)|')
+    local ows, orev = string.match(cur, '^(%-?%d+):(%d+)[:|]')
     if not ows then
       local ok, old = pcall(cjson.decode, cur)
       if ok and type(old) == 'table' then
@@ -110,8 +110,8 @@ const TopTTL = 48 * time.Hour
 
 // RedisLiveRepository keeps the latest window result per metric, label set
 // and shard in Redis: hash <prefix>live:<metric>, field
-// <metrics.LabelsKey>|<shard>, value "<window start>:<revision>|<Result
-// JSON>". Label sets that stop reporting are removed by SweepLive. Safe for
+// <metrics.LabelsKey>|<shard>, value "<window start>:<revision>:<window
+// end>|<Result JSON>". Label sets that stop reporting are removed by SweepLive. Safe for
 // concurrent use.
 type RedisLiveRepository struct {
 	client redis.UniversalClient
@@ -189,12 +189,15 @@ func (r *RedisLiveRepository) UpdateLiveAll(ctx context.Context, rs []metrics.Re
 }
 
 // livePayload returns res as the live hash stores it:
-// "<window start>:<revision>|" and res as JSON without its sketches.
+// "<window start>:<revision>:<window end>|" and res as JSON without its
+// sketches.
 func livePayload(res metrics.Result) ([]byte, error) {
 	res.DistinctSketch, res.QuantileSketch = nil, nil
 	b := strconv.AppendInt(nil, res.WindowStart, 10)
 	b = append(b, ':')
 	b = strconv.AppendInt(b, res.Revision, 10)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, res.WindowEnd, 10)
 	b = append(b, '|')
 	j, err := json.Marshal(res)
 	if err != nil {
@@ -204,7 +207,7 @@ func livePayload(res metrics.Result) ([]byte, error) {
 }
 
 // DecodeLiveValue decodes a value of the live hash: the Result JSON after
-// the "<window start>:<revision>|" prefix, or all of the value for one of
+// the "<window start>:<revision>:<window end>|" prefix, or all of the value for one of
 // the form before the prefix (bare JSON). It fails when the JSON does not
 // decode.
 func DecodeLiveValue(v string) (metrics.Result, error) {
@@ -339,7 +342,7 @@ func (r *RedisLiveRepository) TopScores(ctx context.Context, metric string, ws i
 }
 
 // sweepLive deletes from hash KEYS[1] each field of ARGV[2..] whose
-// stored window start is still below ARGV[1] (ms): a field updated since
+// stored window end is still below ARGV[1] (ms): a field updated since
 // the caller read it stays. Returns how many fields it deleted.
 var sweepLive = redis.NewScript(`
 local n = 0
@@ -347,14 +350,14 @@ local cutoff = tonumber(ARGV[1])
 for i = 2, #ARGV do
   local cur = redis.call('HGET', KEYS[1], ARGV[i])
   if cur then
-    local ws = tonumber(string.match(cur, '^(%-?%d+):'))
-    if not ws then
-      local ok, old = pcall(cjson.decode, cur)
+    local we = tonumber(string.match(cur, '^%-?%d+:%d+:(%-?%d+)|'))
+    if not we then
+      local ok, old = pcall(cjson.decode, string.match(cur, '^%-?%d+:%d+|(.*)$') or cur)
       if ok and type(old) == 'table' then
-        ws = tonumber(old['window_start'])
+        we = tonumber(old['window_end'])
       end
     end
-    if ws and ws < cutoff then
+    if we and we < cutoff then
       redis.call('HDEL', KEYS[1], ARGV[i])
       n = n + 1
     end
@@ -363,16 +366,17 @@ end
 return n
 `)
 
-// SweepLive removes from the live hash of each metric of names the label sets and
-// shards whose latest window started more than retention before the
-// newest window start stored for that metric, and returns how many it
-// removed. Event time, not the wall clock, decides, so a replay of old
+// SweepLive removes from the live hash of each metric of names the label
+// sets and shards whose latest window ended more than retention before the
+// newest window end stored for that metric, and returns how many it
+// removed. Window ends, not starts: a long session window that started
+// long ago but is still open stays. Event time, not the wall clock, decides, so a replay of old
 // events is not swept away as it is written. Without it a metric grouped
 // by a churning label (client IPs, users, the benchmark's probes) grows
 // its hash, and every /api/v1/live read of it, forever. It reads each hash
 // with HSCAN (1,000 fields a round trip) and deletes in script calls of at
-// most liveChunk fields that re-check each field's window start, so a
-// field written meanwhile stays. retention must be positive.
+// most liveChunk fields that re-check each field's window end, so a field
+// written meanwhile stays. retention must be positive.
 func (r *RedisLiveRepository) SweepLive(ctx context.Context, names []string, retention time.Duration) (int, error) {
 	if retention <= 0 {
 		return 0, fmt.Errorf("sweep live view: retention %s must be positive", retention)
@@ -389,11 +393,11 @@ func (r *RedisLiveRepository) SweepLive(ctx context.Context, names []string, ret
 }
 
 func (r *RedisLiveRepository) sweepKey(ctx context.Context, key string, retentionMs int64) (int, error) {
-	type fieldStart struct {
+	type fieldEnd struct {
 		field string
-		ws    int64
+		end   int64
 	}
-	var fields []fieldStart
+	var fields []fieldEnd
 	newest := int64(math.MinInt64)
 	var cursor uint64
 	for {
@@ -402,12 +406,12 @@ func (r *RedisLiveRepository) sweepKey(ctx context.Context, key string, retentio
 			return 0, fmt.Errorf("sweep live view: scan %s: %w", key, err)
 		}
 		for i := 0; i+1 < len(kvs); i += 2 {
-			ws, ok := liveWindowStart(kvs[i+1])
+			end, ok := liveWindowEnd(kvs[i+1])
 			if !ok {
 				continue // not ours to judge; UpdateLiveAll replaces it
 			}
-			fields = append(fields, fieldStart{kvs[i], ws})
-			newest = max(newest, ws)
+			fields = append(fields, fieldEnd{kvs[i], end})
+			newest = max(newest, end)
 		}
 		if cursor = next; cursor == 0 {
 			break
@@ -416,7 +420,7 @@ func (r *RedisLiveRepository) sweepKey(ctx context.Context, key string, retentio
 	cutoff := newest - retentionMs
 	var stale []any
 	for _, f := range fields {
-		if f.ws < cutoff {
+		if f.end < cutoff {
 			stale = append(stale, f.field)
 		}
 	}
@@ -443,15 +447,17 @@ func (r *RedisLiveRepository) sweepKey(ctx context.Context, key string, retentio
 	return removed, nil
 }
 
-// liveWindowStart returns the window start (ms) of a live hash value, from
-// its prefix, or from the JSON of a value of the form before the prefix.
-func liveWindowStart(v string) (int64, bool) {
-	if head, _, ok := strings.Cut(v, ":"); ok && !strings.HasPrefix(v, "{") {
-		ws, err := strconv.ParseInt(head, 10, 64)
-		return ws, err == nil
+// liveWindowEnd returns the window end (ms) of a live hash value, from
+// its prefix, or from the JSON of a value without the end in its prefix.
+func liveWindowEnd(v string) (int64, bool) {
+	if head, _, ok := strings.Cut(v, "|"); ok && !strings.HasPrefix(v, "{") {
+		if parts := strings.Split(head, ":"); len(parts) == 3 {
+			end, err := strconv.ParseInt(parts[2], 10, 64)
+			return end, err == nil
+		}
 	}
 	res, err := DecodeLiveValue(v)
-	return res.WindowStart, err == nil
+	return res.WindowEnd, err == nil
 }
 
 // LiveResults returns every stored result of metric, one per label set and

@@ -234,12 +234,12 @@ func TestLiveViewReadsValuesOfTheFormBeforeThePrefix(t *testing.T) {
 	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{newer}))
 	raw, err := client.HGet(ctx, repo.Key(old.Metric), adapters.LiveField(old)).Result()
 	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(raw, "60000:4|{"), "stored as %q", raw)
+	require.True(t, strings.HasPrefix(raw, "60000:4:120000|{"), "stored as %q", raw)
 	stored, err := adapters.DecodeLiveValue(raw)
 	require.NoError(t, err)
 	require.Equal(t, 9.0, stored.Value)
 	require.Nil(t, stored.DistinctSketch, "the live hash keeps no sketches")
-	_, err = adapters.DecodeLiveValue("60000:4|{not json")
+	_, err = adapters.DecodeLiveValue("60000:4:120000|{not json")
 	require.Error(t, err)
 }
 
@@ -251,8 +251,9 @@ func mustJSON(t *testing.T, v any) []byte {
 }
 
 // TestSweepLiveRemovesLabelSetsThatStoppedReporting: label sets whose
-// latest window started more than the retention before the metric's newest
-// one leave the live hash, in both value forms; the others stay.
+// latest window ended more than the retention before the metric's newest
+// window end leave the live hash, in every value form; the others stay,
+// also a long window that started long ago but ends recently (a session).
 func TestSweepLiveRemovesLabelSetsThatStoppedReporting(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server")
@@ -269,17 +270,22 @@ func TestSweepLiveRemovesLabelSetsThatStoppedReporting(t *testing.T) {
 	for i := range 1500 { // more than one HSCAN page and one script call
 		rs = append(rs, res("gone-"+strconv.Itoa(i), 0))
 	}
-	rs = append(rs, res("200", 2*hour), res("404", 2*hour-30*60_000), res("500", hour))
+	session := res("session", 0)
+	session.WindowEnd = 2 * hour
+	rs = append(rs, res("200", 2*hour), res("404", 2*hour-30*60_000), res("500", hour), session)
 	require.NoError(t, repo.UpdateLiveAll(ctx, rs))
 	bare := res("bare", 10)
 	require.NoError(t, client.HSet(ctx, repo.Key(bare.Metric), adapters.LiveField(bare), mustJSON(t, bare)).Err())
+	short := res("short-prefix", 20) // "<start>:<revision>|": no end in the prefix
+	require.NoError(t, client.HSet(ctx, repo.Key(short.Metric), adapters.LiveField(short),
+		append([]byte("20:1|"), mustJSON(t, short)...)).Err())
 
 	_, err := repo.SweepLive(ctx, []string{"requests_by_status"}, 0)
 	require.Error(t, err, "a retention of 0 would sweep everything but the newest")
 
 	n, err := repo.SweepLive(ctx, []string{"requests_by_status", "no_such_metric"}, time.Hour)
 	require.NoError(t, err)
-	require.Equal(t, 1501, n)
+	require.Equal(t, 1502, n)
 	got, err := repo.LiveResults(ctx, "requests_by_status")
 	require.NoError(t, err)
 	var left []string
@@ -287,5 +293,5 @@ func TestSweepLiveRemovesLabelSetsThatStoppedReporting(t *testing.T) {
 		left = append(left, r.Labels["status"])
 	}
 	sort.Strings(left)
-	require.Equal(t, []string{"200", "404", "500"}, left, "exactly one hour old stays")
+	require.Equal(t, []string{"200", "404", "500", "session"}, left, "a window ending exactly one hour before the newest stays")
 }

@@ -42,9 +42,10 @@ type Config struct {
 	// /api/v1/stream (> 0).
 	StreamHeartbeat time.Duration `env:"QUERY_STREAM_HEARTBEAT" envDefault:"15s"`
 	// LiveRetention is how far (event time) a label set's latest window may
-	// start before its metric's newest one and still be in the live view;
-	// older ones are swept every minute. 0 keeps them forever.
-	LiveRetention time.Duration `env:"QUERY_LIVE_RETENTION" envDefault:"1h"`
+	// end before its metric's newest window end and still be in the live
+	// view; older ones are swept every minute. 0 keeps them forever. (15
+	// minutes: Prometheus marks a series stale after 5.)
+	LiveRetention time.Duration `env:"QUERY_LIVE_RETENTION" envDefault:"15m"`
 	// Auth is the API key configuration (AUTH_*): reads need the read
 	// scope, changes the admin scope. service.New validates it (it fails
 	// when keys are required and none is configured), so that commands

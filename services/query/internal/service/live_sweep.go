@@ -10,8 +10,8 @@ import (
 const LiveSweepInterval = time.Minute
 
 // RunLiveSweep removes, every LiveSweepInterval until ctx is done, the
-// label sets of the live view whose latest window started more than
-// cfg.LiveRetention before their metric's newest one (see
+// label sets of the live view whose latest window ended more than
+// cfg.LiveRetention before their metric's newest window end (see
 // adapters.RedisLiveRepository.SweepLive), for every defined metric.
 // Failures are logged; the next sweep tries again. It returns nil at once
 // when LiveRetention is 0 (sweeping disabled).
