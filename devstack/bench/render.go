@@ -150,6 +150,29 @@ func Markdown(res *Result, plots []string) []byte {
 	for _, ph := range res.Phases {
 		p("- %s: accepted %s; processed %s events/s\n", ph.Name, fmtRates(ph.PerMinuteAccepted), fmtRates(ph.PerMinuteProcessed))
 	}
+	for _, ph := range res.Phases {
+		costs := PerMinuteCost(res.Samples, ph.Name, ph.StartS)
+		if len(costs["aggregator"]) < 2 {
+			continue
+		}
+		names := make([]string, 0, len(costs))
+		for n := range costs {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		p("\nCPU seconds per million counted events, per minute of phase `%s` (flat is the target):\n\n| process |", ph.Name)
+		for m := range costs["aggregator"] {
+			p(" %d |", m+1)
+		}
+		p("\n|---|%s\n", strings.Repeat("---|", len(costs["aggregator"])))
+		for _, n := range names {
+			p("| %s |", n)
+			for _, c := range costs[n] {
+				p(" %.1f |", c)
+			}
+			p("\n")
+		}
+	}
 
 	if len(res.Profiles) > 0 || res.ProfileNote != "" {
 		p("\n## CPU profiles\n\n%s.\n", res.ProfileNote)

@@ -2,7 +2,9 @@ package bench
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -225,8 +227,13 @@ func Targets(res *Result) []Target {
 		proc := maxPh.PerMinuteProcessed[:min(len(acc), len(maxPh.PerMinuteProcessed))]
 		flat.Measured = fmt.Sprintf("events/s per minute of sending: accepted first %.0f, last %.0f (min %.0f, max %.0f); counted first %.0f, last %.0f (min %.0f, max %.0f)",
 			acc[0], acc[len(acc)-1], slices.Min(acc), slices.Max(acc), proc[0], proc[len(proc)-1], slices.Min(proc), slices.Max(proc))
+		if g := costGrowth(PerMinuteCost(res.Samples, maxPh.Name, maxPh.StartS)); g != nil {
+			flat.Measured += "; CPU-s per million events, minutes 2–4 → last 3: " + strings.Join(g, ", ")
+		}
 		// Flat: the last minute does at least 90 % of the first, for what
-		// the collector took and for what the pipeline counted.
+		// the collector took and for what the pipeline counted. (The cost
+		// per process is reported, not judged: on a shared host it moves
+		// ±8 % a minute for code that did not change.)
 		flat.Status = status(len(proc) > 0 && acc[len(acc)-1] >= 0.9*acc[0] && proc[len(proc)-1] >= 0.9*proc[0])
 	} else {
 		flat.Measured = "run shorter than 10 minutes (use -duration 10m)"
@@ -242,4 +249,73 @@ func (res *Result) phase(name string) (Phase, bool) {
 		}
 	}
 	return Phase{}, false
+}
+
+// PerMinuteCost returns per process the CPU seconds it spent per million
+// events counted, in each whole minute of phase from startS (seconds since
+// the start of the run), from the run's samples: the target "no
+// component's per-event cost grows with the events already processed"
+// read directly, where throughput per minute only shows it when the
+// machine is otherwise steady. A minute with no counted events is NaN.
+func PerMinuteCost(samples []Sample, phase string, startS float64) map[string][]float64 {
+	proc := []Counter{{T: startS}}
+	cpu := map[string][]Counter{}
+	for _, s := range samples {
+		if s.Phase != phase || s.Processed < 0 {
+			continue
+		}
+		proc = append(proc, Counter{T: s.T, Count: s.Processed})
+		for name, p := range s.Procs {
+			cpu[name] = append(cpu[name], Counter{T: s.T, Count: int64(p.CPUSeconds * 1e6)})
+		}
+	}
+	events := PerWindow(proc, startS, 60)
+	out := map[string][]float64{}
+	for name, cs := range cpu {
+		// The first reading stands for the phase's start: the CPU a
+		// process spent before its first sample in the phase is not the
+		// phase's.
+		micros := PerWindow(append([]Counter{{T: startS, Count: cs[0].Count}}, cs...), startS, 60)
+		costs := make([]float64, min(len(micros), len(events)))
+		for m := range costs {
+			costs[m] = math.NaN()
+			if events[m] > 0 {
+				costs[m] = micros[m] / events[m] // µs per event = CPU-s per million events
+			}
+		}
+		out[name] = costs
+	}
+	return out
+}
+
+// costGrowth summarizes per-minute costs (PerMinuteCost) for the flat
+// target: per process the mean of minutes 2–4 (the first is warm-up) and
+// of the last three, and the change between them in percent; processes in
+// name order. It returns nil for fewer than seven minutes.
+func costGrowth(costs map[string][]float64) []string {
+	names := make([]string, 0, len(costs))
+	for n := range costs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	mean := func(v []float64) float64 {
+		s, n := 0.0, 0
+		for _, x := range v {
+			if !math.IsNaN(x) {
+				s += x
+				n++
+			}
+		}
+		return s / float64(n)
+	}
+	var out []string
+	for _, n := range names {
+		c := costs[n]
+		if len(c) < 7 {
+			return nil
+		}
+		first, last := mean(c[1:4]), mean(c[len(c)-3:])
+		out = append(out, fmt.Sprintf("%s %.1f → %.1f (%+.0f %%)", n, first, last, 100*(last/first-1)))
+	}
+	return out
 }

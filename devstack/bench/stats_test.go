@@ -71,3 +71,26 @@ func TestRatesAndPerWindow(t *testing.T) {
 	require.InDelta(t, 50, got[1], 1)
 	require.Nil(t, PerWindow(nil, 0, 60))
 }
+
+func TestPerMinuteCostIsCPUPerCountedEvent(t *testing.T) {
+	// Phase "max" from t = 10 s: 1,000 events/s counted; the aggregator
+	// spends 1 ms, then 2 ms, then 3 ms of CPU a second (1, 2, 3 CPU-s per
+	// million events); its CPU before the phase (5 s) is not the phase's.
+	var samples []Sample
+	cpu := 5.0
+	for s := 1; s <= 180; s++ {
+		cpu += float64((s-1)/60+1) / 1000
+		samples = append(samples, Sample{T: 10 + float64(s), Phase: "max", Processed: int64(1000 * s),
+			Procs: map[string]ProcStat{"aggregator": {CPUSeconds: cpu}}})
+	}
+	samples = append(samples, Sample{T: 191, Phase: "half", Processed: 1, Procs: map[string]ProcStat{"aggregator": {CPUSeconds: 99}}})
+	costs := PerMinuteCost(samples, "max", 10)
+	require.Len(t, costs["aggregator"], 3)
+	for m, want := range []float64{1, 2, 3} {
+		require.InDelta(t, want, costs["aggregator"][m], 0.02, "minute %d", m+1)
+	}
+
+	g := costGrowth(map[string][]float64{"a": {9, 1, 1, 1, 1, 1, 2, 2, 2}, "b": {1, 4, 4, 4, 4, 4, 4, 4, 4}})
+	require.Equal(t, []string{"a 1.0 → 2.0 (+100 %)", "b 4.0 → 4.0 (+0 %)"}, g, "minute 1 is warm-up")
+	require.Nil(t, costGrowth(map[string][]float64{"a": {1, 1, 1}}), "too short to tell")
+}
