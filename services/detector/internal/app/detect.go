@@ -13,6 +13,7 @@ import (
 
 	"github.com/streamwatch/streamwatch/pkg/alerts"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
+	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/pkg/rules"
 	"github.com/streamwatch/streamwatch/pkg/stream"
 )
@@ -40,7 +41,7 @@ func (d *Detect) NewState(int32) *WindowsState { return NewWindowsState() }
 // undecodable record or an invalid result is permanent (the whole record
 // goes to metrics.windows.dlq).
 func (d *Detect) Apply(_ context.Context, st *WindowsState, msg *message.Message, _ int64) ([]stream.Output, error) {
-	results, err := decodeResults(msg.Metadata.Get(messaging.MetaSchema), msg.Payload)
+	results, err := metrics.DecodeRecord(msg.Metadata.Get(messaging.MetaSchema), msg.Payload)
 	if err != nil {
 		return nil, messaging.Permanent(err)
 	}

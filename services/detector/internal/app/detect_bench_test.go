@@ -38,7 +38,7 @@ func BenchmarkApplyFinalBatch(b *testing.B) {
 			}
 			rs[i] = result(fmt.Sprintf("10.0.%d.%d", i/256, i%256), int64(m)*60_000, v)
 		}
-		if records[m], err = metrics.EncodeBatch(rs); err != nil {
+		if records[m], err = metrics.EncodeBatchBinary(rs); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -46,7 +46,7 @@ func BenchmarkApplyFinalBatch(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		msg := message.NewMessage("r", records[i%len(records)])
-		msg.Metadata.Set(messaging.MetaSchema, metrics.BatchSchema)
+		msg.Metadata.Set(messaging.MetaSchema, metrics.BatchSchemaV2)
 		if _, err := d.Apply(b.Context(), st, msg, int64(i)); err != nil {
 			b.Fatal(err)
 		}
