@@ -19,14 +19,6 @@ func (s *Service) RunLiveSweep(ctx context.Context, logger *slog.Logger) error {
 	if s.cfg.LiveRetention <= 0 {
 		return nil
 	}
-	defs, err := s.cfg.Batch.Definitions()
-	if err != nil {
-		return err
-	}
-	names := make([]string, len(defs))
-	for i, d := range defs {
-		names[i] = d.Name
-	}
 	tick := time.NewTicker(LiveSweepInterval)
 	defer tick.Stop()
 	for {
@@ -34,7 +26,7 @@ func (s *Service) RunLiveSweep(ctx context.Context, logger *slog.Logger) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			n, err := s.storage.Live.SweepLive(ctx, names, s.cfg.LiveRetention)
+			n, err := s.storage.Live.SweepLive(ctx, s.metricNames, s.cfg.LiveRetention)
 			if err != nil && ctx.Err() == nil {
 				logger.Warn("live view sweep failed", "removed", n, "error", err.Error())
 				continue

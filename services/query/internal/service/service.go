@@ -188,6 +188,9 @@ type Service struct {
 	windows *messaging.BatchConsumer
 	events  *messaging.BatchConsumer
 	alerts  *messaging.BatchConsumer
+	// metricNames are the defined metrics' names: the live view's hashes
+	// RunLiveSweep sweeps.
+	metricNames []string
 
 	streamStop     chan struct{} // closed when RunHTTP's context ends
 	streamStopOnce sync.Once
@@ -248,6 +251,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	defs, err := cfg.Batch.Definitions()
 	if err != nil {
 		return nil, err
+	}
+	for _, d := range defs {
+		s.metricNames = append(s.metricNames, d.Name)
 	}
 	// One Kafka publisher for dead letters and admin records.
 	pub, err := messaging.NewPublisher(cfg.Kafka, "query", logger)
