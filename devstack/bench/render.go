@@ -151,20 +151,21 @@ func Markdown(res *Result, plots []string) []byte {
 		p("- %s: accepted %s; processed %s events/s\n", ph.Name, fmtRates(ph.PerMinuteAccepted), fmtRates(ph.PerMinuteProcessed))
 	}
 	for _, ph := range res.Phases {
-		costs := PerMinuteCost(res.Samples, ph.Name, ph.StartS)
-		if len(costs["aggregator"]) < 2 {
-			continue
-		}
+		costs := PerMinuteCost(res.Samples, ph)
 		names := make([]string, 0, len(costs))
 		for n := range costs {
 			names = append(names, n)
 		}
 		sort.Strings(names)
+		if len(names) == 0 || len(costs[names[0]]) < 2 {
+			continue
+		}
+		minutes := len(costs[names[0]]) // every process is sampled at the same times
 		p("\nCPU seconds per million counted events, per minute of phase `%s` (flat is the target):\n\n| process |", ph.Name)
-		for m := range costs["aggregator"] {
+		for m := range minutes {
 			p(" %d |", m+1)
 		}
-		p("\n|---|%s\n", strings.Repeat("---|", len(costs["aggregator"])))
+		p("\n|---|%s\n", strings.Repeat("---|", minutes))
 		for _, n := range names {
 			p("| %s |", n)
 			for _, c := range costs[n] {

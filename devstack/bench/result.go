@@ -227,7 +227,7 @@ func Targets(res *Result) []Target {
 		proc := maxPh.PerMinuteProcessed[:min(len(acc), len(maxPh.PerMinuteProcessed))]
 		flat.Measured = fmt.Sprintf("events/s per minute of sending: accepted first %.0f, last %.0f (min %.0f, max %.0f); counted first %.0f, last %.0f (min %.0f, max %.0f)",
 			acc[0], acc[len(acc)-1], slices.Min(acc), slices.Max(acc), proc[0], proc[len(proc)-1], slices.Min(proc), slices.Max(proc))
-		if g := costGrowth(PerMinuteCost(res.Samples, maxPh.Name, maxPh.StartS)); g != nil {
+		if g := costGrowth(PerMinuteCost(res.Samples, maxPh)); g != nil {
 			flat.Measured += "; CPU-s per million events, minutes 2–4 → last 3: " + strings.Join(g, ", ")
 		}
 		// Flat: the last minute does at least 90 % of the first, for what
@@ -252,30 +252,28 @@ func (res *Result) phase(name string) (Phase, bool) {
 }
 
 // PerMinuteCost returns per process the CPU seconds it spent per million
-// events counted, in each whole minute of phase from startS (seconds since
-// the start of the run), from the run's samples: the target "no
-// component's per-event cost grows with the events already processed"
-// read directly, where throughput per minute only shows it when the
-// machine is otherwise steady. A minute with no counted events is NaN.
-func PerMinuteCost(samples []Sample, phase string, startS float64) map[string][]float64 {
-	proc := []Counter{{T: startS}}
+// events counted, in each whole minute of phase ph (ph.PerMinuteProcessed),
+// from the run's samples: the target "no component's per-event cost grows
+// with the events already processed" read directly, where throughput per
+// minute only shows it when the machine is otherwise steady. A minute with
+// no counted events is NaN.
+func PerMinuteCost(samples []Sample, ph Phase) map[string][]float64 {
 	cpu := map[string][]Counter{}
 	for _, s := range samples {
-		if s.Phase != phase || s.Processed < 0 {
+		if s.Phase != ph.Name {
 			continue
 		}
-		proc = append(proc, Counter{T: s.T, Count: s.Processed})
 		for name, p := range s.Procs {
 			cpu[name] = append(cpu[name], Counter{T: s.T, Count: int64(p.CPUSeconds * 1e6)})
 		}
 	}
-	events := PerWindow(proc, startS, 60)
+	events := ph.PerMinuteProcessed
 	out := map[string][]float64{}
 	for name, cs := range cpu {
 		// The first reading stands for the phase's start: the CPU a
 		// process spent before its first sample in the phase is not the
 		// phase's.
-		micros := PerWindow(append([]Counter{{T: startS, Count: cs[0].Count}}, cs...), startS, 60)
+		micros := PerWindow(append([]Counter{{T: ph.StartS, Count: cs[0].Count}}, cs...), ph.StartS, 60)
 		costs := make([]float64, min(len(micros), len(events)))
 		for m := range costs {
 			costs[m] = math.NaN()

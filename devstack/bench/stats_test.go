@@ -84,7 +84,9 @@ func TestPerMinuteCostIsCPUPerCountedEvent(t *testing.T) {
 			Procs: map[string]ProcStat{"aggregator": {CPUSeconds: cpu}}})
 	}
 	samples = append(samples, Sample{T: 191, Phase: "half", Processed: 1, Procs: map[string]ProcStat{"aggregator": {CPUSeconds: 99}}})
-	costs := PerMinuteCost(samples, "max", 10)
+	ph := Phase{Name: "max", StartS: 10}
+	_, ph.PerMinuteProcessed = perMinute(samples, "max", 10, 190)
+	costs := PerMinuteCost(samples, ph)
 	require.Len(t, costs["aggregator"], 3)
 	for m, want := range []float64{1, 2, 3} {
 		require.InDelta(t, want, costs["aggregator"][m], 0.02, "minute %d", m+1)
