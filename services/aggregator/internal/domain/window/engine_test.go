@@ -684,3 +684,57 @@ func TestCompactedIDsStillDeduplicate(t *testing.T) {
 	require.Equal(t, 103, restored.SeenIDs())
 	require.Equal(t, 103, e.Add(restored, slices.Concat(first, late), s.LastInput).Duplicates)
 }
+
+// TestEmitOrderIsDeterministic: the results of one Emit come sorted by
+// metric, then label set, then window start, whatever order the events
+// (and so the state's maps) came in, so two states fed the same events in
+// different orders emit the same sequence; a label set's windows are
+// adjacent and ascending.
+func TestEmitOrderIsDeterministic(t *testing.T) {
+	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
+	var evs []events.Event
+	for i := range 300 {
+		evs = append(evs, ev(fmt.Sprintf("e%d", i), t0+int64(i)*700, fmt.Sprintf("10.0.%d.%d", i%7, i%5), int64(i)))
+	}
+	key := func(r metrics.Result) string {
+		return fmt.Sprintf("%s|%s|%d|%d|%s", r.Metric, metrics.LabelsKey(r.Labels), r.WindowStart, r.WindowEnd, r.Kind)
+	}
+	emitAll := func(order []events.Event) []string {
+		s := window.NewState(0)
+		e.Add(s, order, 1)
+		// Past every window's end + out-of-orderness: all final.
+		e.Add(s, []events.Event{ev("last", t0+30*60_000, "9.9.9.9", 1)}, 2)
+		var keys []string
+		for _, r := range e.Emit(s, 2, false) {
+			keys = append(keys, key(r))
+		}
+		return keys
+	}
+	want := emitAll(evs)
+	require.Greater(t, len(want), 50)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 5 {
+		shuffled := slices.Clone(evs)
+		rng.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		require.Equal(t, want, emitAll(shuffled))
+	}
+	// Metrics ascending; within a metric each label set's results adjacent,
+	// their windows ascending.
+	seen := map[string]bool{}
+	prevMetric, prevSeries, prevStart := "", "", int64(0)
+	for _, k := range want {
+		f := strings.Split(k, "|")
+		metric, series := f[0], f[0]+"|"+f[1]
+		var start int64
+		fmt.Sscan(f[2], &start)
+		require.GreaterOrEqual(t, metric, prevMetric, "metrics out of order at %s", k)
+		if series != prevSeries {
+			require.False(t, seen[series], "label set %s not adjacent", series)
+			seen[series] = true
+		} else {
+			require.Greater(t, start, prevStart, "windows of %s out of order", series)
+		}
+		prevMetric, prevSeries, prevStart = metric, series, start
+	}
+}
