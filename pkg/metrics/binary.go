@@ -54,6 +54,7 @@ const (
 	fieldTopK           = 20
 	fieldDistinctSketch = 21
 	fieldQuantileSketch = 22
+	fieldUnchanged      = 23
 
 	fieldMapKey   = 1
 	fieldMapValue = 2
@@ -144,6 +145,9 @@ func appendResult(b []byte, r *Result, keys []string) ([]byte, []string) {
 	}
 	b = wire.AppendBytes(b, fieldDistinctSketch, r.DistinctSketch)
 	b = wire.AppendBytes(b, fieldQuantileSketch, r.QuantileSketch)
+	if r.Unchanged {
+		b = wire.AppendInt(b, fieldUnchanged, 1)
+	}
 	return b, keys
 }
 
@@ -191,7 +195,7 @@ func decodeBinaryBatch(p []byte) ([]Result, error) {
 	return rs, nil
 }
 
-// wireType is the wire type of each field of Result (fields 1 to 22).
+// wireType is the wire type of each field of Result (fields 1 to 23).
 var wireType = [...]protowire.Type{
 	fieldV: protowire.VarintType, fieldMetric: protowire.BytesType, fieldLabels: protowire.BytesType,
 	fieldWindowStart: protowire.VarintType, fieldWindowEnd: protowire.VarintType, fieldShard: protowire.VarintType,
@@ -200,7 +204,7 @@ var wireType = [...]protowire.Type{
 	fieldMax: protowire.Fixed64Type, fieldValue: protowire.Fixed64Type, fieldWatermark: protowire.VarintType,
 	fieldAgg: protowire.BytesType, fieldUnit: protowire.BytesType, fieldDistinct: protowire.Fixed64Type,
 	fieldQuantiles: protowire.BytesType, fieldTopK: protowire.BytesType, fieldDistinctSketch: protowire.BytesType,
-	fieldQuantileSketch: protowire.BytesType,
+	fieldQuantileSketch: protowire.BytesType, fieldUnchanged: protowire.VarintType,
 }
 
 // decodeResult fills r from one Result message.
@@ -211,7 +215,7 @@ func decodeResult(p []byte, r *Result) error {
 			return errTruncated
 		}
 		p = p[n:]
-		if num < fieldV || num > fieldQuantileSketch { // unknown: a newer writer's
+		if num < fieldV || num > fieldUnchanged { // unknown: a newer writer's
 			if n = protowire.ConsumeFieldValue(num, typ, p); n < 0 {
 				return errTruncated
 			}
@@ -311,6 +315,8 @@ func setField(r *Result, num protowire.Number, v uint64, b []byte) error {
 		r.DistinctSketch = append([]byte(nil), b...)
 	case fieldQuantileSketch:
 		r.QuantileSketch = append([]byte(nil), b...)
+	case fieldUnchanged:
+		r.Unchanged = v != 0
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ func everyField() metrics.Result {
 		Quantiles:      map[string]float64{"p50": 12.5, "p90": 0, "p99": 80.25},
 		TopK:           []metrics.KeyCount{{Key: "/a", Count: 9, Err: 1}, {Key: "/b", Count: 4}},
 		DistinctSketch: []byte{0, 1, 2, 255, 0}, QuantileSketch: []byte("opaque sketch bytes"),
+		Unchanged: true,
 	}
 }
 

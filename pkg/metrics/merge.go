@@ -16,7 +16,8 @@ var ErrNotMergeable = errors.New("window results not mergeable")
 // HyperLogLog and DDSketch sketches merge, top-k counters add (Space-Saving
 // merge). The merged result has Shard 0, Complete true, the largest
 // revision and kind of the inputs (final only when every input is final or
-// revised) and the smallest watermark. Headline values are recomputed from
+// revised), the smallest watermark and Unchanged false (it describes one
+// shard's revisions, not a merge of several). Headline values are recomputed from
 // the merged aggregates for every aggregation the inputs carry.
 func MergePartials(rs []Result) (Result, error) {
 	if len(rs) == 0 {
@@ -24,7 +25,7 @@ func MergePartials(rs []Result) (Result, error) {
 	}
 	m := rs[0]
 	m.Labels = maps.Clone(m.Labels)
-	m.Shard, m.Complete = 0, true
+	m.Shard, m.Complete, m.Unchanged = 0, true, false
 	m.Quantiles = maps.Clone(m.Quantiles)
 	var dist *Distinct
 	var quant *Quantiles

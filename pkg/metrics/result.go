@@ -79,6 +79,15 @@ type Result struct {
 	// (Complete false), so MergePartials can compute whole values.
 	DistinctSketch []byte `json:"distinct_sketch,omitempty"`
 	QuantileSketch []byte `json:"quantile_sketch,omitempty"`
+
+	// Unchanged is true when the window took no event since its previous
+	// revision: every value equals that revision's, and only Kind,
+	// Revision and Watermark differ. The aggregator sets it on a final
+	// result whose window did not change after its last early result (at
+	// a minute boundary, most of them), so a projection that depends on
+	// values only (the query service's per-window top-N sets) can skip it.
+	// False in records of earlier builds, which is always safe.
+	Unchanged bool `json:"unchanged,omitempty"`
 }
 
 // LabelsKey returns the canonical form of a label set: name=value pairs

@@ -941,11 +941,15 @@ func (e *Engine) scan(s *State, now int64, early bool, em *emission) {
 
 // emit adds w's next result of kind to em.
 func (e *Engine) emit(s *State, c *compiled, w *Window, kind string, em *emission) {
+	// A window emitted before and not changed since (a final after the
+	// last early result) repeats that revision's values.
+	unchanged := w.Revision > 0 && !w.Dirty
 	w.Revision++
 	w.Dirty = false
 	s.delta.touch(w)
 	r := metrics.Result{
-		V: 1, Metric: w.Metric, Labels: c.def.LabelsOfKey(w.series.group), WindowStart: w.Start, WindowEnd: w.End,
+		Unchanged: unchanged,
+		V:         1, Metric: w.Metric, Labels: c.def.LabelsOfKey(w.series.group), WindowStart: w.Start, WindowEnd: w.End,
 		Shard: s.Partition, Complete: c.complete, Kind: kind, Revision: w.Revision,
 		Count: w.Count, Sum: w.Sum, Min: w.Min, Max: w.Max, Watermark: s.Clock - c.ooo,
 		Agg: c.headline, Unit: c.def.Unit,

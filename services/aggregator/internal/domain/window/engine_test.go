@@ -738,3 +738,56 @@ func TestEmitOrderIsDeterministic(t *testing.T) {
 		prevMetric, prevSeries, prevStart = metric, series, start
 	}
 }
+
+// TestUnchangedMarksRepeatedValues: a result is Unchanged exactly when its
+// window was emitted before and took no event since: the final after an
+// early result with nothing new in between, not a first emission, not a
+// final after new events, not a revision; and it survives a checkpoint
+// restore (the dirty flag is part of the entry).
+func TestUnchangedMarksRepeatedValues(t *testing.T) {
+	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
+	s := window.NewState(0)
+	e.Add(s, []events.Event{ev("a", t0+1_000, "1.1.1.1", 1), ev("b", t0+2_000, "2.2.2.2", 1)}, 1)
+	rs := e.Emit(s, 1, true)
+	require.NotEmpty(t, rs)
+	for _, r := range rs { // early results
+		require.False(t, r.Unchanged, "first emission of %s", r.ID())
+	}
+	// A new event for 2.2.2.2 only, then a checkpoint round trip before
+	// the finals.
+	e.Add(s, []events.Event{ev("c", t0+3_000, "2.2.2.2", 1)}, 2)
+	set, _, err := s.TakeDelta()
+	require.NoError(t, err)
+	restored := window.NewState(0)
+	require.NoError(t, restored.RestoreEntries(maps.Clone(set)))
+
+	e.Add(restored, []events.Event{ev("z", t0+66_000, "9.9.9.9", 1)}, 3) // the first minute is due
+	byClient := func(rs []metrics.Result, ip string) *metrics.Result {
+		for i := range rs {
+			if rs[i].Metric == "requests_by_client" && rs[i].Labels["client_ip"] == ip && rs[i].WindowStart == t0 {
+				return &rs[i]
+			}
+		}
+		return nil
+	}
+	rs = e.Emit(restored, 3, false)
+	quiet, busy, total := byClient(rs, "1.1.1.1"), byClient(rs, "2.2.2.2"), find(rs, "requests", t0)
+	require.NotNil(t, quiet)
+	require.NotNil(t, busy)
+	require.NotNil(t, total)
+	require.Equal(t, metrics.KindFinal, quiet.Kind)
+	require.True(t, quiet.Unchanged, "final after an early result, nothing new")
+	require.EqualValues(t, 2, quiet.Revision)
+	require.Equal(t, metrics.KindFinal, busy.Kind)
+	require.False(t, busy.Unchanged, "an event came after the early result")
+	require.EqualValues(t, 2, busy.Count)
+	require.False(t, total.Unchanged, "the unlabelled window took the event too")
+
+	// A late event revises the quiet window: changed, not Unchanged.
+	e.Add(restored, []events.Event{ev("late", t0+4_000, "1.1.1.1", 1)}, 4)
+	revised := byClient(e.Emit(restored, 4, false), "1.1.1.1")
+	require.NotNil(t, revised)
+	require.Equal(t, metrics.KindRevised, revised.Kind)
+	require.False(t, revised.Unchanged)
+}
