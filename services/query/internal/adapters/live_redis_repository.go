@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -111,17 +112,98 @@ const TopTTL = 48 * time.Hour
 // RedisLiveRepository keeps the latest window result per metric, label set
 // and shard in Redis: hash <prefix>live:<metric>, field
 // <metrics.LabelsKey>|<shard>, value "<window start>:<revision>:<window
-// end>|<Result JSON>". Label sets that stop reporting are removed by SweepLive. Safe for
-// concurrent use.
+// end>|<Result JSON>". Label sets that stop reporting are removed by
+// SweepLive. It remembers what it stored (liveMarks) so that results the
+// live hash already holds something newer for are not sent at all. Safe
+// for concurrent use.
 type RedisLiveRepository struct {
 	client redis.UniversalClient
 	prefix string
+	marks  *liveMarks
 }
 
 // NewRedisLiveRepository returns a repository on client whose keys start
 // with prefix (config.Redis.KeyPrefix, e.g. "sw:").
 func NewRedisLiveRepository(client redis.UniversalClient, prefix string) *RedisLiveRepository {
-	return &RedisLiveRepository{client: client, prefix: prefix}
+	return &RedisLiveRepository{client: client, prefix: prefix, marks: newLiveMarks(maxLiveMarks)}
+}
+
+// maxLiveMarks bounds the fields liveMarks remembers (~150 bytes each):
+// past it they are all forgotten, which costs only the updates they saved.
+const maxLiveMarks = 2_000_000
+
+// liveMark is the newest (window start, revision) of one live hash field
+// known to be stored, and that window's end (ms), for SweepLive.
+type liveMark struct {
+	start, rev, end int64
+}
+
+// liveMarkKey names a live hash field: the metric and LiveField.
+type liveMarkKey struct {
+	metric, field string
+}
+
+// liveMarks remembers per live hash field the newest (window start,
+// revision) an update of this process stored. The stored value of a field
+// only ever gets newer (updateLatest), whoever writes it, so a mark is a
+// lower bound of what Redis holds and a result not newer than its mark
+// would be refused: UpdateLiveAll does not send it. Most final results are
+// such: 5 s after a minute boundary (the out-of-orderness) an active label
+// set's early results of the new minute are already stored, and its final
+// of the old minute only costs a script update that changes nothing. Marks
+// are dropped by SweepLive with the fields, all at once past max, and on
+// NOSCRIPT (Redis restarted and may have lost data). Safe for concurrent
+// use.
+type liveMarks struct {
+	mu  sync.Mutex
+	m   map[liveMarkKey]liveMark
+	max int
+}
+
+func newLiveMarks(max int) *liveMarks {
+	return &liveMarks{m: map[liveMarkKey]liveMark{}, max: max}
+}
+
+// stale reports whether the live hash holds res's field at res's window
+// start and revision or newer.
+func (l *liveMarks) stale(k liveMarkKey, res *metrics.Result) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, ok := l.m[k]
+	return ok && (res.WindowStart < m.start || res.WindowStart == m.start && res.Revision <= m.rev)
+}
+
+// stored records that the live hash holds res or something newer.
+func (l *liveMarks) stored(k liveMarkKey, res *metrics.Result) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m, ok := l.m[k]
+	if ok && (res.WindowStart < m.start || res.WindowStart == m.start && res.Revision <= m.rev) {
+		return
+	}
+	if !ok && len(l.m) >= l.max {
+		clear(l.m)
+	}
+	l.m[k] = liveMark{start: res.WindowStart, rev: res.Revision, end: res.WindowEnd}
+}
+
+// sweep forgets the fields whose window ended before their metric's
+// cutoff (ms), in one pass over the marks.
+func (l *liveMarks) sweep(cutoffs map[string]int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, m := range l.m {
+		if c, ok := cutoffs[k.metric]; ok && m.end < c {
+			delete(l.m, k)
+		}
+	}
+}
+
+// reset forgets every mark.
+func (l *liveMarks) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	clear(l.m)
 }
 
 // Key returns the hash holding metric's live results.
@@ -149,43 +231,64 @@ func (r *RedisLiveRepository) topShardsKey(metric string, ws int64) string {
 // command.LiveUpdater), in one pipelined round trip to Redis: one
 // updateLatest call per metric and one updateTop call per metric and
 // window (each of at most liveChunk updates, in rs's order), so the stored
-// view is the same as with the results sent one by one. Results that rs
-// itself supersedes are not sent (see liveUpdates): a record often carries
-// several windows of one label set and shard (the open windows of a
-// hopping or session metric), of which the live hash keeps only the
-// newest. The live hash stores results without their serialized sketches
+// view is the same as with the results sent one by one. What cannot change
+// the stored view is not sent (see liveUpdates): results that rs itself
+// supersedes (a record often carries several windows of one label set and
+// shard, the open windows of a hopping or session metric, of which the
+// live hash keeps only the newest), results older than what this
+// repository stored before (liveMarks), and top-N updates of Unchanged
+// results. The live hash stores results without their serialized sketches
 // (DistinctSketch, QuantileSketch: the live view reads values and counts;
 // the history keeps the sketches). The scripts are sent by SHA1; when
-// Redis does not know them (a restart flushed its script cache) they are
-// loaded and the whole pipeline is sent once more, which is safe because
-// every update is idempotent (latest window and revision win). Errors name
-// the first failed call; updates before it may be stored.
+// Redis does not know them (a restart flushed its script cache, and maybe
+// its data) the marks are forgotten, the scripts loaded and the whole
+// pipeline sent once more, which is safe because every update is
+// idempotent (latest window and revision win). Errors name the first
+// failed call; updates before it may be stored.
 func (r *RedisLiveRepository) UpdateLiveAll(ctx context.Context, rs []metrics.Result) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	latest, top := liveUpdates(rs)
+	latest, top, keys := liveUpdates(rs)
 	payloads := make([][]byte, len(rs))
-	for i := range rs {
-		if !latest[i] {
-			continue
+	prepare := func() error {
+		for i := range rs {
+			if !latest[i] || payloads[i] != nil || r.marks.stale(keys[i], &rs[i]) {
+				continue
+			}
+			p, err := livePayload(rs[i])
+			if err != nil {
+				return err
+			}
+			payloads[i] = p
 		}
-		p, err := livePayload(rs[i])
-		if err != nil {
+		return nil
+	}
+	if err := prepare(); err != nil {
+		return err
+	}
+	err := r.updateAll(ctx, rs, payloads, keys, top)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		r.marks.reset()
+		if err := prepare(); err != nil { // without the marks, maybe more to send
 			return err
 		}
-		payloads[i] = p
-	}
-	err := r.updateAll(ctx, rs, payloads, top)
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 		for _, s := range []*redis.Script{updateLatest, updateTop} {
 			if err := s.Load(ctx, r.client).Err(); err != nil {
 				return fmt.Errorf("load live scripts: %w", err)
 			}
 		}
-		err = r.updateAll(ctx, rs, payloads, top)
+		err = r.updateAll(ctx, rs, payloads, keys, top)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	for i := range rs {
+		if payloads[i] != nil {
+			r.marks.stored(keys[i], &rs[i])
+		}
+	}
+	return nil
 }
 
 // livePayload returns res as the live hash stores it:
@@ -225,29 +328,35 @@ func DecodeLiveValue(v string) (metrics.Result, error) {
 }
 
 // liveUpdates decides which results of rs need which update, leaving out
-// what rs itself supersedes. latest[i]: rs[i] is the first result of its
-// metric, label set and shard with the greatest (window start, revision)
-// in rs (updateLatest would refuse the others once it is stored, or store
-// them only to be overwritten by it). top[i]: rs[i] has labels and is the
-// first result of its metric, window, label set and shard with the
-// greatest revision in rs (updateTop refuses a revision <= the stored one).
-func liveUpdates(rs []metrics.Result) (latest, top []bool) {
-	latest, top = make([]bool, len(rs)), make([]bool, len(rs))
+// what rs itself supersedes, and returns each result's live hash field
+// (keys). latest[i]: rs[i] is the first result of its metric, label set
+// and shard with the greatest (window start, revision) in rs
+// (updateLatest would refuse the others once it is stored, or store them
+// only to be overwritten by it). top[i]: rs[i] has labels, is not
+// Unchanged, and is the first such result of its metric, window, label
+// set and shard with the greatest revision in rs (updateTop refuses a
+// revision <= the stored one). An Unchanged result's value is that of the
+// last changed revision before it, which is either in rs (and sent) or
+// was sent with an earlier call, so its top-N update would add 0: most
+// final results at a minute boundary.
+func liveUpdates(rs []metrics.Result) (latest, top []bool, keys []liveMarkKey) {
+	latest, top, keys = make([]bool, len(rs)), make([]bool, len(rs)), make([]liveMarkKey, len(rs))
 	type topKey struct {
-		field string
+		field liveMarkKey
 		ws    int64
 	}
-	bestLatest := make(map[string]int, len(rs))
+	bestLatest := make(map[liveMarkKey]int, len(rs))
 	bestTop := make(map[topKey]int, len(rs))
 	for i := range rs {
 		res := &rs[i]
-		field := res.Metric + "\xff" + LiveField(*res)
+		field := liveMarkKey{res.Metric, LiveField(*res)}
+		keys[i] = field
 		if j, ok := bestLatest[field]; !ok {
 			bestLatest[field] = i
 		} else if o := &rs[j]; res.WindowStart > o.WindowStart || res.WindowStart == o.WindowStart && res.Revision > o.Revision {
 			bestLatest[field] = i
 		}
-		if len(res.Labels) == 0 {
+		if len(res.Labels) == 0 || res.Unchanged {
 			continue
 		}
 		k := topKey{field, res.WindowStart}
@@ -261,15 +370,15 @@ func liveUpdates(rs []metrics.Result) (latest, top []bool) {
 	for _, i := range bestTop {
 		top[i] = true
 	}
-	return latest, top
+	return latest, top, keys
 }
 
 // updateAll sends the updates of rs in one pipeline by script SHA1: the
 // live hash update of every rs[i] with payloads[i] (nil: superseded, not
-// sent), grouped per metric, and the top-N update of every rs[i] with
-// top[i], grouped per metric and window; a group's updates keep rs's order
-// and go in calls of at most liveChunk.
-func (r *RedisLiveRepository) updateAll(ctx context.Context, rs []metrics.Result, payloads [][]byte, top []bool) error {
+// sent) under field keys[i], grouped per metric, and the top-N update of
+// every rs[i] with top[i], grouped per metric and window; a group's
+// updates keep rs's order and go in calls of at most liveChunk.
+func (r *RedisLiveRepository) updateAll(ctx context.Context, rs []metrics.Result, payloads [][]byte, keys []liveMarkKey, top []bool) error {
 	type topGroup struct {
 		metric string
 		ws     int64
@@ -283,7 +392,7 @@ func (r *RedisLiveRepository) updateAll(ctx context.Context, rs []metrics.Result
 			if _, ok := latestArgs[res.Metric]; !ok {
 				latestOrder = append(latestOrder, res.Metric)
 			}
-			latestArgs[res.Metric] = append(latestArgs[res.Metric], LiveField(res), res.WindowStart, res.Revision, payloads[i])
+			latestArgs[res.Metric] = append(latestArgs[res.Metric], keys[i].field, res.WindowStart, res.Revision, payloads[i])
 		}
 		if top[i] {
 			// Top-N per window, for every window (also late revisions
@@ -292,7 +401,8 @@ func (r *RedisLiveRepository) updateAll(ctx context.Context, rs []metrics.Result
 			if _, ok := topArgs[g]; !ok {
 				topOrder = append(topOrder, g)
 			}
-			topArgs[g] = append(topArgs[g], LiveField(res), res.Revision, metrics.LabelsKey(res.Labels), strconv.FormatFloat(res.Value, 'g', -1, 64))
+			labels := keys[i].field[:strings.LastIndexByte(keys[i].field, '|')] // LiveField: labels key|shard
+			topArgs[g] = append(topArgs[g], keys[i].field, res.Revision, labels, strconv.FormatFloat(res.Value, 'g', -1, 64))
 		}
 	}
 	pipe := r.client.Pipeline()
@@ -382,17 +492,23 @@ func (r *RedisLiveRepository) SweepLive(ctx context.Context, names []string, ret
 		return 0, fmt.Errorf("sweep live view: retention %s must be positive", retention)
 	}
 	total := 0
+	cutoffs := make(map[string]int64, len(names))
+	defer func() { r.marks.sweep(cutoffs) }()
 	for _, m := range names {
-		n, err := r.sweepKey(ctx, r.Key(m), retention.Milliseconds())
+		n, cutoff, err := r.sweepKey(ctx, r.Key(m), retention.Milliseconds())
 		total += n
 		if err != nil {
 			return total, err
 		}
+		cutoffs[m] = cutoff
 	}
 	return total, nil
 }
 
-func (r *RedisLiveRepository) sweepKey(ctx context.Context, key string, retentionMs int64) (int, error) {
+// sweepKey sweeps one metric's hash and returns how many fields it
+// removed and the cutoff (ms) it used: fields whose window ended before it
+// are gone (math.MaxInt64 when the hash holds none of ours).
+func (r *RedisLiveRepository) sweepKey(ctx context.Context, key string, retentionMs int64) (int, int64, error) {
 	type fieldEnd struct {
 		field string
 		end   int64
@@ -403,7 +519,7 @@ func (r *RedisLiveRepository) sweepKey(ctx context.Context, key string, retentio
 	for {
 		kvs, next, err := r.client.HScan(ctx, key, cursor, "", 1000).Result()
 		if err != nil {
-			return 0, fmt.Errorf("sweep live view: scan %s: %w", key, err)
+			return 0, 0, fmt.Errorf("sweep live view: scan %s: %w", key, err)
 		}
 		for i := 0; i+1 < len(kvs); i += 2 {
 			end, ok := liveWindowEnd(kvs[i+1])
@@ -417,6 +533,9 @@ func (r *RedisLiveRepository) sweepKey(ctx context.Context, key string, retentio
 			break
 		}
 	}
+	if len(fields) == 0 {
+		return 0, math.MaxInt64, nil // nothing stored: no mark holds
+	}
 	cutoff := newest - retentionMs
 	var stale []any
 	for _, f := range fields {
@@ -425,7 +544,7 @@ func (r *RedisLiveRepository) sweepKey(ctx context.Context, key string, retentio
 		}
 	}
 	if len(stale) == 0 {
-		return 0, nil
+		return 0, cutoff, nil
 	}
 	pipe := r.client.Pipeline()
 	var calls []*redis.Cmd
@@ -442,9 +561,9 @@ func (r *RedisLiveRepository) sweepKey(ctx context.Context, key string, retentio
 		}
 	}
 	if err != nil {
-		return removed, fmt.Errorf("sweep live view: delete from %s: %w", key, err)
+		return removed, cutoff, fmt.Errorf("sweep live view: delete from %s: %w", key, err)
 	}
-	return removed, nil
+	return removed, cutoff, nil
 }
 
 // liveWindowEnd returns the window end (ms) of a live hash value, from

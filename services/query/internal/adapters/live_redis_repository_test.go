@@ -295,3 +295,94 @@ func TestSweepLiveRemovesLabelSetsThatStoppedReporting(t *testing.T) {
 	sort.Strings(left)
 	require.Equal(t, []string{"200", "404", "500", "session"}, left, "a window ending exactly one hour before the newest stays")
 }
+
+// TestUpdateLiveAllSendsOnlyWhatCanChangeTheView: a result older than what
+// the repository stored before is not sent (seen by deleting the field
+// behind its back: the older result does not bring it back), until
+// SweepLive removed the field or a NOSCRIPT (Redis restarted) made the
+// repository forget what it stored; an Unchanged final sends no top-N
+// update but leaves the top-N value of its window as its earlier
+// revision set it, also when both come in one call.
+func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	ctx := context.Background()
+	client := redistest.Start(t)
+	repo := adapters.NewRedisLiveRepository(client, "m:")
+	res := func(status string, ws, rev int64, value float64) metrics.Result {
+		return metrics.Result{V: 1, Metric: "requests_by_status", Labels: map[string]string{"status": status},
+			WindowStart: ws, WindowEnd: ws + 60_000, Kind: metrics.KindEarly, Revision: rev, Count: 1, Value: value}
+	}
+	key := repo.Key("requests_by_status")
+	field := adapters.LiveField(res("200", 0, 1, 1))
+	stored := func() (int64, int64, bool) {
+		v, err := client.HGet(ctx, key, field).Result()
+		if err == redis.Nil {
+			return 0, 0, false
+		}
+		require.NoError(t, err)
+		r, err := adapters.DecodeLiveValue(v)
+		require.NoError(t, err)
+		return r.WindowStart, r.Revision, true
+	}
+
+	newer, older := res("200", 60_000, 3, 7), res("200", 0, 2, 5)
+	older.Kind = metrics.KindFinal
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{newer}))
+	require.NoError(t, client.HDel(ctx, key, field).Err())
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{older}))
+	_, _, ok := stored()
+	require.False(t, ok, "the final of an older window is not sent once a newer window is stored")
+
+	// A restart (scripts and data gone): the repository forgets its marks
+	// on NOSCRIPT, and the older result is stored again.
+	require.NoError(t, client.ScriptFlush(ctx).Err())
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{res("404", 0, 1, 1), older}))
+	ws, rev, ok := stored()
+	require.True(t, ok)
+	require.Equal(t, [2]int64{0, 2}, [2]int64{ws, rev})
+
+	// The sweep removes the field and its mark: a result of that window
+	// is stored again after it.
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{res("500", 3*3_600_000, 1, 1)}))
+	_, err := repo.SweepLive(ctx, []string{"requests_by_status"}, time.Hour)
+	require.NoError(t, err)
+	_, _, ok = stored()
+	require.False(t, ok, "swept")
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{older}))
+	_, _, ok = stored()
+	require.True(t, ok, "stored again after the sweep")
+
+	// Top-N: the Unchanged final of a window keeps the value of its early
+	// result, sent in an earlier call or in the same one.
+	const ws2 = 10 * 60_000
+	early, final := res("200", ws2, 1, 9), res("200", ws2, 2, 9)
+	final.Kind, final.Unchanged = metrics.KindFinal, true
+	other := res("503", ws2, 1, 4)
+	otherFinal := other
+	otherFinal.Kind, otherFinal.Revision, otherFinal.Unchanged = metrics.KindFinal, 2, true
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{early}))
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{final, other, otherFinal}))
+	top, err := repo.TopScores(ctx, "requests_by_status", ws2)
+	require.NoError(t, err)
+	scores := map[string]float64{}
+	for _, e := range top {
+		scores[e.LabelsKey] = e.Value
+	}
+	require.Equal(t, map[string]float64{"status=200": 9, "status=503": 4}, scores)
+	shards, err := client.HGetAll(ctx, "m:topshards:{requests_by_status:"+strconv.Itoa(ws2)+"}").Result()
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"status=200|0": "1:9", "status=503|0": "1:4"}, shards,
+		"the Unchanged finals sent no top-N update")
+	// Their live values are the finals all the same.
+	live, err := repo.LiveResults(ctx, "requests_by_status")
+	require.NoError(t, err)
+	kinds := map[string]string{}
+	for _, r := range live {
+		if r.WindowStart == ws2 {
+			kinds[r.Labels["status"]] = r.Kind
+		}
+	}
+	require.Equal(t, map[string]string{"200": metrics.KindFinal, "503": metrics.KindFinal}, kinds)
+}
