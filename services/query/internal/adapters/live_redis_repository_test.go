@@ -179,6 +179,25 @@ func BenchmarkUpdateLive(b *testing.B) {
 	b.Run("pipelined", func(b *testing.B) {
 		run(b, func(rs []metrics.Result) error { return repo.UpdateLiveAll(ctx, rs) })
 	})
+	// The finals of a minute boundary: every label set already has an
+	// early result of the next minute stored, and the finals repeat their
+	// last early result's values (Unchanged).
+	b.Run("boundary-finals", func(b *testing.B) {
+		finals := make([]metrics.Result, len(rs))
+		next := make([]metrics.Result, len(rs))
+		for i := range rs {
+			finals[i], next[i] = rs[i], rs[i]
+			finals[i].WindowStart, finals[i].WindowEnd, finals[i].Kind, finals[i].Unchanged = 0, 60_000, metrics.KindFinal, true
+			next[i].WindowStart, next[i].WindowEnd = 60_000, 120_000
+		}
+		require.NoError(b, repo.UpdateLiveAll(ctx, next))
+		run(b, func([]metrics.Result) error {
+			for i := range finals {
+				finals[i].Revision++
+			}
+			return repo.UpdateLiveAll(ctx, finals)
+		})
+	})
 }
 
 // redisCPU returns the CPU seconds (user + system) redis-server has used,
