@@ -117,15 +117,16 @@ const TopTTL = 48 * time.Hour
 // live hash already holds something newer for are not sent at all. Safe
 // for concurrent use.
 type RedisLiveRepository struct {
-	client redis.UniversalClient
-	prefix string
-	marks  *liveMarks
+	client  redis.UniversalClient
+	prefix  string
+	marks   *liveMarks
+	decoded *liveDecoded
 }
 
 // NewRedisLiveRepository returns a repository on client whose keys start
 // with prefix (config.Redis.KeyPrefix, e.g. "sw:").
 func NewRedisLiveRepository(client redis.UniversalClient, prefix string) *RedisLiveRepository {
-	return &RedisLiveRepository{client: client, prefix: prefix, marks: newLiveMarks(maxLiveMarks)}
+	return &RedisLiveRepository{client: client, prefix: prefix, marks: newLiveMarks(maxLiveMarks), decoded: &liveDecoded{}}
 }
 
 // maxLiveMarks bounds the fields liveMarks remembers (~150 bytes each):
@@ -582,18 +583,60 @@ func liveWindowEnd(v string) (int64, bool) {
 // LiveResults returns every stored result of metric, one per label set and
 // shard, in no particular order. Values that do not decode are skipped
 // (only UpdateLiveAll writes these keys).
+//
+// A value read before and unchanged since is not decoded again (liveDecoded):
+// most fields of a hash do not change between two reads a dashboard makes
+// a second apart, and decoding the JSON of each was most of a read's cost.
+// The returned results' Labels and Quantiles maps and TopK slices are
+// shared with other reads: callers must not modify them.
 func (r *RedisLiveRepository) LiveResults(ctx context.Context, metric string) ([]metrics.Result, error) {
 	all, err := r.client.HGetAll(ctx, r.Key(metric)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read live %s: %w", r.Key(metric), err)
 	}
+	return r.decoded.decode(metric, all), nil
+}
+
+// liveDecoded keeps, per metric, the values of its live hash the last
+// read decoded, with their decoded results, keyed by field: a read decodes
+// only the values that differ from the last read's, and keeps only the
+// fields it read (so the cache holds at most one copy of each hash, swept
+// fields leaving with the next read). Safe for concurrent use.
+type liveDecoded struct {
+	mu       sync.Mutex
+	byMetric map[string]map[string]decodedValue
+}
+
+type decodedValue struct {
+	raw string
+	res metrics.Result
+	ok  bool // raw decoded
+}
+
+// decode returns the results of the values in all (field → value), in no
+// particular order, skipping values that do not decode.
+func (d *liveDecoded) decode(metric string, all map[string]string) []metrics.Result {
+	d.mu.Lock()
+	prev := d.byMetric[metric]
+	d.mu.Unlock()
+	next := make(map[string]decodedValue, len(all))
 	out := make([]metrics.Result, 0, len(all))
-	for _, v := range all {
-		res, err := DecodeLiveValue(v)
-		if err != nil {
-			continue
+	for field, v := range all {
+		dv, hit := prev[field]
+		if !hit || dv.raw != v {
+			res, err := DecodeLiveValue(v)
+			dv = decodedValue{raw: v, res: res, ok: err == nil}
 		}
-		out = append(out, res)
+		next[field] = dv
+		if dv.ok {
+			out = append(out, dv.res)
+		}
 	}
-	return out, nil
+	d.mu.Lock()
+	if d.byMetric == nil {
+		d.byMetric = map[string]map[string]decodedValue{}
+	}
+	d.byMetric[metric] = next
+	d.mu.Unlock()
+	return out
 }

@@ -315,6 +315,13 @@ func TestSweepLiveRemovesLabelSetsThatStoppedReporting(t *testing.T) {
 	require.Equal(t, []string{"200", "404", "500", "session"}, left, "a window ending exactly one hour before the newest stays")
 }
 
+// statusResult is an early result of requests_by_status for one status
+// label, window [ws, ws+1m), with revision rev and value.
+func statusResult(status string, ws, rev int64, value float64) metrics.Result {
+	return metrics.Result{V: 1, Metric: "requests_by_status", Labels: map[string]string{"status": status},
+		WindowStart: ws, WindowEnd: ws + 60_000, Kind: metrics.KindEarly, Revision: rev, Count: 1, Value: value}
+}
+
 // TestUpdateLiveAllSendsOnlyWhatCanChangeTheView: a result older than what
 // the repository stored before is not sent (seen by deleting the field
 // behind its back: the older result does not bring it back), until
@@ -329,12 +336,8 @@ func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
 	ctx := context.Background()
 	client := redistest.Start(t)
 	repo := adapters.NewRedisLiveRepository(client, "m:")
-	res := func(status string, ws, rev int64, value float64) metrics.Result {
-		return metrics.Result{V: 1, Metric: "requests_by_status", Labels: map[string]string{"status": status},
-			WindowStart: ws, WindowEnd: ws + 60_000, Kind: metrics.KindEarly, Revision: rev, Count: 1, Value: value}
-	}
 	key := repo.Key("requests_by_status")
-	field := adapters.LiveField(res("200", 0, 1, 1))
+	field := adapters.LiveField(statusResult("200", 0, 1, 1))
 	stored := func() (int64, int64, bool) {
 		v, err := client.HGet(ctx, key, field).Result()
 		if err == redis.Nil {
@@ -346,7 +349,7 @@ func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
 		return r.WindowStart, r.Revision, true
 	}
 
-	newer, older := res("200", 60_000, 3, 7), res("200", 0, 2, 5)
+	newer, older := statusResult("200", 60_000, 3, 7), statusResult("200", 0, 2, 5)
 	older.Kind = metrics.KindFinal
 	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{newer}))
 	require.NoError(t, client.HDel(ctx, key, field).Err())
@@ -357,14 +360,14 @@ func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
 	// A restart (scripts and data gone): the repository forgets its marks
 	// on NOSCRIPT, and the older result is stored again.
 	require.NoError(t, client.ScriptFlush(ctx).Err())
-	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{res("404", 0, 1, 1), older}))
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{statusResult("404", 0, 1, 1), older}))
 	ws, rev, ok := stored()
 	require.True(t, ok)
 	require.Equal(t, [2]int64{0, 2}, [2]int64{ws, rev})
 
 	// The sweep removes the field and its mark: a result of that window
 	// is stored again after it.
-	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{res("500", 3*3_600_000, 1, 1)}))
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{statusResult("500", 3*3_600_000, 1, 1)}))
 	_, err := repo.SweepLive(ctx, []string{"requests_by_status"}, time.Hour)
 	require.NoError(t, err)
 	_, _, ok = stored()
@@ -376,9 +379,9 @@ func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
 	// Top-N: the Unchanged final of a window keeps the value of its early
 	// result, sent in an earlier call or in the same one.
 	const ws2 = 10 * 60_000
-	early, final := res("200", ws2, 1, 9), res("200", ws2, 2, 9)
+	early, final := statusResult("200", ws2, 1, 9), statusResult("200", ws2, 2, 9)
 	final.Kind, final.Unchanged = metrics.KindFinal, true
-	other := res("503", ws2, 1, 4)
+	other := statusResult("503", ws2, 1, 4)
 	otherFinal := other
 	otherFinal.Kind, otherFinal.Revision, otherFinal.Unchanged = metrics.KindFinal, 2, true
 	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{early}))
@@ -404,4 +407,67 @@ func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
 		}
 	}
 	require.Equal(t, map[string]string{"200": metrics.KindFinal, "503": metrics.KindFinal}, kinds)
+}
+
+// TestLiveResultsDecodesOnlyChangedValues: a read after an update returns
+// the updated values and the unchanged ones, a field removed behind the
+// repository's back is gone from the next read, and a value that does not
+// decode is skipped without hiding the others; a second repository (no
+// cache) reads the same.
+func TestLiveResultsDecodesOnlyChangedValues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	ctx := context.Background()
+	client := redistest.Start(t)
+	repo := adapters.NewRedisLiveRepository(client, "d:")
+	values := func(r *adapters.RedisLiveRepository) map[string]float64 {
+		got, err := r.LiveResults(ctx, "requests_by_status")
+		require.NoError(t, err)
+		out := map[string]float64{}
+		for _, g := range got {
+			out[g.Labels["status"]+"@"+strconv.FormatInt(g.Revision, 10)] = g.Value
+		}
+		return out
+	}
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{statusResult("200", 0, 1, 1), statusResult("404", 0, 1, 2), statusResult("500", 0, 1, 3)}))
+	require.Equal(t, map[string]float64{"200@1": 1, "404@1": 2, "500@1": 3}, values(repo))
+
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{statusResult("200", 0, 2, 10)}))
+	key := repo.Key("requests_by_status")
+	require.NoError(t, client.HDel(ctx, key, adapters.LiveField(statusResult("404", 0, 1, 0))).Err())
+	require.NoError(t, client.HSet(ctx, key, adapters.LiveField(statusResult("500", 0, 1, 0)), "0:9:60000|{not json").Err())
+	want := map[string]float64{"200@2": 10}
+	require.Equal(t, want, values(repo))
+	require.Equal(t, want, values(adapters.NewRedisLiveRepository(client, "d:")))
+	require.Equal(t, want, values(repo), "the undecodable value stays skipped")
+}
+
+// BenchmarkLiveResults reads a live hash of 1,000 label sets, as
+// GET /api/v1/live does for a metric grouped by a churning label, with a
+// tenth of the values changed between two reads.
+func BenchmarkLiveResults(b *testing.B) {
+	ctx := context.Background()
+	client := redistest.Start(b)
+	repo := adapters.NewRedisLiveRepository(client, "bench:")
+	rs := make([]metrics.Result, 1000)
+	for i := range rs {
+		rs[i] = metrics.Result{V: 1, Metric: "latency_by_service", Labels: map[string]string{"service": "probe-" + strconv.Itoa(i)},
+			WindowStart: 60_000, WindowEnd: 120_000, Shard: int32(i % 6), Kind: metrics.KindEarly, Revision: 1,
+			Count: 12, Sum: 345, Min: 1, Max: 99, Value: 28.75, Agg: metrics.AggAvg, Unit: "ms"}
+	}
+	require.NoError(b, repo.UpdateLiveAll(ctx, rs))
+	n := 0
+	for b.Loop() {
+		b.StopTimer()
+		for i := n % 10; i < len(rs); i += 10 {
+			rs[i].Revision++
+		}
+		require.NoError(b, repo.UpdateLiveAll(ctx, rs))
+		n++
+		b.StartTimer()
+		got, err := repo.LiveResults(ctx, "latency_by_service")
+		require.NoError(b, err)
+		require.Len(b, got, len(rs))
+	}
 }

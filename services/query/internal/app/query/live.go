@@ -11,7 +11,8 @@ import (
 // LiveReader reads the live view.
 type LiveReader interface {
 	// LiveResults returns the latest result per label set and shard of
-	// metric (a window.ValidName); none is not an error.
+	// metric (a window.ValidName); none is not an error. The results'
+	// maps and slices may be shared with other calls: read them only.
 	LiveResults(ctx context.Context, metric string) ([]metrics.Result, error)
 }
 
