@@ -152,9 +152,11 @@ type liveMarkKey struct {
 // such: 5 s after a minute boundary (the out-of-orderness) an active label
 // set's early results of the new minute are already stored, and its final
 // of the old minute only costs a script update that changes nothing. Marks
-// are dropped by SweepLive with the fields, all at once past max, and on
-// NOSCRIPT (Redis restarted and may have lost data). Safe for concurrent
-// use.
+// are dropped by SweepLive with the fields (all of a metric's when its hash
+// is empty: an operator's FLUSHALL keeps the scripts, so the next minute's
+// sweep is what notices it), all at once past max, and on NOSCRIPT (Redis
+// restarted and may have lost data). Until then a lost field comes back
+// with its label set's next window. Safe for concurrent use.
 type liveMarks struct {
 	mu  sync.Mutex
 	m   map[liveMarkKey]liveMark

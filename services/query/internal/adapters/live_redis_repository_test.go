@@ -325,8 +325,9 @@ func statusResult(status string, ws, rev int64, value float64) metrics.Result {
 // TestUpdateLiveAllSendsOnlyWhatCanChangeTheView: a result older than what
 // the repository stored before is not sent (seen by deleting the field
 // behind its back: the older result does not bring it back), until
-// SweepLive removed the field or a NOSCRIPT (Redis restarted) made the
-// repository forget what it stored; an Unchanged final sends no top-N
+// SweepLive removed the field, or found the metric's hash empty (after a
+// FLUSHALL), or a NOSCRIPT (Redis restarted) made the repository forget
+// what it stored; an Unchanged final sends no top-N
 // update but leaves the top-N value of its window as its earlier
 // revision set it, also when both come in one call.
 func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
@@ -375,6 +376,18 @@ func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
 	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{older}))
 	_, _, ok = stored()
 	require.True(t, ok, "stored again after the sweep")
+
+	// FLUSHALL keeps the scripts: the next sweep finds the hash empty and
+	// drops the metric's marks.
+	require.NoError(t, client.FlushAll(ctx).Err())
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{older}))
+	_, _, ok = stored()
+	require.False(t, ok, "not sent: the mark says it is stored")
+	_, err = repo.SweepLive(ctx, []string{"requests_by_status"}, time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{older}))
+	_, _, ok = stored()
+	require.True(t, ok, "stored after the sweep found the hash empty")
 
 	// Top-N: the Unchanged final of a window keeps the value of its early
 	// result, sent in an earlier call or in the same one.
