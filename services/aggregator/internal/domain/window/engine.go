@@ -19,6 +19,7 @@ import (
 	"cmp"
 	"math/bits"
 	"slices"
+	"sort"
 	"strconv"
 
 	"github.com/streamwatch/streamwatch/pkg/events"
@@ -833,25 +834,25 @@ type emission struct {
 }
 
 // sorted returns the results ordered by metric, group key, window start
-// and end.
+// and end, sorted in place: a boundary's results can be a large slice, and
+// a sorted copy would double it at the peak.
 func (em *emission) sorted() []metrics.Result {
-	if len(em.res) < 2 {
-		return em.res
-	}
-	idx := make([]int32, len(em.res))
-	for i := range idx {
-		idx[i] = int32(i)
-	}
-	slices.SortFunc(idx, func(i, j int32) int {
-		a, b := &em.res[i], &em.res[j]
-		return cmp.Or(cmp.Compare(a.Metric, b.Metric), cmp.Compare(em.groups[i], em.groups[j]),
-			cmp.Compare(a.WindowStart, b.WindowStart), cmp.Compare(a.WindowEnd, b.WindowEnd))
-	})
-	out := make([]metrics.Result, len(em.res))
-	for k, i := range idx {
-		out[k] = em.res[i]
-	}
-	return out
+	sort.Sort(em)
+	return em.res
+}
+
+// Len, Less and Swap implement sort.Interface over res and groups together.
+func (em *emission) Len() int { return len(em.res) }
+
+func (em *emission) Less(i, j int) bool {
+	a, b := &em.res[i], &em.res[j]
+	return cmp.Or(cmp.Compare(a.Metric, b.Metric), cmp.Compare(em.groups[i], em.groups[j]),
+		cmp.Compare(a.WindowStart, b.WindowStart), cmp.Compare(a.WindowEnd, b.WindowEnd)) < 0
+}
+
+func (em *emission) Swap(i, j int) {
+	em.res[i], em.res[j] = em.res[j], em.res[i]
+	em.groups[i], em.groups[j] = em.groups[j], em.groups[i]
 }
 
 // emitEarly adds to em the early results due at now (ms) of the open
