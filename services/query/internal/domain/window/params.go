@@ -7,7 +7,8 @@ package window
 import (
 	"errors"
 	"fmt"
-	"regexp"
+
+	"github.com/streamwatch/streamwatch/pkg/metrics"
 )
 
 // ErrInvalidParam is wrapped by every *ParamError.
@@ -35,13 +36,11 @@ func InvalidParam(param, format string, args ...any) error {
 // MaxNameLen is the longest metric or label name accepted, in bytes.
 const MaxNameLen = 128
 
-var nameRule = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
-
 // ValidName reports whether s is a metric or label name the API accepts:
-// ^[a-z_][a-z0-9_]*$, at most MaxNameLen bytes. Only such names reach SQL or
-// Redis keys.
+// ^[a-z_][a-z0-9_]*$ (metrics.IsName), at most MaxNameLen bytes. Only such
+// names reach SQL or Redis keys.
 func ValidName(s string) bool {
-	return len(s) <= MaxNameLen && nameRule.MatchString(s)
+	return len(s) <= MaxNameLen && metrics.IsName(s)
 }
 
 // checkName returns a *ParamError for param when name is not ValidName.
