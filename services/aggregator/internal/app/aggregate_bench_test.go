@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/messaging"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
+	"github.com/streamwatch/streamwatch/pkg/stream"
 	"github.com/streamwatch/streamwatch/services/aggregator/internal/app"
 	"github.com/streamwatch/streamwatch/services/aggregator/internal/domain/window"
 )
@@ -270,8 +272,14 @@ func BenchmarkMemoryPerWindow(b *testing.B) {
 // all within 50 s of event time so every window stays open. Reports the
 // live heap after a GC, the process's peak RSS (VmHWM: the runtime's
 // overhead and garbage included; the records are generated one at a time
-// and dropped), open windows, and heap bytes per key. Run it alone
-// (-benchtime 1x): it holds ~1 GiB.
+// and dropped), open windows, and heap bytes per key. Then the minute
+// boundary: every window's result goes out (finals, and early results of
+// the session windows), over as many Emits and commits as
+// window.Config.MaxScanResults makes; reported are the results, the
+// commits, the largest outbox, the live heap after it and the peak RSS
+// with it. Run it alone (-benchtime 1x): it holds ~1 GiB, and its
+// boundary's garbage lets the heap grow to the GC's target (GOGC, or a
+// GOMEMLIMIT set for the run).
 func BenchmarkMillionActiveKeys(b *testing.B) {
 	const keys, batch, parts = 1_000_000, 500, 6
 	for b.Loop() {
@@ -314,6 +322,60 @@ func BenchmarkMillionActiveKeys(b *testing.B) {
 		b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MiB")
 		b.ReportMetric(float64(windows), "windows")
 		b.ReportMetric(float64(heap)/keys, "heap-B/key")
+
+		// The minute boundary: one event per partition 70 s in moves every
+		// watermark past the minute's end, so each partition emits the
+		// final result of every window, in one Apply and the ticks after
+		// it (window.Config.MaxScanResults at a time), as the service
+		// does; each step's checkpoint delta and outbox are encoded as the
+		// processor's commit encodes them.
+		results, steps, outboxMax := 0, 0, 0
+		commit := func(st *window.State, outs []stream.Output) int {
+			if _, _, err := st.TakeDelta(); err != nil {
+				b.Fatal(err)
+			}
+			outbox, err := json.Marshal(struct {
+				Outbox []stream.Output `json:"outbox"`
+			}{outs})
+			if err != nil {
+				b.Fatal(err)
+			}
+			outboxMax = max(outboxMax, len(outbox))
+			n := 0
+			for _, o := range outs {
+				if o.Topic == messaging.TopicMetricsWindows { // the record id ends in |n<results>
+					k, err := strconv.Atoi(o.UUID[strings.LastIndex(o.UUID, "|n")+2:])
+					if err != nil {
+						b.Fatal(err)
+					}
+					n += k
+				}
+			}
+			results += n
+			steps++
+			return n
+		}
+		tickAt := time.UnixMilli(benchT0)
+		for p, st := range states {
+			ev := events.Event{V: 1, ID: fmt.Sprintf("boundary-%d", p), Type: events.TypeClick, UserID: "boundary",
+				Key: "boundary", Page: "/", Time: benchT0 + 70_000, ReceiveTime: benchT0 + 70_000}
+			msg := message.NewMessage("x", mustEncode(b, []events.Event{ev}))
+			msg.SetContext(messaging.ContextWithPosition(context.Background(), st.Partition, 1<<40))
+			outs, err := op.Apply(context.Background(), st, msg, 1<<40)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for n := commit(st, outs); n > 0; n = commit(st, outs) {
+				if outs, _, err = op.Tick(context.Background(), st, tickAt); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(heapAfterGC()-base)/(1<<20), "heap-after-boundary-MiB")
+		b.ReportMetric(float64(results), "boundary-results")
+		b.ReportMetric(float64(steps), "boundary-commits")
+		b.ReportMetric(float64(outboxMax)/(1<<20), "boundary-max-outbox-MiB")
+		b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-boundary-MiB")
 		runtime.KeepAlive(states)
 	}
 }

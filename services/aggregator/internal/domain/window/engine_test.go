@@ -791,3 +791,66 @@ func TestUnchangedMarksRepeatedValues(t *testing.T) {
 	require.Equal(t, metrics.KindRevised, revised.Kind)
 	require.False(t, revised.Unchanged)
 }
+
+// TestMaxScanResultsSpreadsABoundary: with a cap on the results of one
+// scanning Emit, a boundary's finals come over several Emits, none twice
+// and none lost, and together they equal one uncapped Emit; early
+// results of open windows and revisions are not lost either.
+func TestMaxScanResultsSpreadsABoundary(t *testing.T) {
+	t.Parallel()
+	defs := mustDefs(t, testDefs)
+	feed := func(e *window.Engine) *window.State {
+		s := window.NewState(0)
+		var evs []events.Event
+		for i := range 40 {
+			evs = append(evs, ev(fmt.Sprintf("e%d", i), t0+int64(i)*1_000, fmt.Sprintf("10.0.0.%d", i), 1))
+		}
+		e.Add(s, evs, 1)
+		for range 20 { // early results of everything, over as many Emits as the cap needs
+			if len(e.Emit(s, 1, true)) == 0 {
+				break
+			}
+		}
+		// The next minute opens (early results due) and the first one is due.
+		e.Add(s, []events.Event{ev("n1", t0+66_000, "10.0.0.1", 1), ev("n2", t0+66_500, "10.0.0.2", 1)}, 2)
+		return s
+	}
+	key := func(r metrics.Result) string {
+		return fmt.Sprintf("%s|%s|%d|%s|%d", r.Metric, metrics.LabelsKey(r.Labels), r.WindowStart, r.Kind, r.Revision)
+	}
+	all := window.NewEngine(defs, cfg)
+	want := map[string]bool{}
+	for _, r := range all.Emit(feed(all), 3_000, true) {
+		want[key(r)] = true
+	}
+	capped := cfg
+	capped.MaxScanResults = 10
+	e := window.NewEngine(defs, capped)
+	s := feed(e)
+	got := map[string]bool{}
+	emits := 0
+	for now := int64(3_000); emits < 50; now++ {
+		rs := e.Emit(s, now, true)
+		if len(rs) == 0 {
+			break
+		}
+		emits++
+		require.Less(t, len(rs), 10+5, "the cap stops after the label set that reaches it")
+		for _, r := range rs {
+			require.False(t, got[key(r)], "emitted twice: %s", key(r))
+			got[key(r)] = true
+		}
+	}
+	require.Greater(t, emits, 2)
+	require.Equal(t, want, got)
+
+	// A late event for a window the capped scans already fired is revised.
+	e.Add(s, []events.Event{ev("late", t0+5_000, "10.0.0.5", 1)}, 4)
+	var revised int
+	for _, r := range e.Emit(s, 10_000, true) {
+		if r.Kind == metrics.KindRevised {
+			revised++
+		}
+	}
+	require.Positive(t, revised)
+}
