@@ -238,7 +238,7 @@ func Targets(res *Result) []Target {
 		// compared with the first, and a single minute of the shared
 		// host's ±8 % swings decided the verdict. (The cost per process is
 		// reported, not judged, for the same reason.)
-		flat.Status = status(len(proc) >= 7 && holdsRate(acc) && holdsRate(proc))
+		flat.Status = status(holdsRate(acc) && holdsRate(proc))
 	} else {
 		flat.Measured = "run shorter than 10 minutes (use -duration 10m)"
 		flat.Status = "not measured"
@@ -290,27 +290,44 @@ func PerMinuteCost(samples []Sample, ph Phase) map[string][]float64 {
 	return out
 }
 
+// windowMeans returns the mean of minutes 2–4 of v (the first is
+// warm-up) and the mean of its last three, NaN minutes left out: the two
+// windows the flat target compares. ok is false for fewer than seven
+// minutes.
+func windowMeans(v []float64) (first, last float64, ok bool) {
+	if len(v) < 7 {
+		return 0, 0, false
+	}
+	mean := func(v []float64) float64 {
+		s, n := 0.0, 0
+		for _, x := range v {
+			if !math.IsNaN(x) {
+				s += x
+				n++
+			}
+		}
+		return s / float64(n)
+	}
+	return mean(v[1:4]), mean(v[len(v)-3:]), true
+}
+
 // rateChange is the change in percent from the mean rate of minutes 2–4
-// to that of the last three (holdsRate's windows), or "n/a" for fewer
-// than seven minutes.
+// to that of the last three (windowMeans), or "n/a" for fewer than seven
+// minutes.
 func rateChange(rates []float64) string {
-	if len(rates) < 7 {
+	first, last, ok := windowMeans(rates)
+	if !ok {
 		return "n/a"
 	}
-	first := (rates[1] + rates[2] + rates[3]) / 3
-	last := (rates[len(rates)-3] + rates[len(rates)-2] + rates[len(rates)-1]) / 3
 	return fmt.Sprintf("%+.0f %%", 100*(last/first-1))
 }
 
 // holdsRate reports whether the mean of the last three per-minute rates
-// is at least 90 % of the mean of minutes 2–4; rates needs at least seven
-// minutes.
+// is at least 90 % of the mean of minutes 2–4 (windowMeans); false for
+// fewer than seven minutes.
 func holdsRate(rates []float64) bool {
-	if len(rates) < 7 {
-		return false
-	}
-	mean := func(v []float64) float64 { return (v[0] + v[1] + v[2]) / 3 }
-	return mean(rates[len(rates)-3:]) >= 0.9*mean(rates[1:4])
+	first, last, ok := windowMeans(rates)
+	return ok && last >= 0.9*first
 }
 
 // costGrowth summarizes per-minute costs (PerMinuteCost) for the flat
@@ -323,23 +340,12 @@ func costGrowth(costs map[string][]float64) []string {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	mean := func(v []float64) float64 {
-		s, n := 0.0, 0
-		for _, x := range v {
-			if !math.IsNaN(x) {
-				s += x
-				n++
-			}
-		}
-		return s / float64(n)
-	}
 	var out []string
 	for _, n := range names {
-		c := costs[n]
-		if len(c) < 7 {
+		first, last, ok := windowMeans(costs[n])
+		if !ok {
 			return nil
 		}
-		first, last := mean(c[1:4]), mean(c[len(c)-3:])
 		out = append(out, fmt.Sprintf("%s %.1f → %.1f (%+.0f %%)", n, first, last, 100*(last/first-1)))
 	}
 	return out
