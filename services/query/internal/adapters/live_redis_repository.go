@@ -139,6 +139,13 @@ type liveMark struct {
 	start, rev, end int64
 }
 
+// holds reports whether a field stored at m holds res or something newer:
+// a later window start, or the same start and a revision >= res's (the
+// order updateLatest keeps).
+func (m liveMark) holds(res *metrics.Result) bool {
+	return res.WindowStart < m.start || res.WindowStart == m.start && res.Revision <= m.rev
+}
+
 // liveMarkKey names a live hash field: the metric and LiveField.
 type liveMarkKey struct {
 	metric, field string
@@ -173,7 +180,7 @@ func (l *liveMarks) stale(k liveMarkKey, res *metrics.Result) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m, ok := l.m[k]
-	return ok && (res.WindowStart < m.start || res.WindowStart == m.start && res.Revision <= m.rev)
+	return ok && m.holds(res)
 }
 
 // stored records that the live hash holds res or something newer.
@@ -181,7 +188,7 @@ func (l *liveMarks) stored(k liveMarkKey, res *metrics.Result) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	m, ok := l.m[k]
-	if ok && (res.WindowStart < m.start || res.WindowStart == m.start && res.Revision <= m.rev) {
+	if ok && m.holds(res) {
 		return
 	}
 	if !ok && len(l.m) >= l.max {
