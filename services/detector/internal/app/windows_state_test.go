@@ -248,9 +248,6 @@ func (p *recordingPublisher) Close() error { return nil }
 // previous one's checkpoint, emit the same alerts as one uninterrupted
 // run, and a replayed record has no effect.
 func TestWindowsProcessorRestartsFromDeltaCheckpoint(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts redis-server")
-	}
 	t.Parallel()
 	rdb := redistest.Start(t)
 	d := newDetect(t)

@@ -78,9 +78,6 @@ func liveModel(rs []metrics.Result) (map[string]metrics.Result, map[int64]map[st
 // hash and the per-window top-N sets exactly as the same results sent one
 // by one do, also after Redis lost its script cache.
 func TestUpdateLiveAllEqualsOneByOne(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts redis-server")
-	}
 	ctx := context.Background()
 	client := redistest.Start(t)
 	one := adapters.NewRedisLiveRepository(client, "one:")
@@ -223,9 +220,6 @@ func redisCPU(b *testing.B, client redis.UniversalClient) float64 {
 // not replace such a value, a newer one does, and both forms are read.
 // The stored form has no sketches.
 func TestLiveViewReadsValuesOfTheFormBeforeThePrefix(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts redis-server")
-	}
 	ctx := context.Background()
 	client := redistest.Start(t)
 	repo := adapters.NewRedisLiveRepository(client, "p:")
@@ -274,9 +268,6 @@ func mustJSON(t *testing.T, v any) []byte {
 // window end leave the live hash, in every value form; the others stay,
 // also a long window that started long ago but ends recently (a session).
 func TestSweepLiveRemovesLabelSetsThatStoppedReporting(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts redis-server")
-	}
 	ctx := context.Background()
 	client := redistest.Start(t)
 	repo := adapters.NewRedisLiveRepository(client, "s:")
@@ -331,9 +322,6 @@ func statusResult(status string, ws, rev int64, value float64) metrics.Result {
 // update but leaves the top-N value of its window as its earlier
 // revision set it, also when both come in one call.
 func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts redis-server")
-	}
 	ctx := context.Background()
 	client := redistest.Start(t)
 	repo := adapters.NewRedisLiveRepository(client, "m:")
@@ -428,9 +416,6 @@ func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
 // decode is skipped without hiding the others; a second repository (no
 // cache) reads the same.
 func TestLiveResultsDecodesOnlyChangedValues(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts redis-server")
-	}
 	ctx := context.Background()
 	client := redistest.Start(t)
 	repo := adapters.NewRedisLiveRepository(client, "d:")
