@@ -978,11 +978,10 @@ func (e *Engine) emit(s *State, c *compiled, w *Window, kind string, em *emissio
 	w.Dirty = false
 	s.delta.touch(w)
 	r := metrics.Result{
-		Unchanged: unchanged,
-		V:         1, Metric: w.Metric, Labels: c.def.LabelsOfKey(w.series.group), WindowStart: w.Start, WindowEnd: w.End,
+		V: 1, Metric: w.Metric, Labels: c.def.LabelsOfKey(w.series.group), WindowStart: w.Start, WindowEnd: w.End,
 		Shard: s.Partition, Complete: c.complete, Kind: kind, Revision: w.Revision,
 		Count: w.Count, Sum: w.Sum, Min: w.Min, Max: w.Max, Watermark: s.Clock - c.ooo,
-		Agg: c.headline, Unit: c.def.Unit,
+		Agg: c.headline, Unit: c.def.Unit, Unchanged: unchanged,
 	}
 	if w.Distinct != nil {
 		r.Distinct = float64(w.Distinct.Estimate())
