@@ -47,9 +47,9 @@ const pendingMinBytes = 256
 //
 // It is what a checkpoint commit writes per touched window, so it avoids
 // reflection, and re-serializes a sketch
-// only when it changed since its last encoding (Window.hllEnc, ddEnc). A
+// only when it changed since its last encoding (sketches.hllEnc, ddEnc). A
 // DDSketch that changed is written incrementally: its last full encoding
-// plus the values added since (Window.ddPend), until those take more room
+// plus the values added since (sketches.ddPend), until those take more room
 // than pendingMinBytes and the encoding itself; then it is encoded again.
 // Restoring decodes the sketch and adds the pending values, which gives
 // the same bins (a DDSketch's counts do not depend on insertion order), so
@@ -57,7 +57,7 @@ const pendingMinBytes = 256
 // per commit.
 func encodeWindow(b []byte, w *Window) ([]byte, error) {
 	b = append(b, windowCodecVersion)
-	b = appendString(b, w.Metric)
+	b = appendString(b, w.series.metric)
 	b = appendString(b, w.series.group)
 	for _, v := range [...]int64{w.Start, w.End, w.Count, w.Revision, w.LastEarly} {
 		b = binary.AppendVarint(b, v)
@@ -72,54 +72,58 @@ func encodeWindow(b []byte, w *Window) ([]byte, error) {
 	if w.Dirty {
 		flags |= flagDirty
 	}
-	if w.Distinct != nil {
+	sk := w.sk
+	if sk == nil {
+		sk = &sketches{} // does not escape: a window without sketches encodes none
+	}
+	if sk.distinct != nil {
 		flags |= flagDistinct
 	}
 	var dd []byte
 	switch {
-	case w.Quantiles == nil:
-	case w.sharedQ:
+	case sk.quantiles == nil:
+	case sk.sharedQ:
 		flags |= flagQuantiles | flagSharedQ
 	default:
 		flags |= flagQuantiles
-		if w.ddEnc == nil || 8*len(w.ddPend) > max(pendingMinBytes, len(w.ddEnc)) {
-			w.ddEnc, _ = w.Quantiles.MarshalBinary()
-			w.ddPend = w.ddPend[:0]
+		if sk.ddEnc == nil || 8*len(sk.ddPend) > max(pendingMinBytes, len(sk.ddEnc)) {
+			sk.ddEnc, _ = sk.quantiles.MarshalBinary()
+			sk.ddPend = sk.ddPend[:0]
 		}
-		dd = w.ddEnc
-		if len(w.ddPend) > 0 {
+		dd = sk.ddEnc
+		if len(sk.ddPend) > 0 {
 			flags |= flagPending
 		}
 	}
 	b = append(b, flags)
 	if flags&flagSharedQ != 0 {
-		b = appendString(b, w.owner)
+		b = appendString(b, sk.owner)
 	}
-	if w.Distinct != nil && w.hllEnc == nil {
-		hll, err := w.Distinct.MarshalBinaryDensify(distinctDenseBytes)
+	if sk.distinct != nil && sk.hllEnc == nil {
+		hll, err := sk.distinct.MarshalBinaryDensify(distinctDenseBytes)
 		if err != nil {
-			return nil, fmt.Errorf("encode window %s: %w", w.entry, err)
+			return nil, fmt.Errorf("encode window %s: %w", entryName(w.series, w.Start), err)
 		}
-		w.hllEnc = hll
+		sk.hllEnc = hll
 	}
-	b = appendBytes(b, w.hllEnc)
+	b = appendBytes(b, sk.hllEnc)
 	b = appendBytes(b, dd)
 	if flags&flagPending != 0 {
-		b = binary.AppendUvarint(b, uint64(len(w.ddPend)))
-		for _, v := range w.ddPend {
+		b = binary.AppendUvarint(b, uint64(len(sk.ddPend)))
+		for _, v := range sk.ddPend {
 			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 		}
 	}
-	if w.TopK == nil {
+	if sk.topK == nil {
 		return binary.AppendUvarint(b, 0), nil
 	}
-	b = binary.AppendUvarint(b, uint64(w.TopK.Capacity))
+	b = binary.AppendUvarint(b, uint64(sk.topK.Capacity))
 	// Unsorted: the table's order (count, then key) is total, so restoring
 	// the entries with AddCount in any order gives the same top keys and
 	// the same next eviction (TestTopKAllRestores); sorting them cost
 	// ~4 % of the aggregator's CPU per record.
-	b = binary.AppendUvarint(b, uint64(w.TopK.Len()))
-	for kc := range w.TopK.All() {
+	b = binary.AppendUvarint(b, uint64(sk.topK.Len()))
+	for kc := range sk.topK.All() {
 		b = appendString(b, kc.Key)
 		b = binary.AppendVarint(b, kc.Count)
 		b = binary.AppendVarint(b, kc.Err)
@@ -212,18 +216,19 @@ func (r *reader) byte1() byte {
 }
 
 // decodeWindow decodes an encodeWindow entry; it returns the window (not
-// linked to a series) and its group key (labels of v1 and v2 entries are
-// skipped: they derive from the group key). A window with a shared DDSketch
-// comes back with sharedQ set and Quantiles nil: the restore links it to
-// its owner's.
-func decodeWindow(b []byte) (*Window, string, error) {
+// linked to a series), its metric and its group key (labels of v1 and v2
+// entries are skipped: they derive from the group key). A window with a
+// shared DDSketch comes back with sharedQ set and quantiles nil: the
+// restore links it to its owner's.
+func decodeWindow(b []byte) (w *Window, metric, group string, err error) {
 	r := &reader{b: b}
 	version := r.byte1()
 	if r.err == nil && (version < 1 || version > windowCodecVersion) {
-		return nil, "", fmt.Errorf("%w: version %d (this build reads 1..%d)", errCorrupt, version, windowCodecVersion)
+		return nil, "", "", fmt.Errorf("%w: version %d (this build reads 1..%d)", errCorrupt, version, windowCodecVersion)
 	}
-	w := &Window{Metric: string(r.bytes())}
-	group := string(r.bytes())
+	w = &Window{}
+	metric = string(r.bytes())
+	group = string(r.bytes())
 	if version < 3 {
 		for n := r.uvarint(); n > 0 && r.err == nil; n-- { // name and value
 			r.bytes()
@@ -237,8 +242,9 @@ func decodeWindow(b []byte) (*Window, string, error) {
 		flags &= flagFired | flagDirty | flagDistinct | flagQuantiles
 	}
 	w.Fired, w.Dirty = flags&flagFired != 0, flags&flagDirty != 0
+	sk := &sketches{}
 	if flags&flagSharedQ != 0 {
-		w.sharedQ, w.owner = true, string(r.bytes())
+		sk.sharedQ, sk.owner = true, string(r.bytes())
 	}
 	hll, dd := r.bytes(), r.bytes()
 	var pend []float64
@@ -256,38 +262,40 @@ func decodeWindow(b []byte) (*Window, string, error) {
 	}
 	topCap := r.uvarint()
 	if r.err != nil {
-		return nil, "", r.err
+		return nil, "", "", r.err
 	}
-	var err error
 	if flags&flagDistinct != 0 {
-		if w.Distinct, err = metrics.DecodeDistinct(hll); err != nil {
-			return nil, "", err
+		if sk.distinct, err = metrics.DecodeDistinct(hll); err != nil {
+			return nil, "", "", err
 		}
-		w.hllEnc = slices.Clone(hll)
+		sk.hllEnc = slices.Clone(hll)
 	}
 	if flags&(flagQuantiles|flagSharedQ) == flagQuantiles {
-		if w.Quantiles, err = metrics.DecodeQuantiles(dd); err != nil {
-			return nil, "", err
+		if sk.quantiles, err = metrics.DecodeQuantiles(dd); err != nil {
+			return nil, "", "", err
 		}
-		w.ddEnc = slices.Clone(dd)
+		sk.ddEnc = slices.Clone(dd)
 		for _, v := range pend {
-			w.Quantiles.Add(v)
+			sk.quantiles.Add(v)
 		}
-		w.ddPend = pend
+		sk.ddPend = pend
 	}
 	if topCap > 0 {
-		w.TopK = metrics.NewTopK(int(topCap))
+		sk.topK = metrics.NewTopK(int(topCap))
 		for range r.uvarint() {
 			k := string(r.bytes())
 			c, e := r.varint(), r.varint()
 			if r.err != nil {
 				break
 			}
-			w.TopK.AddCount(k, c, e)
+			sk.topK.AddCount(k, c, e)
 		}
 	}
 	if r.err != nil {
-		return nil, "", r.err
+		return nil, "", "", r.err
 	}
-	return w, group, nil
+	if sk.sharedQ || sk.distinct != nil || sk.quantiles != nil || sk.topK != nil {
+		w.sk = sk
+	}
+	return w, metric, group, nil
 }

@@ -54,7 +54,15 @@ type deltaTracker struct {
 	// the next one.
 	buf []byte
 	set map[string][]byte
+	// ends holds per window entry of the last TakeDelta where its value
+	// ends in buf and its name in the commit's names; perName is the
+	// mean name length.
+	ends    []entryEnd
+	perName int
 }
+
+// entryEnd is where one window entry's value and name end.
+type entryEnd struct{ value, name int }
 
 func (d *deltaTracker) init() {
 	d.removed = map[string]struct{}{}
@@ -165,21 +173,32 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 	if need := len(d.touched)*max(96, d.perWindow+d.perWindow/4) + 64; cap(buf) < need {
 		buf = make([]byte, 0, need)
 	}
+	// The windows' entry names go into one string (a window keeps no
+	// name): one allocation per commit instead of one per window.
+	var names strings.Builder
+	names.Grow(len(d.touched) * max(32, d.perName))
+	ends := d.ends[:0]
 	for _, w := range d.touched {
 		w.touched = false
 		if w.dead {
 			continue
 		}
-		n := len(buf)
 		var err error
 		if buf, err = encodeWindow(buf, w); err != nil {
 			return nil, nil, err
 		}
-		set[w.entry] = buf[n:len(buf):len(buf)]
+		ends = append(ends, entryEnd{len(buf), appendEntryName(&names, w.series, w.Start)})
+	}
+	all, from, at := names.String(), 0, 0
+	for _, e := range ends {
+		set[all[at:e.name]] = buf[from:e.value:e.value]
+		from, at = e.value, e.name
 	}
 	if len(d.touched) > 0 {
 		d.perWindow = len(buf) / len(d.touched)
+		d.perName = len(all)/len(d.touched) + 1
 	}
+	d.ends = ends
 	for i := range d.nNew {
 		b := &d.seenNew[i]
 		if len(b.hs) == 0 {
@@ -257,18 +276,19 @@ func (s *State) linkSharedSketches() {
 	for _, m := range s.byMetric {
 		for _, sr := range m {
 			for _, w := range sr.windows {
-				if !w.sharedQ || w.Quantiles != nil {
+				sk := w.sk
+				if sk == nil || !sk.sharedQ || sk.quantiles != nil {
 					continue
 				}
 				var o *Window
-				if osr := s.byMetric[w.owner][sr.group]; osr != nil {
+				if osr := s.byMetric[sk.owner][sr.group]; osr != nil {
 					o = osr.find(w.Start)
 				}
-				if o != nil && o.Quantiles != nil && !o.sharedQ {
-					w.Quantiles = o.Quantiles
+				if o != nil && o.ownsQuantiles() {
+					sk.quantiles = o.sk.quantiles
 					continue
 				}
-				w.Quantiles, w.sharedQ, w.owner = metrics.NewQuantiles(), false, ""
+				sk.quantiles, sk.sharedQ, sk.owner = metrics.NewQuantiles(), false, ""
 			}
 		}
 	}
@@ -333,21 +353,27 @@ func (s *State) restoreSeen(name string, b []byte) error {
 }
 
 func (s *State) restoreWindow(name string, b []byte) error {
-	w, group, err := decodeWindow(b)
+	w, metric, group, err := decodeWindow(b)
 	if err != nil {
 		return fmt.Errorf("entry %q: %w", name, err)
 	}
-	m := s.byMetric[w.Metric]
+	m := s.byMetric[metric]
 	if m == nil {
 		m = map[string]*series{}
-		s.byMetric[w.Metric] = m
+		s.byMetric[metric] = m
 	}
 	sr := m[group]
 	if sr == nil {
-		sr = &series{metric: w.Metric, group: group}
+		sr = &series{metric: metric, group: group}
 		m[group] = sr
 	}
-	w.series, w.entry = sr, name
+	w.series = sr
+	if name != entryName(sr, w.Start) {
+		// Written under another name (a window keeps none; it derives from
+		// metric, group and start): move it to its own with the next delta.
+		s.delta.remove(name)
+		s.delta.touch(w)
+	}
 	if w.Dirty && !w.Fired {
 		s.markDirty(w)
 	}

@@ -21,6 +21,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/streamwatch/streamwatch/pkg/events"
 	"github.com/streamwatch/streamwatch/pkg/metrics"
@@ -270,51 +271,94 @@ func sameSketch(a, b *compiled) bool {
 
 // Window is the running aggregate of one window of one metric and label set.
 //
-// A window keeps no label map: its labels are its series' group key, which
+// A window keeps neither its metric, its label map nor its checkpoint
+// entry name: they derive from its series (Metric; the group key, which
 // metrics.Definition.LabelsOfKey turns back into a map when a result is
-// emitted (a one-label map costs ~300 bytes; with a million active keys
-// that was a quarter of the heap).
+// emitted; entryName). Sketches and their checkpoint caches live in a
+// sketches struct that only the windows of metrics with a distinct,
+// quantile or top-k aggregation have. With a million active keys, each
+// of these fields was ~10 % of the heap (BenchmarkMillionActiveKeys):
+// the struct is 96 bytes instead of 240, and no name string is held.
 type Window struct {
-	Metric string
-	Start  int64
-	End    int64
-	Count  int64
-	Sum    float64
-	Min    float64
-	Max    float64
-	// Distinct, Quantiles and TopK are nil unless the metric needs them.
-	Distinct  *metrics.Distinct
-	Quantiles *metrics.Quantiles
-	TopK      *metrics.TopK
+	Start int64 // ms, inclusive
+	End   int64 // ms, exclusive
+	Count int64
+	Sum   float64
+	Min   float64
+	Max   float64
 	// Revision is the revision of the last emission (0: never emitted).
 	Revision int64
-	// Fired is true once the final result was emitted.
-	Fired bool
-	// Dirty is true when the aggregate changed since its last emission.
-	Dirty bool
 	// LastEarly is the processing time (ms) of the last early emission.
 	LastEarly int64
 
-	series  *series
-	entry   string // checkpoint entry name
-	dead    bool   // removed from the state
-	touched bool   // in the delta tracker's touched list
-	inDirty bool   // in State.dirty
-	// hllEnc and ddEnc cache the serialized Distinct and Quantiles sketches
-	// for checkpoint entries; nil when the sketch changed since (see
-	// sketchBytes). Never mutated in place: a change drops the slice.
+	series *series
+	// sk is nil unless the metric needs a sketch.
+	sk *sketches
+	// Fired is true once the final result was emitted.
+	Fired bool
+	// Dirty is true when the aggregate changed since its last emission.
+	Dirty   bool
+	dead    bool // removed from the state
+	touched bool // in the delta tracker's touched list
+	inDirty bool // in State.dirty
+}
+
+// Metric returns the name of the window's metric.
+func (w *Window) Metric() string { return w.series.metric }
+
+// sketches are the parts of a window only metrics with a distinct,
+// quantile or top-k aggregation need; each pointer is nil unless the
+// metric needs that sketch.
+type sketches struct {
+	distinct  *metrics.Distinct
+	quantiles *metrics.Quantiles
+	topK      *metrics.TopK
+	// hllEnc and ddEnc cache the serialized distinct and quantiles
+	// sketches for checkpoint entries; nil when the sketch changed since
+	// (see encodeWindow). Never mutated in place: a change drops the
+	// slice.
 	hllEnc []byte
 	ddEnc  []byte
-	// ddPend are the values added to Quantiles since ddEnc was encoded: a
+	// ddPend are the values added to quantiles since ddEnc was encoded: a
 	// checkpoint entry carries ddEnc plus these instead of a fresh
 	// encoding (see encodeWindow).
 	ddPend []float64
-	// sharedQ is set when Quantiles belongs to another metric's window of
-	// the same label set and start (owner), which adds the values and
-	// checkpoints the sketch; owner is that window's metric.
+	// sharedQ is set when quantiles belongs to another metric's window of
+	// the same label set and start, which adds the values and checkpoints
+	// the sketch; owner is that window's metric.
 	sharedQ bool
 	owner   string
 }
+
+// sketchesBytes is the size of a sketches struct (its size class).
+const sketchesBytes = 128
+
+// distinct, quantiles and topK return w's sketches, nil when the metric
+// has none.
+func (w *Window) distinct() *metrics.Distinct {
+	if w.sk == nil {
+		return nil
+	}
+	return w.sk.distinct
+}
+
+func (w *Window) quantiles() *metrics.Quantiles {
+	if w.sk == nil {
+		return nil
+	}
+	return w.sk.quantiles
+}
+
+func (w *Window) topK() *metrics.TopK {
+	if w.sk == nil {
+		return nil
+	}
+	return w.sk.topK
+}
+
+// ownsQuantiles reports whether w has a DDSketch of its own (not shared
+// from another metric's window).
+func (w *Window) ownsQuantiles() bool { return w.sk != nil && w.sk.quantiles != nil && !w.sk.sharedQ }
 
 // series holds the windows of one metric and label set.
 type series struct {
@@ -613,6 +657,7 @@ func (e *Engine) addToSeries(s *State, c *compiled, sr *series, ev *events.Event
 func (e *Engine) addSession(s *State, c *compiled, sr *series, ev *events.Event, start, end int64) {
 	// Every session overlapping [start, end) merges with the new one.
 	var into *Window
+	var oldStart int64 // into's start, which names its checkpoint entry
 	for i := 0; i < len(sr.windows); {
 		w := sr.windows[i]
 		if w.Start > end || w.End < start { // touching sessions merge, as in Flink
@@ -620,7 +665,7 @@ func (e *Engine) addSession(s *State, c *compiled, sr *series, ev *events.Event,
 			continue
 		}
 		if into == nil {
-			into = w
+			into, oldStart = w, w.Start
 			i++
 			continue
 		}
@@ -632,12 +677,13 @@ func (e *Engine) addSession(s *State, c *compiled, sr *series, ev *events.Event,
 	}
 	if into == nil {
 		into = e.newWindow(s, c, sr, start, end)
+		oldStart = start
 	}
-	if start < into.Start || end > into.End {
-		s.delta.remove(into.entry)
+	into.Start, into.End = min(into.Start, start), max(into.End, end)
+	if into.Start != oldStart {
+		// Renamed: the entry under the old start goes with the next delta.
+		s.delta.remove(entryName(sr, oldStart))
 		sr.cur = nil
-		into.Start, into.End = min(into.Start, start), max(into.End, end)
-		into.entry = entryName(sr, into.Start)
 	}
 	e.update(s, c, into, ev)
 	s.nextScan = min(s.nextScan, into.End+c.ooo)
@@ -678,11 +724,11 @@ func (e *Engine) adoptSeen(s *State) {
 
 // drop marks w removed; the caller takes it out of its series.
 func (s *State) drop(w *Window) {
-	if w.series != nil && w.series.cur == w {
+	if w.series.cur == w {
 		w.series.cur = nil
 	}
 	w.dead = true
-	s.delta.remove(w.entry)
+	s.delta.remove(entryName(w.series, w.Start))
 }
 
 func (sr *series) find(start int64) *Window {
@@ -699,22 +745,25 @@ func (sr *series) find(start int64) *Window {
 }
 
 func (e *Engine) newWindow(s *State, c *compiled, sr *series, start, end int64) *Window {
-	w := &Window{Metric: c.def.Name, Start: start, End: end, series: sr, entry: entryName(sr, start)}
+	w := &Window{Start: start, End: end, series: sr}
+	if c.def.NeedsDistinct() || c.def.NeedsQuantiles() || c.def.NeedsTopK() {
+		w.sk = &sketches{}
+	}
 	if c.def.NeedsDistinct() {
-		w.Distinct = metrics.NewDistinct()
+		w.sk.distinct = metrics.NewDistinct()
 	}
 	if c.def.NeedsQuantiles() {
 		if c.shareFrom >= 0 && sr.nd != nil && sr.nd.series[c.shareFrom] != nil {
-			if o := sr.nd.series[c.shareFrom].find(start); o != nil && o.Quantiles != nil && !o.sharedQ {
-				w.Quantiles, w.sharedQ, w.owner = o.Quantiles, true, o.Metric
+			if o := sr.nd.series[c.shareFrom].find(start); o != nil && o.ownsQuantiles() {
+				w.sk.quantiles, w.sk.sharedQ, w.sk.owner = o.sk.quantiles, true, o.Metric()
 			}
 		}
-		if w.Quantiles == nil {
-			w.Quantiles = metrics.NewQuantiles()
+		if w.sk.quantiles == nil {
+			w.sk.quantiles = metrics.NewQuantiles()
 		}
 	}
 	if c.def.NeedsTopK() {
-		w.TopK = metrics.NewTopK(c.def.TopK.N * metrics.TopKCapacityFactor)
+		w.sk.topK = metrics.NewTopK(c.def.TopK.N * metrics.TopKCapacityFactor)
 	}
 	sr.windows = append(sr.windows, w)
 	s.nwin++
@@ -732,20 +781,22 @@ func (e *Engine) update(s *State, c *compiled, w *Window, ev *events.Event) {
 			w.Max = v
 		}
 		w.Sum += v
-		if w.Quantiles != nil && !w.sharedQ {
-			w.Quantiles.Add(v)
-			if w.ddEnc != nil {
-				w.ddPend = append(w.ddPend, v)
+		if w.ownsQuantiles() {
+			w.sk.quantiles.Add(v)
+			if w.sk.ddEnc != nil {
+				w.sk.ddPend = append(w.sk.ddPend, v)
 			}
 		}
 	}
 	w.Count++
-	if w.Distinct != nil {
-		w.Distinct.Add(c.def.DistinctOf(ev))
-		w.hllEnc = nil
-	}
-	if w.TopK != nil {
-		w.TopK.Add(c.def.TopKOf(ev))
+	if sk := w.sk; sk != nil {
+		if sk.distinct != nil {
+			sk.distinct.Add(c.def.DistinctOf(ev))
+			sk.hllEnc = nil
+		}
+		if sk.topK != nil {
+			sk.topK.Add(c.def.TopKOf(ev))
+		}
 	}
 	w.Dirty = true
 	if w.Fired {
@@ -774,16 +825,16 @@ func mergeWindow(a, b *Window) {
 	}
 	a.Count += b.Count
 	a.Sum += b.Sum
-	if a.Distinct != nil && b.Distinct != nil {
-		_ = a.Distinct.Merge(b.Distinct) // same precision: cannot fail
-		a.hllEnc = nil
+	if a.distinct() != nil && b.distinct() != nil {
+		_ = a.sk.distinct.Merge(b.sk.distinct) // same precision: cannot fail
+		a.sk.hllEnc = nil
 	}
-	if a.Quantiles != nil && b.Quantiles != nil {
-		_ = a.Quantiles.Merge(b.Quantiles) // same mapping: cannot fail
-		a.ddEnc, a.ddPend = nil, nil
+	if a.quantiles() != nil && b.quantiles() != nil {
+		_ = a.sk.quantiles.Merge(b.sk.quantiles) // same mapping: cannot fail
+		a.sk.ddEnc, a.sk.ddPend = nil, nil
 	}
-	if a.TopK != nil && b.TopK != nil {
-		a.TopK.Merge(b.TopK)
+	if a.topK() != nil && b.topK() != nil {
+		a.sk.topK.Merge(b.sk.topK)
 	}
 	a.Start, a.End = min(a.Start, b.Start), max(a.End, b.End)
 	a.Revision = max(a.Revision, b.Revision)
@@ -827,7 +878,7 @@ func (e *Engine) Emit(s *State, now int64, early bool) []metrics.Result {
 		// No window is final or past its lateness before nextScan: only
 		// revised windows, and changed open ones for early results.
 		for w := range s.revised {
-			c := e.defByName[w.Metric]
+			c := e.defByName[w.Metric()]
 			if c == nil {
 				continue
 			}
@@ -878,7 +929,7 @@ func (em *emission) Swap(i, j int) {
 func (e *Engine) emitEarly(s *State, now int64, em *emission) {
 	keep := s.dirty[:0]
 	for _, w := range s.dirty {
-		c := e.defByName[w.Metric]
+		c := e.defByName[w.Metric()]
 		if w.dead || w.Fired || !w.Dirty || c == nil {
 			w.inDirty = false
 			continue
@@ -978,28 +1029,28 @@ func (e *Engine) emit(s *State, c *compiled, w *Window, kind string, em *emissio
 	w.Dirty = false
 	s.delta.touch(w)
 	r := metrics.Result{
-		V: 1, Metric: w.Metric, Labels: c.def.LabelsOfKey(w.series.group), WindowStart: w.Start, WindowEnd: w.End,
+		V: 1, Metric: w.Metric(), Labels: c.def.LabelsOfKey(w.series.group), WindowStart: w.Start, WindowEnd: w.End,
 		Shard: s.Partition, Complete: c.complete, Kind: kind, Revision: w.Revision,
 		Count: w.Count, Sum: w.Sum, Min: w.Min, Max: w.Max, Watermark: s.Clock - c.ooo,
 		Agg: c.headline, Unit: c.def.Unit, Unchanged: unchanged,
 	}
-	if w.Distinct != nil {
-		r.Distinct = float64(w.Distinct.Estimate())
+	if d := w.distinct(); d != nil {
+		r.Distinct = float64(d.Estimate())
 		if !c.complete {
-			r.DistinctSketch, _ = w.Distinct.MarshalBinary() // precision 14: cannot fail
+			r.DistinctSketch, _ = d.MarshalBinary() // precision 14: cannot fail
 		}
 	}
-	if w.Quantiles != nil {
+	if q := w.quantiles(); q != nil {
 		r.Quantiles = make(map[string]float64, len(c.quants))
-		for _, q := range c.quants {
-			r.Quantiles[q] = w.Quantiles.Quantile(metrics.QuantileOf[q])
+		for _, name := range c.quants {
+			r.Quantiles[name] = q.Quantile(metrics.QuantileOf[name])
 		}
 		if !c.complete {
-			r.QuantileSketch, _ = w.Quantiles.MarshalBinary()
+			r.QuantileSketch, _ = q.MarshalBinary()
 		}
 	}
-	if w.TopK != nil {
-		r.TopK = w.TopK.Top(c.def.TopK.N)
+	if tk := w.topK(); tk != nil {
+		r.TopK = tk.Top(c.def.TopK.N)
 	}
 	r.Value = metrics.Headline(c.headline, &r, float64(w.End-w.Start)/1000)
 	em.res = append(em.res, r)
@@ -1053,23 +1104,27 @@ func (s *State) SeenIDs() int {
 // BenchmarkMemoryPerWindow checks it against the runtime, and
 // BenchmarkSeenBytesPerID the per-id part.
 func (s *State) MemoryBytes() int64 {
-	const windowBytes, seriesBytes, nodeBytes = 240, 120, 96
+	const windowBytes, seriesBytes, nodeBytes = 96, 120, 96
 	var n int64
 	for _, m := range s.byMetric {
 		for _, sr := range m {
 			n += seriesBytes + int64(len(sr.group))
 			for _, w := range sr.windows {
 				n += windowBytes
-				if w.Distinct != nil {
-					b, _ := w.Distinct.MarshalBinary()
+				if w.sk == nil {
+					continue
+				}
+				n += sketchesBytes
+				if d := w.sk.distinct; d != nil {
+					b, _ := d.MarshalBinary()
 					n += int64(len(b))
 				}
-				if w.Quantiles != nil && !w.sharedQ {
-					b, _ := w.Quantiles.MarshalBinary()
+				if w.ownsQuantiles() {
+					b, _ := w.sk.quantiles.MarshalBinary()
 					n += int64(len(b)) * 4
 				}
-				if w.TopK != nil {
-					n += int64(w.TopK.Len()) * 64
+				if tk := w.sk.topK; tk != nil {
+					n += int64(tk.Len()) * 64
 				}
 			}
 		}
@@ -1085,8 +1140,25 @@ func (s *State) MemoryBytes() int64 {
 	return n
 }
 
+// entryName returns the name of the checkpoint entry of sr's window that
+// starts at start (ms): w|<metric>|<group>|<start>.
 func entryName(sr *series, start int64) string {
-	return "w|" + sr.metric + "|" + sr.group + "|" + strconv.FormatInt(start, 10)
+	var b strings.Builder
+	b.Grow(len(sr.metric) + len(sr.group) + 24)
+	appendEntryName(&b, sr, start)
+	return b.String()
+}
+
+// appendEntryName writes entryName(sr, start) to b and returns b's length.
+func appendEntryName(b *strings.Builder, sr *series, start int64) int {
+	b.WriteString("w|")
+	b.WriteString(sr.metric)
+	b.WriteByte('|')
+	b.WriteString(sr.group)
+	b.WriteByte('|')
+	var num [20]byte
+	b.Write(strconv.AppendInt(num[:0], start, 10))
+	return b.Len()
 }
 
 // idHash is FNV-1a 64 of id, inline so it does not allocate.

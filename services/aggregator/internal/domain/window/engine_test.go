@@ -454,6 +454,40 @@ func TestRestoresOlderEntries(t *testing.T) {
 	require.ErrorContains(t, window.NewState(0).RestoreEntries(bad), "version 4")
 }
 
+// TestRestoreRenamesForeignEntries checks that a window entry restored
+// under a name other than its own (w|<metric>|<group>|<start>: a window
+// keeps no name, it derives one) moves to its own name with the next delta,
+// which deletes the old one, so no entry is left behind when the window
+// is purged.
+func TestRestoreRenamesForeignEntries(t *testing.T) {
+	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
+	s := window.NewState(0)
+	e.Add(s, []events.Event{ev("a", t0+1_000, "10.0.0.1", 5)}, 1)
+	set, _, err := s.TakeDelta()
+	require.NoError(t, err)
+	const own = "w|requests_by_client|10.0.0.1\x00|1431857100000" // the group key ends in NUL
+	require.Contains(t, set, own)
+	entries := map[string][]byte{}
+	for k, v := range set {
+		if k == own {
+			k = "w|requests_by_client|client_ip=10.0.0.1|1431857100000" // another build's name
+		}
+		entries[k] = bytes.Clone(v)
+	}
+	restored := window.NewState(0)
+	require.NoError(t, restored.RestoreEntries(entries))
+	set, del, err := restored.TakeDelta()
+	require.NoError(t, err)
+	require.Contains(t, set, own)
+	require.Equal(t, entries["w|requests_by_client|client_ip=10.0.0.1|1431857100000"], set[own])
+	require.Contains(t, del, "w|requests_by_client|client_ip=10.0.0.1|1431857100000")
+	set, del, err = restored.TakeDelta()
+	require.NoError(t, err)
+	require.NotContains(t, set, own, "renamed once")
+	require.Empty(t, del)
+}
+
 // dedupMetrics are two metrics of types with different dedup horizons
 // (with cfg's 5 s out-of-orderness and 1 m lateness): service_request only
 // feeds 1-minute tumbling windows (horizon 0 + 60 s + 5 s), page_view
