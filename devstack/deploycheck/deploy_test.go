@@ -20,9 +20,9 @@ const repo = "../.."
 
 var services = []string{"collector", "aggregator", "detector", "notifier", "query"}
 
-// standard are variables read by libraries (the OTel SDK) or the Go
-// runtime, not by our config structs.
-var standard = regexp.MustCompile(`^(OTEL_[A-Z_]+|GOMEMLIMIT|GOGC)$`)
+// standard are variables read by libraries (the OTel SDK, automemlimit)
+// or the Go runtime, not by our config structs.
+var standard = regexp.MustCompile(`^(OTEL_[A-Z_]+|GOMEMLIMIT|AUTOMEMLIMIT|GOGC)$`)
 
 // codeVars returns every environment variable our config structs read,
 // from their `env:"NAME"` tags.
