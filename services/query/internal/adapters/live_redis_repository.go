@@ -246,8 +246,8 @@ func (r *RedisLiveRepository) topShardsKey(metric string, ws int64) string {
 // supersedes (a record often carries several windows of one label set and
 // shard, the open windows of a hopping or session metric, of which the
 // live hash keeps only the newest), results older than what this
-// repository stored before (liveMarks), and top-N updates of Unchanged
-// results. The live hash stores results without their serialized sketches
+// repository stored before (liveMarks), and Unchanged results, whose
+// values the live hash already holds under an earlier revision. The live hash stores results without their serialized sketches
 // (DistinctSketch, QuantileSketch: the live view reads values and counts;
 // the history keeps the sketches). The scripts are sent by SHA1; when
 // Redis does not know them (a restart flushed its script cache, and maybe
@@ -339,16 +339,26 @@ func DecodeLiveValue(v string) (metrics.Result, error) {
 
 // liveUpdates decides which results of rs need which update, leaving out
 // what rs itself supersedes, and returns each result's live hash field
-// (keys). latest[i]: rs[i] is the first result of its metric, label set
-// and shard with the greatest (window start, revision) in rs
-// (updateLatest would refuse the others once it is stored, or store them
-// only to be overwritten by it). top[i]: rs[i] has labels, is not
-// Unchanged, and is the first such result of its metric, window, label
-// set and shard with the greatest revision in rs (updateTop refuses a
-// revision <= the stored one). An Unchanged result's value is that of the
-// last changed revision before it, which is either in rs (and sent) or
-// was sent with an earlier call, so its top-N update would add 0: most
-// final results at a minute boundary.
+// (keys). latest[i]: rs[i] is not Unchanged and is the first result of its
+// metric, label set and shard with the greatest (window start, revision)
+// of those in rs (updateLatest would refuse the others once it is stored,
+// or store them only to be overwritten by it). top[i]: rs[i] has labels,
+// is not Unchanged, and is the first such result of its metric, window,
+// label set and shard with the greatest revision in rs (updateTop refuses
+// a revision <= the stored one).
+//
+// An Unchanged result (metrics.Result.Unchanged) repeats the values of its
+// window's previous revision from the same shard, which came before it on
+// the same metrics.windows partition: it is either in rs (and sent, or
+// superseded by something newer) or was sent with an earlier call, so the
+// live hash holds those values or something newer, and a top-N update
+// would add 0. It is not sent at all; the live view does not show a
+// result's kind, and the revision the hash keeps for the window is the
+// last changed one. These are the finals of the label sets that were
+// quiet in the last second of a minute: most of a boundary's finals that
+// the marks do not already leave out. (A projection that starts between
+// the two revisions, on a topic whose retention dropped the earlier one,
+// shows such a label set only from its next changed result.)
 func liveUpdates(rs []metrics.Result) (latest, top []bool, keys []liveMarkKey) {
 	latest, top, keys = make([]bool, len(rs)), make([]bool, len(rs)), make([]liveMarkKey, len(rs))
 	type topKey struct {
@@ -361,12 +371,15 @@ func liveUpdates(rs []metrics.Result) (latest, top []bool, keys []liveMarkKey) {
 		res := &rs[i]
 		field := liveMarkKey{res.Metric, LiveField(*res)}
 		keys[i] = field
+		if res.Unchanged {
+			continue
+		}
 		if j, ok := bestLatest[field]; !ok {
 			bestLatest[field] = i
 		} else if o := &rs[j]; res.WindowStart > o.WindowStart || res.WindowStart == o.WindowStart && res.Revision > o.Revision {
 			bestLatest[field] = i
 		}
-		if len(res.Labels) == 0 || res.Unchanged {
+		if len(res.Labels) == 0 {
 			continue
 		}
 		k := topKey{field, res.WindowStart}

@@ -195,6 +195,26 @@ func BenchmarkUpdateLive(b *testing.B) {
 			return repo.UpdateLiveAll(ctx, finals)
 		})
 	})
+	// The finals of label sets quiet in the minute's last second: no
+	// next-minute result is stored, and each final repeats the values of
+	// its window's last early result (Unchanged), which is.
+	b.Run("quiet-finals", func(b *testing.B) {
+		finals := make([]metrics.Result, len(rs))
+		for i := range rs {
+			finals[i] = rs[i]
+			finals[i].WindowStart, finals[i].WindowEnd = 240_000, 300_000
+		}
+		require.NoError(b, repo.UpdateLiveAll(ctx, finals))
+		for i := range finals {
+			finals[i].Kind, finals[i].Unchanged = metrics.KindFinal, true
+		}
+		run(b, func([]metrics.Result) error {
+			for i := range finals {
+				finals[i].Revision++
+			}
+			return repo.UpdateLiveAll(ctx, finals)
+		})
+	})
 }
 
 // redisCPU returns the CPU seconds (user + system) redis-server has used,
@@ -318,9 +338,10 @@ func statusResult(status string, ws, rev int64, value float64) metrics.Result {
 // behind its back: the older result does not bring it back), until
 // SweepLive removed the field, or found the metric's hash empty (after a
 // FLUSHALL), or a NOSCRIPT (Redis restarted) made the repository forget
-// what it stored; an Unchanged final sends no top-N
-// update but leaves the top-N value of its window as its earlier
-// revision set it, also when both come in one call.
+// what it stored; an Unchanged final is not sent at all (neither to the
+// live hash nor to the top-N): both keep the values of its window's
+// earlier revision, whether that came in an earlier call or in the same
+// one.
 func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
 	ctx := context.Background()
 	client := redistest.Start(t)
@@ -398,16 +419,17 @@ func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]string{"status=200|0": "1:9", "status=503|0": "1:4"}, shards,
 		"the Unchanged finals sent no top-N update")
-	// Their live values are the finals all the same.
+	// The live hash keeps the earlier revisions, whose values the finals
+	// repeat.
 	live, err := repo.LiveResults(ctx, "requests_by_status")
 	require.NoError(t, err)
-	kinds := map[string]string{}
+	revs := map[string][2]float64{}
 	for _, r := range live {
 		if r.WindowStart == ws2 {
-			kinds[r.Labels["status"]] = r.Kind
+			revs[r.Labels["status"]] = [2]float64{float64(r.Revision), r.Value}
 		}
 	}
-	require.Equal(t, map[string]string{"200": metrics.KindFinal, "503": metrics.KindFinal}, kinds)
+	require.Equal(t, map[string][2]float64{"200": {1, 9}, "503": {1, 4}}, revs)
 }
 
 // TestLiveResultsDecodesOnlyChangedValues: a read after an update returns
