@@ -411,7 +411,8 @@ func peakRSS() int64 {
 // minute moves the watermark past its end, so Apply emits the final result
 // of every window of that minute; then the result records and the
 // checkpoint delta are encoded (everything but the Redis round trip and
-// the publish). Reports the results and the output bytes per boundary.
+// the publish). Reports the results and the output bytes per boundary,
+// and the entries and bytes (names and values) of its checkpoint delta.
 func BenchmarkBoundary(b *testing.B) {
 	const perSecond, minute = 3_500, 60_000
 	op := app.NewAggregate(benchSettings(b))
@@ -431,7 +432,7 @@ func BenchmarkBoundary(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var results, outBytes int
+	var results, outBytes, deltaEntries, deltaBytes int
 	b.ReportAllocs()
 	for b.Loop() {
 		b.StopTimer()
@@ -448,11 +449,15 @@ func BenchmarkBoundary(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := st.TakeDelta(); err != nil {
+		set, _, err := st.TakeDelta()
+		if err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()
-		results, outBytes = 0, 0
+		results, outBytes, deltaEntries, deltaBytes = 0, 0, len(set), 0
+		for k, v := range set {
+			deltaBytes += len(k) + len(v)
+		}
 		for _, o := range outs {
 			if o.Topic == messaging.TopicMetricsWindows {
 				rs, err := metrics.DecodeRecord(metrics.BatchSchemaV2, o.Payload)
@@ -470,4 +475,6 @@ func BenchmarkBoundary(b *testing.B) {
 	}
 	b.ReportMetric(float64(results), "results/op")
 	b.ReportMetric(float64(outBytes), "out-bytes/op")
+	b.ReportMetric(float64(deltaEntries), "checkpoint-entries/op")
+	b.ReportMetric(float64(deltaBytes), "checkpoint-bytes/op")
 }

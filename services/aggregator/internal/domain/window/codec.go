@@ -28,6 +28,9 @@ const (
 	flagSharedQ = 16
 	// flagPending: the DDSketch bytes are followed by values to add to it.
 	flagPending = 32
+	// flagLateOpen: the window is not fired although it ends at or before
+	// its metric's fired mark (Window.lateOpen).
+	flagLateOpen = 64
 )
 
 // pendingMinBytes is the least room the values added since a DDSketch's
@@ -40,7 +43,7 @@ const pendingMinBytes = 256
 // have a label count and sorted name/value strings); start, end, count, revision, last early
 // (varints); sum, min, max (float64 bits, little endian); flags byte (1
 // fired, 2 dirty, 4 has distinct, 8 has quantiles, 16 shared quantiles, 32
-// pending values); with flag 16 the owner metric (string); HyperLogLog and
+// pending values, 64 late open); with flag 16 the owner metric (string); HyperLogLog and
 // DDSketch bytes (uvarint length, 0 for none); with flag 32 the count of
 // pending values (uvarint) and the values (float64 bits, little endian);
 // top-k capacity and entries (key string, count and err varints).
@@ -71,6 +74,9 @@ func encodeWindow(b []byte, w *Window) ([]byte, error) {
 	}
 	if w.Dirty {
 		flags |= flagDirty
+	}
+	if w.lateOpen && !w.Fired {
+		flags |= flagLateOpen
 	}
 	sk := w.sk
 	if sk == nil {
@@ -241,7 +247,7 @@ func decodeWindow(b []byte) (w *Window, metric, group string, err error) {
 	if version == 1 {
 		flags &= flagFired | flagDirty | flagDistinct | flagQuantiles
 	}
-	w.Fired, w.Dirty = flags&flagFired != 0, flags&flagDirty != 0
+	w.Fired, w.Dirty, w.lateOpen = flags&flagFired != 0, flags&flagDirty != 0, flags&flagLateOpen != 0
 	sk := &sketches{}
 	if flags&flagSharedQ != 0 {
 		sk.sharedQ, sk.owner = true, string(r.bytes())

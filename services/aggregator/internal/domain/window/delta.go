@@ -151,6 +151,11 @@ type metaEntry struct {
 	Clock        int64 `json:"clock"`
 	LastInput    int64 `json:"li"`
 	Seq          int64 `json:"seq"`
+	// Fired is State.fired: per metric, the watermark (ms) at or below
+	// which every window that is not lateOpen has fired. Builds before it
+	// wrote every final into its window's entry; one that does not read
+	// it emits such finals again, with the same revision and values.
+	Fired map[string]int64 `json:"fired,omitempty"`
 }
 
 // TakeDelta implements stream.DeltaState: the entries changed since the
@@ -214,7 +219,7 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 		d.seenKeys[b.k] = append(d.seenKeys[b.k], name)
 		b.hs = b.hs[:0]
 	}
-	meta, err := json.Marshal(metaEntry{Partition: s.Partition, MaxEventTime: s.MaxEventTime, Clock: s.Clock, LastInput: s.LastInput, Seq: d.seq})
+	meta, err := json.Marshal(metaEntry{Partition: s.Partition, MaxEventTime: s.MaxEventTime, Clock: s.Clock, LastInput: s.LastInput, Seq: d.seq, Fired: s.fired})
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode window state meta: %w", err)
 	}
@@ -248,6 +253,9 @@ func (s *State) RestoreEntries(entries map[string][]byte) error {
 			}
 			s.MaxEventTime, s.Clock, s.LastInput = m.MaxEventTime, m.Clock, m.LastInput
 			s.delta.seq = max(s.delta.seq, m.Seq)
+			if m.Fired != nil {
+				s.fired = m.Fired
+			}
 		case strings.HasPrefix(name, "d|"), strings.HasPrefix(name, "s|"):
 			if err := s.restoreSeen(name, b); err != nil {
 				errs = append(errs, err)
@@ -261,12 +269,35 @@ func (s *State) RestoreEntries(entries map[string][]byte) error {
 		}
 	}
 	s.linkSharedSketches()
+	s.restoreFired()
 	s.nextScan = 0     // the first Emit rescans everything
 	s.horizonsOf = nil // the first Add checks the sets' horizons
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("restore window state of partition %d: %w", s.Partition, err)
 	}
 	return nil
+}
+
+// restoreFired completes the restored windows whose final a scan emitted
+// without rewriting their entries (Engine.firedMarks): a window whose
+// entry is not fired and not lateOpen, and that ends at or before its
+// metric's fired mark, fired with the revision after its entry's, and
+// took no event since (an event would have rewritten the entry).
+func (s *State) restoreFired() {
+	for metric, m := range s.byMetric {
+		mark, ok := s.fired[metric]
+		if !ok {
+			continue
+		}
+		for _, sr := range m {
+			for _, w := range sr.windows {
+				if !w.Fired && !w.lateOpen && w.End <= mark {
+					w.Fired, w.Dirty = true, false
+					w.Revision++
+				}
+			}
+		}
+	}
 }
 
 // linkSharedSketches points every restored window whose DDSketch is shared

@@ -488,6 +488,145 @@ func TestRestoreRenamesForeignEntries(t *testing.T) {
 	require.Empty(t, del)
 }
 
+// TestFinalsNeedNoEntryRewrite checks the checkpoint of a minute
+// boundary: the finals of a scan that visited every window do not rewrite
+// their windows' entries (the meta entry's fired marks stand for them), a
+// state restored from those entries goes on exactly as the original (late
+// revisions get the same revision numbers), and a window a late event
+// opens below the marks (lateOpen) is not taken for fired by a restore.
+func TestFinalsNeedNoEntryRewrite(t *testing.T) {
+	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
+	orig := window.NewState(0)
+	entries := map[string][]byte{}
+	commit := func() map[string][]byte {
+		set, del, err := orig.TakeDelta()
+		require.NoError(t, err)
+		for k, v := range set {
+			entries[k] = bytes.Clone(v)
+		}
+		for _, k := range del {
+			delete(entries, k)
+		}
+		return set
+	}
+	restored := func() *window.State {
+		st := window.NewState(0)
+		require.NoError(t, st.RestoreEntries(entries))
+		return st
+	}
+	var evs []events.Event
+	for i := range 5 {
+		evs = append(evs, ev(fmt.Sprint(i), t0+int64(i)*1_000, fmt.Sprintf("10.0.0.%d", i), 10))
+	}
+	e.Add(orig, evs, 1)
+	require.NotEmpty(t, e.Emit(orig, 1, true))
+	commit()
+
+	// The boundary: every minute-0 window fires; only the new minute's
+	// window and the meta entry are written.
+	e.Add(orig, []events.Event{ev("n", t0+66_000, "10.0.0.9", 1)}, 2)
+	rs := e.Emit(orig, 2, false)
+	finals := 0
+	for _, r := range rs {
+		if r.Kind == metrics.KindFinal {
+			finals++
+		}
+	}
+	require.Greater(t, finals, 5)
+	for name := range commit() { // the 1-minute tumbling windows of minute 0
+		for _, m := range []string{"requests", "bytes", "errors", "requests_by_client"} {
+			require.False(t, strings.HasPrefix(name, "w|"+m+"|") && strings.HasSuffix(name, "|1431857100000"), "a final rewrote %s", name)
+		}
+	}
+
+	// Restored, it revises a minute-0 window as the original does.
+	copyState := restored()
+	late := []events.Event{ev("late", t0+30_000, "10.0.0.1", 5)}
+	e.Add(orig, late, 3)
+	e.Add(copyState, late, 3)
+	want := e.Emit(orig, 3, false)
+	require.NotEmpty(t, want)
+	require.Equal(t, want, e.Emit(copyState, 3, false))
+	commit()
+
+	// A late event of a label set new to minute 0 opens a window below the
+	// marks; checkpointed before it fires, the restore still fires it.
+	opened := []events.Event{ev("late2", t0+40_000, "10.0.0.77", 5)}
+	e.Add(orig, opened, 4)
+	commit()
+	copyState = restored()
+	want = e.Emit(orig, 4, false)
+	got := e.Emit(copyState, 4, false)
+	require.Equal(t, want, got)
+	var lateFinal bool
+	for _, r := range got {
+		lateFinal = lateFinal || r.Kind == metrics.KindFinal && r.Labels["client_ip"] == "10.0.0.77"
+	}
+	require.True(t, lateFinal, "the window opened below the marks fires after the restore")
+}
+
+// TestCappedScanCheckpointsItsFinals: a scan the cap stops does not move
+// the fired marks, so it writes the entries of the finals it emitted; a
+// state restored between two capped Emits of a boundary emits the rest
+// exactly as the original does, none of the finals again.
+func TestCappedScanCheckpointsItsFinals(t *testing.T) {
+	t.Parallel()
+	capped := cfg
+	capped.MaxScanResults = 10
+	e := window.NewEngine(mustDefs(t, testDefs), capped)
+	orig := window.NewState(0)
+	entries := map[string][]byte{}
+	commit := func() {
+		set, del, err := orig.TakeDelta()
+		require.NoError(t, err)
+		for k, v := range set {
+			entries[k] = bytes.Clone(v)
+		}
+		for _, k := range del {
+			delete(entries, k)
+		}
+	}
+	var evs []events.Event
+	for i := range 40 {
+		evs = append(evs, ev(fmt.Sprintf("e%d", i), t0+int64(i)*1_000, fmt.Sprintf("10.0.0.%d", i), 1))
+	}
+	e.Add(orig, evs, 1)
+	for range 20 {
+		n := len(e.Emit(orig, 1, true))
+		commit()
+		if n == 0 {
+			break
+		}
+	}
+	e.Add(orig, []events.Event{ev("n1", t0+66_000, "10.0.0.1", 1)}, 2)
+	first := e.Emit(orig, 2, false)
+	require.NotEmpty(t, first)
+	commit()
+	copyState := window.NewState(0)
+	require.NoError(t, copyState.RestoreEntries(entries))
+	// A capped scan takes the label sets in map order: compare what the
+	// Emits after the restore add up to.
+	rest := func(st *window.State) map[string]bool {
+		out := map[string]bool{}
+		for now := int64(3); now < 50; now++ {
+			rs := e.Emit(st, now, false)
+			if len(rs) == 0 {
+				break
+			}
+			for _, r := range rs {
+				k := fmt.Sprintf("%s|%s|%d|%s|%d", r.Metric, metrics.LabelsKey(r.Labels), r.WindowStart, r.Kind, r.Revision)
+				require.False(t, out[k], "emitted twice: %s", k)
+				out[k] = true
+			}
+		}
+		return out
+	}
+	want := rest(orig)
+	require.NotEmpty(t, want, "the cap left finals for later Emits")
+	require.Equal(t, want, rest(copyState))
+}
+
 // dedupMetrics are two metrics of types with different dedup horizons
 // (with cfg's 5 s out-of-orderness and 1 m lateness): service_request only
 // feeds 1-minute tumbling windows (horizon 0 + 60 s + 5 s), page_view
