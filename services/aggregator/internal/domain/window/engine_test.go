@@ -499,16 +499,9 @@ func TestFinalsNeedNoEntryRewrite(t *testing.T) {
 	e := window.NewEngine(mustDefs(t, testDefs), cfg)
 	orig := window.NewState(0)
 	entries := map[string][]byte{}
-	commit := func() map[string][]byte {
-		set, del, err := orig.TakeDelta()
-		require.NoError(t, err)
-		for k, v := range set {
-			entries[k] = bytes.Clone(v)
-		}
-		for _, k := range del {
-			delete(entries, k)
-		}
-		return set
+	commit := func() []string {
+		written, _ := takeDelta(t, orig, entries)
+		return written
 	}
 	restored := func() *window.State {
 		st := window.NewState(0)
@@ -534,7 +527,7 @@ func TestFinalsNeedNoEntryRewrite(t *testing.T) {
 		}
 	}
 	require.Greater(t, finals, 5)
-	for name := range commit() { // the 1-minute tumbling windows of minute 0
+	for _, name := range commit() { // the 1-minute tumbling windows of minute 0
 		for _, m := range []string{"requests", "bytes", "errors", "requests_by_client"} {
 			require.False(t, strings.HasPrefix(name, "w|"+m+"|") && strings.HasSuffix(name, "|1431857100000"), "a final rewrote %s", name)
 		}
@@ -577,16 +570,7 @@ func TestCappedScanCheckpointsItsFinals(t *testing.T) {
 	e := window.NewEngine(mustDefs(t, testDefs), capped)
 	orig := window.NewState(0)
 	entries := map[string][]byte{}
-	commit := func() {
-		set, del, err := orig.TakeDelta()
-		require.NoError(t, err)
-		for k, v := range set {
-			entries[k] = bytes.Clone(v)
-		}
-		for _, k := range del {
-			delete(entries, k)
-		}
-	}
+	commit := func() { takeDelta(t, orig, entries) }
 	var evs []events.Event
 	for i := range 40 {
 		evs = append(evs, ev(fmt.Sprintf("e%d", i), t0+int64(i)*1_000, fmt.Sprintf("10.0.0.%d", i), 1))
@@ -728,8 +712,9 @@ func oldSeenEntry(bucket, seq int64, ids ...string) (string, []byte) {
 	return fmt.Sprintf("s|%d|%d", bucket, seq), b
 }
 
-// takeDelta applies s's delta to entries and returns the names it deleted.
-func takeDelta(t *testing.T, s *window.State, entries map[string][]byte) []string {
+// takeDelta applies s's delta to entries and returns the names it wrote
+// (sorted) and deleted.
+func takeDelta(t *testing.T, s *window.State, entries map[string][]byte) (written, deleted []string) {
 	t.Helper()
 	set, del, err := s.TakeDelta()
 	require.NoError(t, err)
@@ -739,7 +724,7 @@ func takeDelta(t *testing.T, s *window.State, entries map[string][]byte) []strin
 	for _, k := range del {
 		delete(entries, k)
 	}
-	return del
+	return slices.Sorted(maps.Keys(set)), del
 }
 
 // TestRestoresOldIDEntries checks that id entries of the old form (ids of
@@ -765,7 +750,7 @@ func TestRestoresOldIDEntries(t *testing.T) {
 	out := e.Add(s, []events.Event{svcEv("a", t0+1_000), pageEv("c", t0+2_000, "u1"), svcEv("e", t0+3_000), pageEv("d", t0+60_000, "u1")}, 1)
 	require.Equal(t, 3, out.Duplicates, "old ids of any type are duplicates")
 	require.Equal(t, 1, out.Accepted)
-	del := takeDelta(t, s, entries)
+	_, del := takeDelta(t, s, entries)
 	require.Empty(t, del)
 	newName := fmt.Sprintf("d|%d|%d|8", b0, 65_000)
 	require.Contains(t, entries, newName, "the new id, in its class's entry")
@@ -773,7 +758,8 @@ func TestRestoresOldIDEntries(t *testing.T) {
 	// Past the svc horizon: the new svc id and its entry go; the old sets
 	// (the longest horizon, 30 m + 60 s + 5 s) still catch duplicates.
 	advanceClock(t, e, s, t0+60_000+65_000)
-	require.Equal(t, []string{newName}, takeDelta(t, s, entries))
+	_, del = takeDelta(t, s, entries)
+	require.Equal(t, []string{newName}, del)
 	out = e.Add(s, []events.Event{svcEv("b", t0+1_000)}, s.LastInput)
 	require.Equal(t, 1, out.Duplicates)
 
@@ -784,7 +770,7 @@ func TestRestoresOldIDEntries(t *testing.T) {
 	require.Equal(t, 1, out.Duplicates)
 
 	advanceClock(t, e, s, t0+60_000+1_865_000)
-	del = takeDelta(t, s, entries)
+	_, del = takeDelta(t, s, entries)
 	require.ElementsMatch(t, []string{n1, n2}, del, "the first minute's old entries, exactly")
 	require.Equal(t, 1, s.SeenIDs())
 	out = e.Add(s, []events.Event{svcEv("b", t0+1_000), svcEv("d", t0+60_000)}, s.LastInput)
@@ -792,7 +778,8 @@ func TestRestoresOldIDEntries(t *testing.T) {
 	require.Equal(t, 1, out.Duplicates, "the second minute's old set is still there")
 	advanceClock(t, e, s, t0+120_000+1_865_000)
 	e.Emit(s, s.LastInput, false) // purges the svc window
-	require.Equal(t, []string{n3, "w|svc||" + fmt.Sprint(t0)}, takeDelta(t, s, entries))
+	_, del = takeDelta(t, s, entries)
+	require.Equal(t, []string{n3, "w|svc||" + fmt.Sprint(t0)}, del)
 	require.Zero(t, s.SeenIDs())
 	require.Equal(t, []string{"meta"}, slices.Collect(maps.Keys(entries)))
 }
