@@ -1048,7 +1048,8 @@ metrics:
 
 // firedMarks settles the checkpoint of the finals a scan emitted. After a
 // scan that visited every window, each metric's fired mark moves to its
-// watermark, and the finals need no rewrite of their entries: a restore
+// watermark (or stays, if it was higher), and the finals need no rewrite
+// of their entries: a restore
 // derives that a window whose entry is not fired, not lateOpen, and ends
 // at or before its metric's mark had its final emitted, with the revision
 // after the entry's and no change since (restoreFired). At a minute
@@ -1066,10 +1067,18 @@ func (e *Engine) firedMarks(s *State, em *emission, full bool) {
 		}
 		return
 	}
-	clear(s.fired)
+	for name := range s.fired {
+		if _, ok := s.byMetric[name]; !ok {
+			delete(s.fired, name) // no window left to stand for
+		}
+	}
 	for name := range s.byMetric {
 		if c := e.defByName[name]; c != nil {
-			s.fired[name] = s.Clock - c.ooo
+			// Never lower: a larger out-of-orderness after a restart would
+			// uncover windows the old mark stands for (their entries still
+			// say not fired), and a window opened below the old mark is
+			// lateOpen.
+			s.fired[name] = max(s.fired[name], s.Clock-c.ooo)
 		}
 	}
 	s.delta.metaDirty = true

@@ -559,6 +559,45 @@ func TestFinalsNeedNoEntryRewrite(t *testing.T) {
 	require.True(t, lateFinal, "the window opened below the marks fires after the restore")
 }
 
+// TestFiredMarksNeverGoBack: restored under a larger out-of-orderness,
+// the engine's next complete scan keeps the marks, so the entries they
+// stand for (finals emitted without a rewrite) stay fired through the
+// next restore instead of firing again.
+func TestFiredMarksNeverGoBack(t *testing.T) {
+	t.Parallel()
+	defs := mustDefs(t, testDefs)
+	e := window.NewEngine(defs, cfg)
+	later := cfg
+	later.OutOfOrderness = 20_000
+	e2 := window.NewEngine(defs, later)
+	s := window.NewState(0)
+	entries := map[string][]byte{}
+	var evs []events.Event
+	for i := range 5 {
+		evs = append(evs, ev(fmt.Sprint(i), t0+int64(i)*1_000, fmt.Sprintf("10.0.0.%d", i), 10))
+	}
+	e.Add(s, evs, 1)
+	e.Emit(s, 1, false)
+	takeDelta(t, s, entries)
+	e.Add(s, []events.Event{ev("n", t0+66_000, "10.0.0.9", 1)}, 2)
+	require.NotNil(t, find(e.Emit(s, 2, false), "requests", t0), "the minute-0 final")
+	written, _ := takeDelta(t, s, entries)
+	require.NotContains(t, written, "w|requests||1431857100000", "the final left its entry")
+
+	s2 := window.NewState(0)
+	require.NoError(t, s2.RestoreEntries(entries))
+	e2.Add(s2, []events.Event{ev("m", t0+67_000, "10.0.0.9", 1)}, 3) // wm 47 s: below minute 0's end
+	e2.Emit(s2, 3, false)
+	takeDelta(t, s2, entries)
+
+	s3 := window.NewState(0)
+	require.NoError(t, s3.RestoreEntries(entries))
+	e2.Add(s3, []events.Event{ev("o", t0+85_000, "10.0.0.9", 1)}, 4) // wm 65 s: past it
+	for _, r := range e2.Emit(s3, 4, false) {
+		require.False(t, r.WindowStart == t0 && r.Kind == metrics.KindFinal, "minute 0 fired again: %s %v", r.Metric, r.Labels)
+	}
+}
+
 // TestCappedScanCheckpointsItsFinals: a scan the cap stops does not move
 // the fired marks, so it writes the entries of the finals it emitted; a
 // state restored between two capped Emits of a boundary emits the rest
