@@ -48,7 +48,6 @@ type deltaTracker struct {
 	seenKeys  map[seenKey][]string // entries holding each set's hashes
 	seenDrop  []string
 	seq       int64
-	metaDirty bool
 	perWindow int // mean bytes per window entry in the last commit
 	// buf and set are the memory of the last TakeDelta's result, reused by
 	// the next one.
@@ -235,7 +234,6 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 	clear(d.removed)
 	d.nNew, d.seenLast = 0, 0
 	d.seenDrop = nil
-	d.metaDirty = false
 	return set, del, nil
 }
 

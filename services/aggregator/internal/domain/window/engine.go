@@ -869,7 +869,6 @@ func (e *Engine) AdvanceIdle(s *State, now int64) bool {
 		return false
 	}
 	s.Clock = s.MaxEventTime + idle
-	s.delta.metaDirty = true
 	return true
 }
 
@@ -1081,7 +1080,6 @@ func (e *Engine) firedMarks(s *State, em *emission, full bool) {
 			s.fired[name] = max(s.fired[name], s.Clock-c.ooo)
 		}
 	}
-	s.delta.metaDirty = true
 }
 
 // emit gives w its next revision and adds its result of kind to em.
