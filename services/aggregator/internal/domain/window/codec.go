@@ -248,7 +248,7 @@ func decodeWindow(b []byte) (w *Window, metric, group string, err error) {
 		flags &= flagFired | flagDirty | flagDistinct | flagQuantiles
 	}
 	w.Fired, w.Dirty, w.lateOpen = flags&flagFired != 0, flags&flagDirty != 0, flags&flagLateOpen != 0
-	sk := &sketches{}
+	var sk sketches // copied to the heap only for a window that has one
 	if flags&flagSharedQ != 0 {
 		sk.sharedQ, sk.owner = true, string(r.bytes())
 	}
@@ -301,7 +301,8 @@ func decodeWindow(b []byte) (w *Window, metric, group string, err error) {
 		return nil, "", "", r.err
 	}
 	if sk.sharedQ || sk.distinct != nil || sk.quantiles != nil || sk.topK != nil {
-		w.sk = sk
+		w.sk = &sketches{}
+		*w.sk = sk
 	}
 	return w, metric, group, nil
 }
