@@ -339,7 +339,7 @@ func DecodeLiveValue(v string) (metrics.Result, error) {
 
 // liveUpdates decides which results of rs need which update, leaving out
 // what rs itself supersedes, and returns each result's live hash field
-// (keys). latest[i]: rs[i] is not Unchanged and is the first result of its
+// (keys; the zero key for an Unchanged result, which gets no update). latest[i]: rs[i] is not Unchanged and is the first result of its
 // metric, label set and shard with the greatest (window start, revision)
 // of those in rs (updateLatest would refuse the others once it is stored,
 // or store them only to be overwritten by it). top[i]: rs[i] has labels,
@@ -369,11 +369,11 @@ func liveUpdates(rs []metrics.Result) (latest, top []bool, keys []liveMarkKey) {
 	bestTop := make(map[topKey]int, len(rs))
 	for i := range rs {
 		res := &rs[i]
+		if res.Unchanged {
+			continue // no update: no field to name (metrics.LabelsKey allocates)
+		}
 		field := liveMarkKey{res.Metric, LiveField(*res)}
 		keys[i] = field
-		if res.Unchanged {
-			continue
-		}
 		if j, ok := bestLatest[field]; !ok {
 			bestLatest[field] = i
 		} else if o := &rs[j]; res.WindowStart > o.WindowStart || res.WindowStart == o.WindowStart && res.Revision > o.Revision {
