@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // BatchSchema is the schema metadata of a metrics.windows record that holds
@@ -38,6 +39,23 @@ func EncodeBatch(rs []Result) ([]byte, error) {
 // result is validated. Errors wrap ErrUndecodable and name the schema and,
 // for a batch, the index of the bad result.
 func DecodeRecord(schema string, payload []byte) ([]Result, error) {
+	return decodeRecord(schema, payload, false)
+}
+
+// DecodeRecordChanged is DecodeRecord without the Unchanged results (a
+// final that repeats its window's previous revision): what a projection of
+// values alone, such as the query service's live view, needs. In a binary
+// batch (BatchSchemaV2) these are skipped without being decoded or
+// validated, only their framing is checked, so the minute boundary's
+// finals, nine in ten of them Unchanged, cost a scan of their tags; in the
+// JSON schemas every result is decoded and validated, then filtered. It
+// returns an empty slice when every result is Unchanged. Errors as
+// DecodeRecord; the index in an error counts the skipped results too.
+func DecodeRecordChanged(schema string, payload []byte) ([]Result, error) {
+	return decodeRecord(schema, payload, true)
+}
+
+func decodeRecord(schema string, payload []byte, skipUnchanged bool) ([]Result, error) {
 	if schema == "" && isBinaryBatch(payload) {
 		schema = BatchSchemaV2
 	}
@@ -60,9 +78,12 @@ func DecodeRecord(schema string, payload []byte) ([]Result, error) {
 		if err := r.Validate(); err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, schema, err)
 		}
+		if skipUnchanged && r.Unchanged {
+			return []Result{}, nil
+		}
 		return []Result{r}, nil
 	case BatchSchemaV2:
-		rs, err := decodeBinaryBatch(payload)
+		rs, err := decodeBinaryBatch(payload, skipUnchanged)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, schema, err)
 		}
@@ -84,6 +105,9 @@ func DecodeRecord(schema string, payload []byte) ([]Result, error) {
 			if err := b.Results[i].Validate(); err != nil {
 				return nil, fmt.Errorf("%w: %s: result %d: %w", ErrUndecodable, schema, i, err)
 			}
+		}
+		if skipUnchanged {
+			return slices.DeleteFunc(b.Results, func(r Result) bool { return r.Unchanged }), nil
 		}
 		return b.Results, nil
 	}

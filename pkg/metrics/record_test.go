@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 )
@@ -54,4 +55,67 @@ func TestDecodeRecordRejects(t *testing.T) {
 		require.ErrorIs(t, err, metrics.ErrUndecodable, name)
 		require.ErrorContains(t, err, tc.want, name)
 	}
+}
+
+// TestDecodeRecordChangedLeavesOutUnchanged: in every schema,
+// DecodeRecordChanged returns exactly DecodeRecord's results without the
+// Unchanged ones, in order; a binary batch's truncated Unchanged result is
+// still an error naming its index.
+func TestDecodeRecordChangedLeavesOutUnchanged(t *testing.T) {
+	t.Parallel()
+	var in []metrics.Result
+	for i := range 9 {
+		r := everyField()
+		r.Metric = "m" + string(rune('a'+i))
+		r.Unchanged = i%3 != 1 // two in three, the first and last among them
+		in = append(in, r)
+	}
+	var want []metrics.Result
+	for _, r := range in {
+		if !r.Unchanged {
+			want = append(want, r)
+		}
+	}
+	require.Len(t, want, 3)
+	bin, err := metrics.EncodeBatchBinary(in)
+	require.NoError(t, err)
+	js, err := metrics.EncodeBatch(in)
+	require.NoError(t, err)
+	for schema, payload := range map[string][]byte{metrics.BatchSchemaV2: bin, "": bin, metrics.BatchSchema: js} {
+		all, err := metrics.DecodeRecord(schema, payload)
+		require.NoError(t, err, schema)
+		require.Len(t, all, len(in), schema)
+		got, err := metrics.DecodeRecordChanged(schema, payload)
+		require.NoError(t, err, schema)
+		require.Equal(t, want, got, schema)
+	}
+
+	one, err := json.Marshal(in[0])
+	require.NoError(t, err)
+	got, err := metrics.DecodeRecordChanged(metrics.ResultSchema, one)
+	require.NoError(t, err)
+	require.Empty(t, got, "a single Unchanged result")
+
+	allUnchanged, err := metrics.EncodeBatchBinary([]metrics.Result{in[0], in[2]})
+	require.NoError(t, err)
+	got, err = metrics.DecodeRecordChanged(metrics.BatchSchemaV2, allUnchanged)
+	require.NoError(t, err)
+	require.Empty(t, got)
+
+	// Cut the payload inside the last result (Unchanged): the framing of
+	// the batch is broken there.
+	_, err = metrics.DecodeRecordChanged(metrics.BatchSchemaV2, bin[:len(bin)-3])
+	require.ErrorIs(t, err, metrics.ErrUndecodable)
+
+	// A result whose own fields do not parse is decoded (and fails)
+	// rather than skipped; its index counts the skipped result before it.
+	first, err := metrics.EncodeBatchBinary(in[:1]) // version + one Unchanged result
+	require.NoError(t, err)
+	broken := protowire.AppendTag(nil, 2, protowire.BytesType) // metric, claiming 100 bytes
+	broken = protowire.AppendVarint(broken, 100)
+	payload := protowire.AppendTag(first, 2, protowire.BytesType) // batch field 2: a result
+	payload = protowire.AppendBytes(payload, broken)
+	_, err = metrics.DecodeRecordChanged(metrics.BatchSchemaV2, payload)
+	require.ErrorIs(t, err, metrics.ErrUndecodable)
+	require.ErrorContains(t, err, "result 1")
 }
