@@ -37,7 +37,7 @@ var (
 // groups must reach lag 0 before the alerts are final.
 var groups = []string{
 	"aggregator.windows", "detector.thresholds", "detector.events",
-	"query.events-projector", "query.windows-projector",
+	"query.events-projector", "query.windows-projector", "query.live-projector",
 }
 
 func TestMain(m *testing.M) { os.Exit(run(m)) }

@@ -91,7 +91,7 @@ func topicCases(now int64) []topicCase {
 		},
 		{
 			topic:     messaging.TopicMetricsWindows,
-			consumers: []string{"detector.thresholds", "query.windows-projector"},
+			consumers: []string{"detector.thresholds", "query.windows-projector", "query.live-projector"},
 			poison: []poison{
 				{"undecodable", "metrics.windows.batch.v1", `{"v":1,"results":[`, "undecodable"},
 				{"wrong schema version", "metrics.windows.batch.v1", `{"v":2,"results":[]}`, "batch version 2"},

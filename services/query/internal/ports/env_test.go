@@ -50,6 +50,12 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
+	return newEnvBatch(t, config.WindowBatch{MaxRows: 1000, MaxDelay: 200 * time.Millisecond, Idle: 5 * time.Millisecond})
+}
+
+// newEnvBatch is newEnv with the window history grouped by wb.
+func newEnvBatch(t testing.TB, wb config.WindowBatch) *env {
+	t.Helper()
 	srv := chtest.StartClickHouse(t)
 	redisAddr := chtest.StartRedis(t)
 	ctx := context.Background()
@@ -59,8 +65,7 @@ func newEnv(t testing.TB) *env {
 	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
 	t.Cleanup(func() { _ = rdb.Close() })
 
-	storage, err := service.NewStorage(conn, database, rdb, keyPrefix, recentKey,
-		config.WindowBatch{MaxRows: 1000, MaxDelay: 200 * time.Millisecond, Idle: 5 * time.Millisecond})
+	storage, err := service.NewStorage(conn, database, rdb, keyPrefix, recentKey, wb)
 	require.NoError(t, err)
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -101,14 +106,30 @@ func (e *env) count(t *testing.T, sql string, args ...any) uint64 {
 }
 
 // windowMessage returns a metrics.windows record for r, as the aggregator
-// publishes it.
+// published one result before batches.
 func windowMessage(t *testing.T, r metrics.Result) *message.Message {
 	t.Helper()
 	payload, err := json.Marshal(r)
+	msg := record(t, metrics.ResultSchema, payload, err)
+	msg.SetContext(context.Background())
+	return msg
+}
+
+// windowBatchMessage is a metrics.windows record holding rs in the binary
+// batch schema, as the aggregator writes them.
+func windowBatchMessage(t testing.TB, rs ...metrics.Result) *message.Message {
+	t.Helper()
+	payload, err := metrics.EncodeBatchBinary(rs)
+	return record(t, metrics.BatchSchemaV2, payload, err)
+}
+
+// record returns a message of payload with schema metadata, failing t on
+// the error of encoding the payload.
+func record(t testing.TB, schema string, payload []byte, err error) *message.Message {
+	t.Helper()
 	require.NoError(t, err)
 	msg := message.NewMessage(watermill.NewUUID(), payload)
-	msg.Metadata.Set(messaging.MetaSchema, metrics.ResultSchema)
-	msg.SetContext(context.Background())
+	msg.Metadata.Set(messaging.MetaSchema, schema)
 	return msg
 }
 

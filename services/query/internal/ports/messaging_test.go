@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/streamwatch/streamwatch/pkg/events"
@@ -40,10 +41,7 @@ func sampleEvents() []events.Event {
 func batchMessage(t *testing.T, evs []events.Event) *message.Message {
 	t.Helper()
 	payload, err := events.EncodeBatch(evs)
-	require.NoError(t, err)
-	msg := message.NewMessage(watermill.NewUUID(), payload)
-	msg.Metadata.Set(messaging.MetaSchema, events.BatchSchema)
-	return msg
+	return record(t, events.BatchSchema, payload, err)
 }
 
 func TestEventsProjectorDeduplicatesReplayedBatch(t *testing.T) {
@@ -303,10 +301,7 @@ func TestWindowsBatchHandlerDeadLettersPoisonAndWritesLatest(t *testing.T) {
 
 	batchRecord := func(rs ...metrics.Result) *message.Message {
 		payload, err := metrics.EncodeBatch(rs)
-		require.NoError(t, err)
-		msg := message.NewMessage(watermill.NewUUID(), payload)
-		msg.Metadata.Set(messaging.MetaSchema, metrics.BatchSchema)
-		return msg
+		return record(t, metrics.BatchSchema, payload, err)
 	}
 	msgs := []*message.Message{
 		batchRecord(result(labels, 0, may17, 1, 10), result(labels, 1, may17, 1, 11)),
@@ -343,7 +338,28 @@ func TestWindowsBatchHandlerDeadLettersPoisonAndWritesLatest(t *testing.T) {
 	require.Equal(t, uint64(1), e.count(t, "SELECT count() FROM streamwatch.metric_windows WHERE metric = 'requests' AND shard = 0"))
 	require.Equal(t, uint64(30), e.count(t, "SELECT toUInt64(max(value)) FROM streamwatch.metric_windows WHERE shard = 0"))
 	require.Equal(t, uint64(11), e.count(t, "SELECT toUInt64(max(value)) FROM streamwatch.metric_windows FINAL WHERE shard = 1"))
-	raw, err := e.rdb.HGet(ctx, keyPrefix+"live:requests", metrics.LabelsKey(labels)+"|0").Result()
+	liveField := metrics.LabelsKey(labels) + "|0"
+	_, err = e.rdb.HGet(ctx, keyPrefix+"live:requests", liveField).Result()
+	require.ErrorIs(t, err, redis.Nil, "the live view is the live projector's")
+
+	// The live projector, a consumer group of its own, takes the same
+	// batch: it dead-letters the same poison records under its own name
+	// and stores the latest revision.
+	wait, err = e.proj.LiveBatchHandler(ps, logger)(ctx, msgs)
+	require.NoError(t, err)
+	require.Nil(t, wait, "the live view is durable when the handler returns")
+	for range 2 {
+		select {
+		case m := <-dlq:
+			require.Equal(t, ports.LiveProjector, m.Metadata.Get(messaging.MetaConsumer))
+			delete(dead, m.Metadata.Get(messaging.MetaSourceOffset))
+			m.Ack()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("poison records not dead-lettered by the live projector, left %v", dead)
+		}
+	}
+	require.Empty(t, dead)
+	raw, err := e.rdb.HGet(ctx, keyPrefix+"live:requests", liveField).Result()
 	require.NoError(t, err)
 	live, err := adapters.DecodeLiveValue(raw)
 	require.NoError(t, err)
@@ -357,10 +373,50 @@ func TestWindowsBatchHandlerDeadLettersPoisonAndWritesLatest(t *testing.T) {
 	defer stop()
 	go func() { _ = broken.WindowBatcher.Run(runCtx) }()
 	wait, err = ports.NewProjections(service.NewApplication(broken, nil, nil)).WindowsBatchHandler(ps, logger)(ctx, msgs[:1])
-	require.NoError(t, err, "the live view took the batch")
+	require.NoError(t, err, "the history queued the batch")
 	err = wait(ctx)
 	require.Error(t, err)
 	require.False(t, messaging.IsPermanent(err), "%v", err)
+}
+
+// TestLiveBatchHandlerNeverWaitsForTheHistory: the live projector stores
+// the changed results of a batch while the window history cannot take
+// anything (its batcher is not running, so a history enqueue would block),
+// and leaves out the Unchanged results, whose values the live view holds.
+func TestLiveBatchHandlerNeverWaitsForTheHistory(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	logger := slog.New(slog.DiscardHandler)
+	stalled, err := service.NewStorage(e.ch, "missing_db", e.rdb, keyPrefix, recentKey,
+		config.WindowBatch{MaxRows: 1, MaxDelay: time.Hour}) // never run: Enqueue would wait
+	require.NoError(t, err)
+	handler := ports.NewProjections(service.NewApplication(stalled, nil, nil)).LiveBatchHandler(nil, logger)
+
+	a, b := map[string]string{"status": "200"}, map[string]string{"status": "500"}
+	early := result(a, 0, may17, 1, 10)
+	final := result(a, 0, may17, 2, 99) // Unchanged with another value: it must not be applied
+	final.Kind, final.Unchanged = metrics.KindFinal, true
+	other := result(b, 0, may17, 4, 40)
+	msgs := []*message.Message{windowBatchMessage(t, early), windowBatchMessage(t, final, other)}
+	for i, m := range msgs {
+		m.SetContext(messaging.ContextWithPosition(ctx, 0, int64(i)))
+	}
+	wait, err := handler(ctx, msgs)
+	require.NoError(t, err)
+	require.Nil(t, wait)
+	for labels, want := range map[string]struct {
+		rev   int64
+		value float64
+	}{metrics.LabelsKey(a): {1, 10}, metrics.LabelsKey(b): {4, 40}} {
+		raw, err := e.rdb.HGet(ctx, keyPrefix+"live:requests", labels+"|0").Result()
+		require.NoError(t, err, labels)
+		live, err := adapters.DecodeLiveValue(raw)
+		require.NoError(t, err)
+		require.Equal(t, want.rev, live.Revision, labels)
+		require.InDelta(t, want.value, live.Value, 0, labels)
+	}
 }
 
 // TestEventsBatchHandlerDeadLettersPoisonAndInsertsTheRest: the events

@@ -62,13 +62,14 @@ type Storage struct {
 }
 
 // WindowsBatchRecords is the most metrics.windows records of one partition
-// the windows projector writes at once (they may hold 500 results each).
+// the windows projector and the live projector each write at once (they
+// may hold 500 results each).
 const WindowsBatchRecords = 64
 
 // WindowsInFlight is the most batches of one metrics.windows partition
-// that the windows projector has applied to the live view while their
-// history insert is pending: enough for a second of batches
-// (QUERY_WINDOWS_BATCH_MAX_DELAY) arriving every few milliseconds.
+// that the windows projector has queued while their history insert is
+// pending: enough for a second of batches (QUERY_WINDOWS_BATCH_MAX_DELAY)
+// arriving every few milliseconds.
 const WindowsInFlight = 512
 
 // EventsBatchRecords is the most events.raw records of one partition the
@@ -186,6 +187,7 @@ type Service struct {
 	http    *echo.Echo
 	router  *message.Router
 	windows *messaging.BatchConsumer
+	live    *messaging.BatchConsumer
 	events  *messaging.BatchConsumer
 	alerts  *messaging.BatchConsumer
 	// metricNames are the defined metrics' names: the live view's hashes
@@ -281,7 +283,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 		s.closers = append(s.closers, k.Close)
 		*sub.dst = k
 	}
-	stopLag, err := messaging.ObserveLag(cfg.Kafka.Brokers, []string{ports.EventsProjector, ports.WindowsProjector,
+	stopLag, err := messaging.ObserveLag(cfg.Kafka.Brokers, []string{ports.EventsProjector, ports.WindowsProjector, ports.LiveProjector,
 		ports.AlertsProjector, ports.NotificationsProjector, ports.RulesProjector, ports.SilencesProjector})
 	if err != nil {
 		return nil, err
@@ -297,14 +299,22 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 	// metrics.windows is consumed in batches (see messaging.BatchConsumer):
 	// a backlog of window results is written a batch at a time, with the
 	// superseded revisions left out, instead of a round of writes per record.
-	// It is pipelined: a batch reaches the live view at once, and its
-	// offsets are committed once the grouped history insert holding it is
-	// done.
+	// Two consumer groups project it: the windows projector keeps the
+	// history, pipelined (its offsets are committed once the grouped
+	// insert holding a batch is done), and the live projector the live
+	// view, which so never waits behind the history's work.
 	s.windows, err = messaging.NewPipelinedBatchConsumer(messaging.BatchConsumerConfig{
 		Brokers: cfg.Kafka.Brokers, Group: ports.WindowsProjector, Topic: messaging.TopicMetricsWindows,
 		MaxRecords: WindowsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
 		MaxInFlight: WindowsInFlight,
 	}, projections.WindowsBatchHandler(pub, logger), logger)
+	if err != nil {
+		return nil, err
+	}
+	s.live, err = messaging.NewPipelinedBatchConsumer(messaging.BatchConsumerConfig{
+		Brokers: cfg.Kafka.Brokers, Group: ports.LiveProjector, Topic: messaging.TopicMetricsWindows,
+		MaxRecords: WindowsBatchRecords, RetryInitial: 100 * time.Millisecond, RetryMax: 5 * time.Second,
+	}, projections.LiveBatchHandler(pub, logger), logger)
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +350,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 			return nil
 		},
 		"batch consumers": func(context.Context) error {
-			for _, c := range []*messaging.BatchConsumer{s.events, s.windows, s.alerts} {
+			for _, c := range []*messaging.BatchConsumer{s.events, s.windows, s.live, s.alerts} {
 				select {
 				case <-c.Running():
 				default:
@@ -357,8 +367,8 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Servic
 }
 
 // RunProjections consumes the projected topics (notifications, rules and
-// silences through the Watermill router, events.raw, metrics.windows and
-// alerts through batch consumers) until ctx is done, then lets
+// silences through the Watermill router, events.raw, metrics.windows (twice:
+// history and live view) and alerts through batch consumers) until ctx is done, then lets
 // in-flight messages finish (their window rows are still flushed) and
 // returns nil. It returns an error if the router or a batch consumer
 // cannot start or stops while ctx is still live; the others then stop too.
@@ -370,7 +380,7 @@ func (s *Service) RunProjections(ctx context.Context) error {
 	batcher.Go(func() error { return s.storage.WindowBatcher.Run(batcherCtx) })
 	batcher.Go(func() error { return s.storage.AlertBatcher.Run(batcherCtx) })
 	g, gctx := errgroup.WithContext(ctx)
-	for name, c := range map[string]*messaging.BatchConsumer{"windows": s.windows, "events": s.events, "alerts": s.alerts} {
+	for name, c := range map[string]*messaging.BatchConsumer{"windows": s.windows, "live": s.live, "events": s.events, "alerts": s.alerts} {
 		g.Go(func() error {
 			if err := c.Run(gctx); err != nil {
 				return err

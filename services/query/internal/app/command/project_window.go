@@ -33,9 +33,9 @@ type LiveUpdater interface {
 	UpdateLiveAll(ctx context.Context, rs []metrics.Result) error
 }
 
-// WindowNotifier learns of window results once both projections hold them
-// (the live stream: the dashboard reads the history when told). It must
-// not block.
+// WindowNotifier learns of window results once the window history holds
+// them (the live stream: the dashboard reads the history when told). It
+// must not block.
 type WindowNotifier interface {
 	WindowsStored(rs []metrics.Result)
 }
@@ -68,15 +68,49 @@ func (h ProjectWindowHandler) Handle(ctx context.Context, rs []metrics.Result) e
 }
 
 // Apply is Handle without waiting for the window history: it validates rs,
-// updates the live view and hands rs to the window writer, then returns.
-// When the writer is a WindowQueue, wait (nil otherwise) returns nil once
-// the history holds every result (or something newer) and the notifier
-// was told, else a transient error: apply rs again. The live view is
-// updated first so that it never waits for a history insert, which may be
-// grouped over a second (QUERY_WINDOWS_BATCH_MAX_DELAY); both projections
-// keep the latest revision, so the order and repeats are harmless. Errors
-// as Handle.
+// updates the live view (UpdateLive) and hands rs to the window writer
+// (ApplyHistory), then returns ApplyHistory's wait. The live view is
+// updated first so that it never waits for a history insert; both
+// projections keep the latest revision, so the order and repeats are
+// harmless. Errors as Handle.
 func (h ProjectWindowHandler) Apply(ctx context.Context, rs []metrics.Result) (wait func(context.Context) error, err error) {
+	if err := h.UpdateLive(ctx, rs); err != nil {
+		return nil, err
+	}
+	return h.ApplyHistory(ctx, rs)
+}
+
+// UpdateLive validates rs and stores them in the live view alone: the
+// query service's live projector, a consumer group of its own, so that the
+// live view never waits behind the window history's work (the history
+// projector decodes, coalesces and queues every result of a minute
+// boundary's burst of finals, ~10 µs each, where the live view needs only
+// the results that changed). An invalid result returns an error wrapping
+// metrics.ErrInvalidResult and nothing is written; any other error is
+// transient; nil means the live view holds every result or something
+// newer.
+func (h ProjectWindowHandler) UpdateLive(ctx context.Context, rs []metrics.Result) error {
+	for i := range rs {
+		if err := rs[i].Validate(); err != nil {
+			return fmt.Errorf("result %d: %w", i, err)
+		}
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	if err := h.live.UpdateLiveAll(ctx, rs); err != nil {
+		return fmt.Errorf("update live view for %d results (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
+	}
+	return nil
+}
+
+// ApplyHistory validates rs and hands them to the window writer alone (the
+// metric_windows table), then returns. When the writer is a WindowQueue,
+// wait (nil otherwise) returns nil once the history holds every result (or
+// something newer) and the notifier was told, else a transient error:
+// apply rs again; the insert may be grouped over a second
+// (QUERY_WINDOWS_BATCH_MAX_DELAY). Errors as UpdateLive.
+func (h ProjectWindowHandler) ApplyHistory(ctx context.Context, rs []metrics.Result) (wait func(context.Context) error, err error) {
 	for i := range rs {
 		if err := rs[i].Validate(); err != nil {
 			return nil, fmt.Errorf("result %d: %w", i, err)
@@ -84,9 +118,6 @@ func (h ProjectWindowHandler) Apply(ctx context.Context, rs []metrics.Result) (w
 	}
 	if len(rs) == 0 {
 		return nil, nil
-	}
-	if err := h.live.UpdateLiveAll(ctx, rs); err != nil {
-		return nil, fmt.Errorf("update live view for %d results (first %s rev %d): %w", len(rs), rs[0].ID(), rs[0].Revision, err)
 	}
 	q, ok := h.windows.(WindowQueue)
 	if !ok {
@@ -110,8 +141,8 @@ func (h ProjectWindowHandler) Apply(ctx context.Context, rs []metrics.Result) (w
 	}, nil
 }
 
-// stored tells the notifier (the SSE stream) of rs once both projections
-// hold them: its clients (the dashboard) read the history in answer.
+// stored tells the notifier (the SSE stream) of rs once the history holds
+// them: its clients (the dashboard) read the history in answer.
 func (h ProjectWindowHandler) stored(rs []metrics.Result) {
 	if h.notifier != nil {
 		h.notifier.WindowsStored(rs)
