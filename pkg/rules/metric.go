@@ -74,8 +74,12 @@ type Value struct {
 
 // MetricState is the metric rule state of one input partition. It is plain
 // data (JSON), so it can be checkpointed; its size is bounded by the number
-// of (rule, label set) pairs seen, and series silent for longer than
-// Retention behind the watermark are dropped.
+// of (rule, label set) pairs seen (for threshold rules: that breached), and
+// series silent for longer than Retention behind the watermark are
+// dropped. A threshold rule's series is created by its first breaching
+// point, and points that do not breach leave a series at rest (no alert
+// pending or firing) untouched: its retention counts from its last
+// breach or resolution.
 type MetricState struct {
 	// Watermarks holds the latest watermark of each shard, ms.
 	Watermarks map[int32]int64 `json:"watermarks"`
@@ -183,6 +187,14 @@ func (st *MetricState) Apply(set *Set, p *Point) []alerts.Alert {
 		}
 		key := r.Name + "\xff" + labelsKey
 		s := st.Series[key]
+		if r.Kind == KindThreshold && (s == nil || s.State == "") && !r.breached(p.Value) {
+			// A threshold series at rest has nothing to remember: the
+			// point changes no alert, so it neither creates the series nor
+			// marks it for the checkpoint. Most points are such (every
+			// client's and user's final at a minute boundary, under the
+			// built-in rules), and each used to rewrite its series entry.
+			continue
+		}
 		if s == nil {
 			s = &Series{Rule: r.Name, Labels: p.Labels, Shard: p.Shard}
 			st.Series[key] = s

@@ -121,6 +121,42 @@ func TestThresholdResolvesOnWatermark(t *testing.T) {
 	require.Equal(t, minute, out[0].EndsAt)
 }
 
+// TestThresholdSeriesAtRestAreNotKept: points that do not breach create
+// no threshold series and mark none for the checkpoint; a breach creates
+// its series, the points that resolve it mark it, and once at rest it is
+// left alone again until its retention ends.
+func TestThresholdSeriesAtRestAreNotKept(t *testing.T) {
+	t.Parallel()
+	s := set(t, "rules:\n  - {name: r, metric: m, op: \">\", threshold: 10}\n")
+	st := rules.NewMetricState()
+	st.TrackChanges()
+	user := func(i int) map[string]string { return map[string]string{"user_id": string(rune('a' + i))} }
+	for i := range 20 {
+		require.Empty(t, st.Evaluate(s, win("m", user(i), 0, 5)))
+	}
+	require.Empty(t, st.Series, "no series for label sets that never breached")
+	require.Empty(t, st.TakeChanges(), "nothing to checkpoint")
+
+	require.Equal(t, []string{alerts.StateFiring}, states(st.Evaluate(s, win("m", user(3), 1, 11))))
+	require.Len(t, st.Series, 1)
+	require.Len(t, st.TakeChanges(), 1)
+	require.Equal(t, []string{alerts.StateResolved}, states(st.Evaluate(s, win("m", user(3), 2, 5))))
+	require.Len(t, st.TakeChanges(), 1, "the resolution is checkpointed")
+	for i := range 20 {
+		require.Empty(t, st.Evaluate(s, win("m", user(i), 3, 5)))
+	}
+	require.Empty(t, st.TakeChanges(), "a series at rest is left alone")
+	require.Len(t, st.Series, 1)
+	// It breaches again as a new episode.
+	require.Equal(t, []string{alerts.StateFiring}, states(st.Evaluate(s, win("m", user(3), 4, 12))))
+	// Its retention counts from its last change: past it, the series goes.
+	require.Equal(t, []string{alerts.StateResolved}, states(st.Evaluate(s, win("m", user(3), 5, 1))))
+	st.TakeChanges()
+	st.Evaluate(s, win("m", user(9), 6+rules.Retention/minute, 1))
+	require.Empty(t, st.Series)
+	require.Len(t, st.TakeChanges(), 1, "the deletion is checkpointed")
+}
+
 func TestChangeRules(t *testing.T) {
 	t.Parallel()
 	s := set(t, `rules:

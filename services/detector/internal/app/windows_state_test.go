@@ -143,10 +143,12 @@ func TestWindowsStateDeltaHoldsOnlyChangedSeries(t *testing.T) {
 	require.NoError(t, err)
 	set, _, err := st.TakeDelta()
 	require.NoError(t, err)
-	require.Len(t, set, 1+6*5, "six clients under five rules, plus meta")
+	require.Len(t, set, 1+6*3+2,
+		"six clients under the three rules that keep every series, the one breaching client under the two threshold rules, plus meta")
 
-	// One result of one client, not moving the watermark, touches its
-	// five series only.
+	// One result of one client, not breaching and not moving the
+	// watermark, touches its three series of the other rules only: a
+	// threshold series at rest is not kept.
 	one := result("10.0.0.3", 3*minute, 20)
 	one.Watermark = minute
 	b, err := json.Marshal(one)
@@ -158,7 +160,7 @@ func TestWindowsStateDeltaHoldsOnlyChangedSeries(t *testing.T) {
 	set, del, err := st.TakeDelta()
 	require.NoError(t, err)
 	require.Empty(t, del)
-	require.Len(t, set, 1+5)
+	require.Len(t, set, 1+3)
 	for name := range set {
 		require.True(t, name == "meta" || json.Valid(set[name]) && containsLabel(name, "10.0.0.3"), name)
 	}
