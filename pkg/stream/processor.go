@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -99,7 +100,10 @@ type Processor[S any] struct {
 }
 
 type partition[S any] struct {
-	mu      sync.Mutex
+	mu sync.Mutex
+	// ticking is set while a tick of Run is under way or waiting for mu:
+	// Run skips the partition's next ticks until it is done.
+	ticking atomic.Bool
 	loaded  bool
 	state   S
 	version int64
@@ -327,8 +331,16 @@ func (p *Processor[S]) publish(outs []Output) error {
 }
 
 // Run calls Tick on every loaded partition each TickInterval until ctx is
-// done. A tick whose commit conflicts drops the partition from memory: another
-// instance owns it now. Errors are logged, never fatal. Run returns nil.
+// done, then waits for the ticks under way. Each partition ticks on its
+// own, at the time it gets its lock (time.Now): a partition whose previous
+// tick is still running, or waiting behind a record batch, skips the
+// intervals that pass meanwhile, and the other partitions do not wait for
+// it. (Until 2026-11-22 every interval ticked all partitions and waited
+// for the slowest: a partition busy with a minute boundary's finals held
+// back the early results of all the others, 0.4-0.8 s in the benchmark's
+// probe traces.) A tick whose commit conflicts drops the partition from
+// memory: another instance owns it now. Errors are logged, never fatal.
+// Run returns nil.
 func (p *Processor[S]) Run(ctx context.Context) error {
 	if p.cfg.TickInterval <= 0 {
 		<-ctx.Done()
@@ -336,12 +348,22 @@ func (p *Processor[S]) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(p.cfg.TickInterval)
 	defer t.Stop()
+	var running sync.WaitGroup
+	defer running.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case now := <-t.C:
-			p.TickAll(ctx, now)
+		case <-t.C:
+			for n, ps := range p.loadedParts() {
+				if !ps.ticking.CompareAndSwap(false, true) {
+					continue // its previous tick is still under way
+				}
+				running.Go(func() {
+					defer ps.ticking.Store(false)
+					p.tickLogged(ctx, n, ps, time.Now)
+				})
+			}
 		}
 	}
 }
@@ -354,27 +376,37 @@ func (p *Processor[S]) Run(ctx context.Context) error {
 // of 2026-11-22). A partition's tick and its record batches still exclude
 // each other (the partition's lock).
 func (p *Processor[S]) TickAll(ctx context.Context, now time.Time) {
-	p.mu.Lock()
-	parts := maps.Clone(p.parts)
-	p.mu.Unlock()
 	var wg sync.WaitGroup
-	for n, ps := range parts {
-		wg.Go(func() {
-			if err := p.tick(ctx, n, ps, now); err != nil {
-				p.logger.Warn("tick failed", "group", p.cfg.Group, "partition", n, "error", err.Error())
-			}
-		})
+	for n, ps := range p.loadedParts() {
+		wg.Go(func() { p.tickLogged(ctx, n, ps, func() time.Time { return now }) })
 	}
 	wg.Wait()
 }
 
-func (p *Processor[S]) tick(ctx context.Context, part int32, ps *partition[S], now time.Time) error {
+// loadedParts returns a copy of the partitions map (loaded or being
+// loaded).
+func (p *Processor[S]) loadedParts() map[int32]*partition[S] {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.parts)
+}
+
+// tickLogged is tick with its error logged.
+func (p *Processor[S]) tickLogged(ctx context.Context, part int32, ps *partition[S], clock func() time.Time) {
+	if err := p.tick(ctx, part, ps, clock); err != nil {
+		p.logger.Warn("tick failed", "group", p.cfg.Group, "partition", part, "error", err.Error())
+	}
+}
+
+// tick runs the operator's Tick on the partition at clock's time, read once
+// the partition's lock is held, and commits and publishes what it changed.
+func (p *Processor[S]) tick(ctx context.Context, part int32, ps *partition[S], clock func() time.Time) error {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if !ps.loaded {
 		return nil
 	}
-	outs, changed, err := p.op.Tick(ctx, ps.state, now)
+	outs, changed, err := p.op.Tick(ctx, ps.state, clock())
 	if err != nil {
 		ps.loaded = false
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -208,4 +209,57 @@ func TestTickAllTicksPartitionsConcurrently(t *testing.T) {
 		require.NoError(t, err)
 		require.Contains(t, string(snap.Data), `"ticks":1`, "partition %d ticked once", part)
 	}
+}
+
+// stuckTicker is a summer whose ticks of partition 0 wait until release
+// is closed; it counts the ticks begun per partition.
+type stuckTicker struct {
+	summer
+	parts   *sync.Map // *sumState -> partition
+	release chan struct{}
+	begun   *[2]atomic.Int32
+}
+
+func (s stuckTicker) NewState(part int32) *sumState {
+	st := &sumState{}
+	s.parts.Store(st, part)
+	return st
+}
+
+func (s stuckTicker) Tick(ctx context.Context, st *sumState, now time.Time) ([]stream.Output, bool, error) {
+	part, _ := s.parts.Load(st)
+	s.begun[part.(int32)].Add(1)
+	if part.(int32) == 0 {
+		<-s.release
+	}
+	return s.summer.Tick(ctx, st, now)
+}
+
+// TestRunTicksPartitionsIndependently: while one partition's tick is stuck,
+// Run goes on ticking the others every interval and skips the stuck one
+// instead of starting a second tick of it; Run returns after its context
+// ends, once the stuck tick is done.
+func TestRunTicksPartitionsIndependently(t *testing.T) {
+	t.Parallel()
+	store := checkpoint.New(redistest.Start(t), "t:")
+	op := stuckTicker{parts: &sync.Map{}, release: make(chan struct{}), begun: &[2]atomic.Int32{}}
+	p, err := stream.New[*sumState](stream.Config{Group: "g", Topic: "in", TickInterval: 5 * time.Millisecond}, op, store, &recorder{}, nil)
+	require.NoError(t, err)
+	require.NoError(t, p.Handle(record(0, 0, "1")))
+	require.NoError(t, p.Handle(record(1, 0, "1")))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+
+	require.Eventually(t, func() bool { return op.begun[1].Load() >= 10 }, 10*time.Second, 5*time.Millisecond,
+		"partition 1 kept ticking while partition 0 was stuck")
+	require.EqualValues(t, 1, op.begun[0].Load(), "no second tick of the stuck partition")
+	cancel()
+	select {
+	case <-done:
+		t.Fatal("Run returned with a tick under way")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(op.release)
+	require.NoError(t, <-done)
 }
