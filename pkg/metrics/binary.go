@@ -154,9 +154,11 @@ func appendResult(b []byte, r *Result, keys []string) ([]byte, []string) {
 // decodeBinaryBatch decodes a BatchSchemaV2 payload. Unknown fields are
 // skipped (a newer writer may add some); a version other than 2, a field
 // of the wrong wire type or a truncated payload is an error naming the
-// result index. With skipUnchanged, results whose Unchanged field is set
-// are left out without being decoded (isUnchanged).
-func decodeBinaryBatch(p []byte, skipUnchanged bool) ([]Result, error) {
+// result index. Every decoded result is validated (Result.Validate), the
+// error naming its index. A result for which skip (may be nil) reports
+// true, given the result message's bytes, is left out without being
+// decoded or validated.
+func decodeBinaryBatch(p []byte, skip func(msg []byte) bool) ([]Result, error) {
 	var (
 		rs      []Result
 		version uint64
@@ -174,9 +176,12 @@ func decodeBinaryBatch(p []byte, skipUnchanged bool) ([]Result, error) {
 		case num == fieldBatchResults && typ == protowire.BytesType:
 			var msg []byte
 			msg, n = protowire.ConsumeBytes(p)
-			if n >= 0 && !(skipUnchanged && isUnchanged(msg)) {
+			if n >= 0 && (skip == nil || !skip(msg)) {
 				var r Result
 				if err := decodeResult(msg, &r); err != nil {
+					return nil, fmt.Errorf("result %d: %w", index, err)
+				}
+				if err := r.Validate(); err != nil {
 					return nil, fmt.Errorf("result %d: %w", index, err)
 				}
 				rs = append(rs, r)
@@ -251,6 +256,60 @@ func isUnchanged(p []byte) bool {
 		}
 	}
 	return false
+}
+
+// resultHead is what DecodeRecordSelect reads of a result it may leave
+// out; metric aliases the message.
+type resultHead struct {
+	metric    []byte
+	shard     int32
+	watermark int64
+}
+
+// peekHead reads the metric, shard and watermark fields of the Result
+// message p without decoding the others. ok is false when p does not parse.
+func peekHead(p []byte) (h resultHead, ok bool) {
+	for len(p) > 0 {
+		num, typ, n := protowire.ConsumeTag(p)
+		if n < 0 {
+			return h, false
+		}
+		p = p[n:]
+		switch typ {
+		case protowire.VarintType:
+			v, n := protowire.ConsumeVarint(p)
+			if n < 0 {
+				return h, false
+			}
+			switch num {
+			case fieldShard:
+				h.shard = int32(v)
+			case fieldWatermark:
+				h.watermark = int64(v)
+			}
+			p = p[n:]
+		case protowire.Fixed64Type:
+			if len(p) < 8 {
+				return h, false
+			}
+			p = p[8:]
+		case protowire.BytesType:
+			b, n := protowire.ConsumeBytes(p)
+			if n < 0 {
+				return h, false
+			}
+			if num == fieldMetric {
+				h.metric = b
+			}
+			p = p[n:]
+		default:
+			if n = protowire.ConsumeFieldValue(num, typ, p); n < 0 {
+				return h, false
+			}
+			p = p[n:]
+		}
+	}
+	return h, true
 }
 
 // decodeResult fills r from one Result message.

@@ -39,7 +39,7 @@ func EncodeBatch(rs []Result) ([]byte, error) {
 // result is validated. Errors wrap ErrUndecodable and name the schema and,
 // for a batch, the index of the bad result.
 func DecodeRecord(schema string, payload []byte) ([]Result, error) {
-	return decodeRecord(schema, payload, false)
+	return decodeRecord(schema, payload, nil)
 }
 
 // DecodeRecordChanged is DecodeRecord without the Unchanged results (a
@@ -52,10 +52,54 @@ func DecodeRecord(schema string, payload []byte) ([]Result, error) {
 // returns an empty slice when every result is Unchanged. Errors as
 // DecodeRecord; the index in an error counts the skipped results too.
 func DecodeRecordChanged(schema string, payload []byte) ([]Result, error) {
-	return decodeRecord(schema, payload, true)
+	return decodeRecord(schema, payload, &selector{
+		skipRaw: isUnchanged,
+		drop:    func(r *Result) bool { return r.Unchanged },
+	})
 }
 
-func decodeRecord(schema string, payload []byte, skipUnchanged bool) ([]Result, error) {
+// DecodeRecordSelect is DecodeRecord for a consumer that reads some
+// metrics only (the detector: the metrics its rules name): a result whose
+// metric keep rejects is left out, and its shard and watermark (ms) are
+// handed to skipped (nil: not wanted), in record order, so the consumer
+// can still follow every shard's watermark. In a binary batch such a
+// result is not decoded or validated: only its metric, shard and
+// watermark fields are read. In the JSON schemas every result is decoded
+// and validated, then filtered. keep gets the metric name's bytes, valid
+// only during the call. Errors as DecodeRecord; the index in an error
+// counts the skipped results too.
+func DecodeRecordSelect(schema string, payload []byte, keep func(metric []byte) bool, skipped func(shard int32, watermark int64)) ([]Result, error) {
+	if skipped == nil {
+		skipped = func(int32, int64) {}
+	}
+	return decodeRecord(schema, payload, &selector{
+		skipRaw: func(msg []byte) bool {
+			h, ok := peekHead(msg)
+			if !ok || keep(h.metric) {
+				return false // decoded, and a broken one named
+			}
+			skipped(h.shard, h.watermark)
+			return true
+		},
+		drop: func(r *Result) bool {
+			if keep([]byte(r.Metric)) {
+				return false
+			}
+			skipped(r.Shard, r.Watermark)
+			return true
+		},
+	})
+}
+
+// selector leaves results out of a decoded record: skipRaw from a binary
+// batch before decoding (a Result message's bytes), drop from the JSON
+// schemas after decoding and validation.
+type selector struct {
+	skipRaw func(msg []byte) bool
+	drop    func(r *Result) bool
+}
+
+func decodeRecord(schema string, payload []byte, sel *selector) ([]Result, error) {
 	if schema == "" && isBinaryBatch(payload) {
 		schema = BatchSchemaV2
 	}
@@ -69,6 +113,7 @@ func decodeRecord(schema string, payload []byte, skipUnchanged bool) ([]Result, 
 			schema = ResultSchema
 		}
 	}
+	var rs []Result
 	switch schema {
 	case ResultSchema:
 		var r Result
@@ -78,21 +123,17 @@ func decodeRecord(schema string, payload []byte, skipUnchanged bool) ([]Result, 
 		if err := r.Validate(); err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, schema, err)
 		}
-		if skipUnchanged && r.Unchanged {
-			return []Result{}, nil
-		}
-		return []Result{r}, nil
+		rs = []Result{r}
 	case BatchSchemaV2:
-		rs, err := decodeBinaryBatch(payload, skipUnchanged)
+		var skip func([]byte) bool
+		if sel != nil {
+			skip = sel.skipRaw
+		}
+		out, err := decodeBinaryBatch(payload, skip)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrUndecodable, schema, err)
 		}
-		for i := range rs {
-			if err := rs[i].Validate(); err != nil {
-				return nil, fmt.Errorf("%w: %s: result %d: %w", ErrUndecodable, schema, i, err)
-			}
-		}
-		return rs, nil
+		return out, nil
 	case BatchSchema:
 		var b Batch
 		if err := json.Unmarshal(payload, &b); err != nil {
@@ -106,10 +147,12 @@ func decodeRecord(schema string, payload []byte, skipUnchanged bool) ([]Result, 
 				return nil, fmt.Errorf("%w: %s: result %d: %w", ErrUndecodable, schema, i, err)
 			}
 		}
-		if skipUnchanged {
-			return slices.DeleteFunc(b.Results, func(r Result) bool { return r.Unchanged }), nil
-		}
-		return b.Results, nil
+		rs = b.Results
+	default:
+		return nil, fmt.Errorf("%w: unknown schema %q", ErrUndecodable, schema)
 	}
-	return nil, fmt.Errorf("%w: unknown schema %q", ErrUndecodable, schema)
+	if sel != nil {
+		rs = slices.DeleteFunc(rs, func(r Result) bool { return sel.drop(&r) })
+	}
+	return rs, nil
 }

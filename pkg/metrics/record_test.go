@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -118,4 +119,56 @@ func TestDecodeRecordChangedLeavesOutUnchanged(t *testing.T) {
 	_, err = metrics.DecodeRecordChanged(metrics.BatchSchemaV2, payload)
 	require.ErrorIs(t, err, metrics.ErrUndecodable)
 	require.ErrorContains(t, err, "result 1")
+}
+
+// TestDecodeRecordSelectLeavesOutOtherMetrics: in every batch schema,
+// DecodeRecordSelect returns DecodeRecord's results of the metrics keep
+// accepts, in order, and hands the shard and watermark of every other
+// result to skipped, in order; in a binary batch an invalid result of a
+// left-out metric is not decoded, so not an error, while one of a kept
+// metric is, named by its index among all results.
+func TestDecodeRecordSelectLeavesOutOtherMetrics(t *testing.T) {
+	t.Parallel()
+	var in []metrics.Result
+	for i := range 8 {
+		r := res("other", 1)
+		if i%4 == 1 {
+			r.Metric = "read"
+		}
+		r.Shard, r.Watermark = int32(i), int64(1000*i)
+		in = append(in, r)
+	}
+	keep := func(m []byte) bool { return string(m) == "read" }
+	bin, err := metrics.EncodeBatchBinary(in)
+	require.NoError(t, err)
+	js, err := metrics.EncodeBatch(in)
+	require.NoError(t, err)
+	for schema, payload := range map[string][]byte{metrics.BatchSchemaV2: bin, metrics.BatchSchema: js} {
+		type mark struct {
+			shard int32
+			wm    int64
+		}
+		var marks []mark
+		got, err := metrics.DecodeRecordSelect(schema, payload, keep, func(s int32, wm int64) { marks = append(marks, mark{s, wm}) })
+		require.NoError(t, err, schema)
+		require.Equal(t, []metrics.Result{in[1], in[5]}, got, schema)
+		require.Equal(t, []mark{{0, 0}, {2, 2000}, {3, 3000}, {4, 4000}, {6, 6000}, {7, 7000}}, marks, schema)
+	}
+
+	broken := slices.Clone(in)
+	broken[2].Revision = 0 // invalid, of a left-out metric
+	b, err := metrics.EncodeBatchBinary(broken)
+	require.NoError(t, err)
+	got, err := metrics.DecodeRecordSelect(metrics.BatchSchemaV2, b, keep, nil)
+	require.NoError(t, err, "a left-out result is not validated")
+	require.Len(t, got, 2)
+	_, err = metrics.DecodeRecord(metrics.BatchSchemaV2, b)
+	require.ErrorContains(t, err, "result 2")
+
+	broken[5].Revision = 0 // invalid, of a kept metric
+	b, err = metrics.EncodeBatchBinary(broken)
+	require.NoError(t, err)
+	_, err = metrics.DecodeRecordSelect(metrics.BatchSchemaV2, b, keep, nil)
+	require.ErrorIs(t, err, metrics.ErrUndecodable)
+	require.ErrorContains(t, err, "result 5")
 }

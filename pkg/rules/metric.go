@@ -160,13 +160,21 @@ func (st *MetricState) Evaluate(set *Set, p *Point) []alerts.Alert {
 	return out
 }
 
+// ObserveWatermark records that shard's watermark (ms) reached wm, as a
+// point of that shard would, without its effects; call Advance after a
+// batch. It is what Apply does with a point no rule reads, for a caller
+// that did not decode such points (metrics.DecodeRecordSelect).
+func (st *MetricState) ObserveWatermark(shard int32, wm int64) {
+	st.init()
+	if wm > st.Watermarks[shard] {
+		st.Watermarks[shard] = wm
+	}
+}
+
 // Apply applies one point to the state (and records its watermark) without
 // the watermark's effects; call Advance after a batch of points.
 func (st *MetricState) Apply(set *Set, p *Point) []alerts.Alert {
-	st.init()
-	if p.Watermark > st.Watermarks[p.Shard] {
-		st.Watermarks[p.Shard] = p.Watermark
-	}
+	st.ObserveWatermark(p.Shard, p.Watermark)
 	var out []alerts.Alert
 	var rs []*Rule
 	if p.Source == SourceSamples {

@@ -601,6 +601,14 @@ const DefaultRules = `rules:
 // WindowMetrics returns the window metrics the set's rules read, sorted.
 func (s *Set) WindowMetrics() []string { return slices.Sorted(maps.Keys(s.byMetric)) }
 
+// ReadsWindowMetric reports whether a rule of the set reads window results
+// of the metric named by name (bytes, so that a decoder can ask without
+// allocating; see metrics.DecodeRecordSelect).
+func (s *Set) ReadsWindowMetric(name []byte) bool {
+	_, ok := s.byMetric[string(name)]
+	return ok
+}
+
 // EventTypes returns the event types the set's rules read (pattern and
 // absence steps, metric_sample for sample rules), sorted.
 func (s *Set) EventTypes() []events.Type {

@@ -37,15 +37,19 @@ func NewDetect(rs *Rules) *Detect { return &Detect{rules: rs} }
 func (d *Detect) NewState(int32) *WindowsState { return NewWindowsState() }
 
 // Apply implements stream.Operator. The results of a record are evaluated in
-// their order in the record, then the watermarks they carry are applied. An
-// undecodable record or an invalid result is permanent (the whole record
-// goes to metrics.windows.dlq).
+// their order in the record, then the watermarks they carry are applied.
+// Results of metrics no rule reads are not decoded
+// (metrics.DecodeRecordSelect; at a minute boundary most results are
+// finals of such metrics): only their shard's watermark is recorded. An
+// undecodable record or an invalid result of a metric a rule reads is
+// permanent (the whole record goes to metrics.windows.dlq).
 func (d *Detect) Apply(_ context.Context, st *WindowsState, msg *message.Message, _ int64) ([]stream.Output, error) {
-	results, err := metrics.DecodeRecord(msg.Metadata.Get(messaging.MetaSchema), msg.Payload)
+	set := d.rules.Set()
+	results, err := metrics.DecodeRecordSelect(msg.Metadata.Get(messaging.MetaSchema), msg.Payload,
+		set.ReadsWindowMetric, st.ObserveWatermark)
 	if err != nil {
 		return nil, messaging.Permanent(err)
 	}
-	set := d.rules.Set()
 	var changes []alerts.Alert
 	for i := range results {
 		p := rules.PointFromResult(&results[i])
