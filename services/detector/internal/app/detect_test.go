@@ -23,14 +23,21 @@ func result(ip string, start, value int64) metrics.Result {
 	}
 }
 
-func TestApplyDecodesSingleAndBatchRecords(t *testing.T) {
-	t.Parallel()
+// defaultDetect returns the operator under the built-in rules and a new
+// partition state.
+func defaultDetect(t *testing.T) (*app.Detect, *app.WindowsState) {
+	t.Helper()
 	file, err := rules.Parse("defaults", []byte(rules.DefaultRules))
 	require.NoError(t, err)
 	live, err := app.NewRules(file)
 	require.NoError(t, err)
 	d := app.NewDetect(live)
-	st := d.NewState(0)
+	return d, d.NewState(0)
+}
+
+func TestApplyDecodesSingleAndBatchRecords(t *testing.T) {
+	t.Parallel()
+	d, st := defaultDetect(t)
 
 	single, err := json.Marshal(result("1.1.1.1", 0, 150))
 	require.NoError(t, err)
@@ -64,12 +71,7 @@ func TestApplyDecodesSingleAndBatchRecords(t *testing.T) {
 // not the detector's concern.
 func TestApplyFollowsWatermarksOfMetricsNoRuleReads(t *testing.T) {
 	t.Parallel()
-	file, err := rules.Parse("defaults", []byte(rules.DefaultRules))
-	require.NoError(t, err)
-	live, err := app.NewRules(file)
-	require.NoError(t, err)
-	d := app.NewDetect(live)
-	st := d.NewState(0)
+	d, st := defaultDetect(t)
 	record := func(offset int64, rs ...metrics.Result) *message.Message {
 		b, err := metrics.EncodeBatchBinary(rs)
 		require.NoError(t, err)
