@@ -215,59 +215,20 @@ var wireType = [...]protowire.Type{
 	fieldQuantileSketch: protowire.BytesType, fieldUnchanged: protowire.VarintType,
 }
 
-// isUnchanged reports whether the Result message p has its Unchanged field
-// (23) set, reading only the tags and skipping the values of the others:
-// ~20 times cheaper than decodeResult, which allocates the label map and
-// strings. A message that does not parse reports false, so that
-// decodeResult names its error.
-func isUnchanged(p []byte) bool {
-	for len(p) > 0 {
-		num, typ, n := protowire.ConsumeTag(p)
-		if n < 0 {
-			return false
-		}
-		p = p[n:]
-		switch typ {
-		case protowire.VarintType:
-			v, n := protowire.ConsumeVarint(p)
-			if n < 0 {
-				return false
-			}
-			if num == fieldUnchanged {
-				return v != 0
-			}
-			p = p[n:]
-		case protowire.Fixed64Type:
-			if len(p) < 8 {
-				return false
-			}
-			p = p[8:]
-		case protowire.BytesType:
-			l, n := protowire.ConsumeVarint(p)
-			if n < 0 || l > uint64(len(p)-n) {
-				return false
-			}
-			p = p[n+int(l):]
-		default: // groups and fixed32: not written by this codec
-			if n = protowire.ConsumeFieldValue(num, typ, p); n < 0 {
-				return false
-			}
-			p = p[n:]
-		}
-	}
-	return false
-}
-
-// resultHead is what DecodeRecordSelect reads of a result it may leave
-// out; metric aliases the message.
+// resultHead is what DecodeRecordChanged and DecodeRecordSelect read of a
+// result they may leave out; metric aliases the message.
 type resultHead struct {
 	metric    []byte
 	shard     int32
 	watermark int64
+	unchanged bool
 }
 
-// peekHead reads the metric, shard and watermark fields of the Result
-// message p without decoding the others. ok is false when p does not parse.
+// peekHead reads the metric, shard, watermark and unchanged fields of the
+// Result message p, only skipping the values of the others: ~10 times
+// cheaper than decodeResult, which allocates the label map and strings.
+// ok is false when p does not parse (the caller then decodes it, and
+// decodeResult names the error).
 func peekHead(p []byte) (h resultHead, ok bool) {
 	for len(p) > 0 {
 		num, typ, n := protowire.ConsumeTag(p)
@@ -286,6 +247,8 @@ func peekHead(p []byte) (h resultHead, ok bool) {
 				h.shard = int32(v)
 			case fieldWatermark:
 				h.watermark = int64(v)
+			case fieldUnchanged:
+				h.unchanged = v != 0
 			}
 			p = p[n:]
 		case protowire.Fixed64Type:
@@ -302,7 +265,7 @@ func peekHead(p []byte) (h resultHead, ok bool) {
 				h.metric = b
 			}
 			p = p[n:]
-		default:
+		default: // groups and fixed32: not written by this codec
 			if n = protowire.ConsumeFieldValue(num, typ, p); n < 0 {
 				return h, false
 			}

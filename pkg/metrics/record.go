@@ -53,8 +53,11 @@ func DecodeRecord(schema string, payload []byte) ([]Result, error) {
 // DecodeRecord; the index in an error counts the skipped results too.
 func DecodeRecordChanged(schema string, payload []byte) ([]Result, error) {
 	return decodeRecord(schema, payload, &selector{
-		skipRaw: isUnchanged,
-		drop:    func(r *Result) bool { return r.Unchanged },
+		skipRaw: func(msg []byte) bool {
+			h, ok := peekHead(msg)
+			return ok && h.unchanged
+		},
+		drop: func(r *Result) bool { return r.Unchanged },
 	})
 }
 
