@@ -55,10 +55,8 @@ func (h ProjectAlertHandler) Handle(ctx context.Context, a alerts.Alert) error {
 // wrapping alerts.ErrInvalid and nothing is stored; any other error is
 // transient.
 func (h ProjectAlertHandler) Apply(ctx context.Context, as []alerts.Alert) (wait func(context.Context) error, err error) {
-	for i := range as {
-		if err := as[i].Validate(); err != nil {
-			return nil, fmt.Errorf("alert %d: %w", i, err)
-		}
+	if err := validateAll("alert", as); err != nil {
+		return nil, err
 	}
 	if len(as) == 0 {
 		return nil, nil

@@ -67,17 +67,20 @@ func (h ProjectWindowHandler) Handle(ctx context.Context, rs []metrics.Result) e
 	return wait(ctx)
 }
 
-// Apply is Handle without waiting for the window history: it validates rs,
-// updates the live view (UpdateLive) and hands rs to the window writer
-// (ApplyHistory), then returns ApplyHistory's wait. The live view is
+// Apply is Handle without waiting for the window history: it validates rs
+// once, updates the live view (as UpdateLive) and hands rs to the window
+// writer (as ApplyHistory), then returns that wait. The live view is
 // updated first so that it never waits for a history insert; both
 // projections keep the latest revision, so the order and repeats are
 // harmless. Errors as Handle.
 func (h ProjectWindowHandler) Apply(ctx context.Context, rs []metrics.Result) (wait func(context.Context) error, err error) {
-	if err := h.UpdateLive(ctx, rs); err != nil {
+	if err := validateAll("result", rs); err != nil {
 		return nil, err
 	}
-	return h.ApplyHistory(ctx, rs)
+	if err := h.updateLive(ctx, rs); err != nil {
+		return nil, err
+	}
+	return h.queueHistory(ctx, rs)
 }
 
 // UpdateLive validates rs and stores them in the live view alone: the
@@ -90,11 +93,14 @@ func (h ProjectWindowHandler) Apply(ctx context.Context, rs []metrics.Result) (w
 // transient; nil means the live view holds every result or something
 // newer.
 func (h ProjectWindowHandler) UpdateLive(ctx context.Context, rs []metrics.Result) error {
-	for i := range rs {
-		if err := rs[i].Validate(); err != nil {
-			return fmt.Errorf("result %d: %w", i, err)
-		}
+	if err := validateAll("result", rs); err != nil {
+		return err
 	}
+	return h.updateLive(ctx, rs)
+}
+
+// updateLive is UpdateLive for validated results.
+func (h ProjectWindowHandler) updateLive(ctx context.Context, rs []metrics.Result) error {
 	if len(rs) == 0 {
 		return nil
 	}
@@ -111,11 +117,14 @@ func (h ProjectWindowHandler) UpdateLive(ctx context.Context, rs []metrics.Resul
 // apply rs again; the insert may be grouped over a second
 // (QUERY_WINDOWS_BATCH_MAX_DELAY). Errors as UpdateLive.
 func (h ProjectWindowHandler) ApplyHistory(ctx context.Context, rs []metrics.Result) (wait func(context.Context) error, err error) {
-	for i := range rs {
-		if err := rs[i].Validate(); err != nil {
-			return nil, fmt.Errorf("result %d: %w", i, err)
-		}
+	if err := validateAll("result", rs); err != nil {
+		return nil, err
 	}
+	return h.queueHistory(ctx, rs)
+}
+
+// queueHistory is ApplyHistory for validated results.
+func (h ProjectWindowHandler) queueHistory(ctx context.Context, rs []metrics.Result) (wait func(context.Context) error, err error) {
 	if len(rs) == 0 {
 		return nil, nil
 	}
