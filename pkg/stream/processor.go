@@ -355,7 +355,7 @@ func (p *Processor[S]) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			for n, ps := range p.loadedParts() {
+			for n, ps := range p.partsSnapshot() {
 				if !ps.ticking.CompareAndSwap(false, true) {
 					continue // its previous tick is still under way
 				}
@@ -377,15 +377,15 @@ func (p *Processor[S]) Run(ctx context.Context) error {
 // each other (the partition's lock).
 func (p *Processor[S]) TickAll(ctx context.Context, now time.Time) {
 	var wg sync.WaitGroup
-	for n, ps := range p.loadedParts() {
+	for n, ps := range p.partsSnapshot() {
 		wg.Go(func() { p.tickLogged(ctx, n, ps, func() time.Time { return now }) })
 	}
 	wg.Wait()
 }
 
-// loadedParts returns a copy of the partitions map (loaded or being
-// loaded).
-func (p *Processor[S]) loadedParts() map[int32]*partition[S] {
+// partsSnapshot returns a copy of the partitions map: every partition
+// seen, loaded or not (tick skips those that are not).
+func (p *Processor[S]) partsSnapshot() map[int32]*partition[S] {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return maps.Clone(p.parts)
