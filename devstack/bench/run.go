@@ -338,6 +338,27 @@ type runner struct {
 // query service's CPU (each poll decodes every stored result of the metric).
 const LivePollInterval = 100 * time.Millisecond
 
+// chunking returns the items of one loadgen.Send call and the items per
+// request of a phase at rate events/s (0: as fast as possible) with
+// workers concurrent requests of at most maxBatch items. As fast as
+// possible: two rounds of every worker. Paced: one PaceStep's items,
+// spread over the workers (a chunk is sent before the next starts, so one
+// slow request must not serialise it).
+func chunking(rate float64, workers, maxBatch int) (chunk int64, batch int) {
+	if rate <= 0 {
+		return int64(2 * workers * maxBatch), maxBatch
+	}
+	chunk = max(1, int64(rate*PaceStep.Seconds()))
+	return chunk, min(maxBatch, max(1, int((chunk+int64(workers)-1)/int64(workers))))
+}
+
+// PaceStep is the pacing step of a phase with a rate: every step sends
+// rate × PaceStep items at once and then sleeps until the rate allows the
+// next. With one-second steps, 50 % of the maximum rate arrived as half a
+// second at the full rate and half a second idle, and every probe met the
+// burst; a tenth of that keeps the load near steady.
+const PaceStep = 100 * time.Millisecond
+
 // adaptEvery is how often the as-fast-as-possible phase sets its
 // event-time rate to the rate the collector accepted.
 const adaptEvery = 5 * time.Second
@@ -385,14 +406,7 @@ func (r *runner) phase(ctx context.Context, name string, rate, eps float64, seed
 		profiling.Go(func() { r.profile(ctx) })
 	}
 
-	// As fast as possible: chunks of two rounds of every worker. Paced: one
-	// second's items a chunk, spread over the workers (a chunk is sent
-	// before the next starts, so one slow request must not serialise it).
-	chunk, batch := int64(2*r.cfg.Workers*r.cfg.Batch), r.cfg.Batch
-	if rate > 0 {
-		chunk = max(1, int64(rate))
-		batch = min(r.cfg.Batch, max(1, int((chunk+int64(r.cfg.Workers)-1)/int64(r.cfg.Workers))))
-	}
+	chunk, batch := chunking(rate, r.cfg.Workers, r.cfg.Batch)
 	var sendErrs []error
 	segBegan, segAccepted := began, int64(0)
 	for k := 0; time.Now().Before(deadline); k++ {
