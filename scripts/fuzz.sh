@@ -26,7 +26,7 @@ targets=(
   "pkg ./accesslog FuzzTimestamp"
   "pkg ./metrics FuzzParseDefinitions"
   "pkg ./metrics FuzzDecodeBinaryBatch"
-  "pkg ./metrics FuzzIsName"
+  "pkg ./events FuzzIsName"
   "pkg ./rules FuzzParse"
   "services/query ./internal/ports FuzzQueryParams"
 )

@@ -61,16 +61,3 @@ func FuzzParseDefinitions(f *testing.F) {
 		}
 	})
 }
-
-// FuzzIsName: IsName agrees with NameRe on any string, including
-// non-ASCII bytes, upper case, digits first and the empty string.
-func FuzzIsName(f *testing.F) {
-	for _, s := range []string{"", "a", "_", "9", "a9", "_9_", "A", "aB", "a-b", "a b", "é", "a\x00", "requests_by_status", "a\n"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := metrics.IsName(s), metrics.NameRe.MatchString(s); got != want {
-			t.Fatalf("IsName(%q) = %v, NameRe says %v", s, got, want)
-		}
-	})
-}

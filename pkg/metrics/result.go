@@ -5,7 +5,6 @@ package metrics
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,28 +127,14 @@ func (r *Result) ID() string {
 // ErrInvalidResult is wrapped by Validate errors.
 var ErrInvalidResult = errors.New("invalid window result")
 
-// NameRe is what metric and label names must match (as in the query API).
-// IsName is the same test without the regexp machine.
-var NameRe = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+// NameRe is what metric and label names must match (as in the query API):
+// the name rule of package events, which samples' series and label names
+// follow too. IsName is the same test without the regexp machine.
+var NameRe = events.NameRe
 
-// IsName reports whether s matches NameRe: a lower-case ASCII letter or
-// '_', then letters, digits and '_'. Validate runs it for the metric and
-// every label name of every result a consumer reads; with NameRe it was a
-// third of the detector's cost per metrics.windows record
-// (BenchmarkApplyFinalBatch).
-func IsName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '_' || 'a' <= c && c <= 'z' || i > 0 && '0' <= c && c <= '9' {
-			continue
-		}
-		return false
-	}
-	return true
-}
+// IsName reports whether s matches NameRe (events.IsName): a lower-case
+// ASCII letter or '_', then letters, digits and '_'.
+func IsName(s string) bool { return events.IsName(s) }
 
 // Validate checks the fields a consumer relies on.
 func (r *Result) Validate() error {
