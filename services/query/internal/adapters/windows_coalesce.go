@@ -2,6 +2,8 @@ package adapters
 
 import (
 	"context"
+	"hash/maphash"
+	"maps"
 
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/services/query/internal/app/command"
@@ -18,32 +20,77 @@ func LatestRevisions(rs []metrics.Result) []metrics.Result {
 	if len(rs) < 2 {
 		return rs
 	}
-	best := make(map[string]int, len(rs))
-	ids := make([]string, len(rs))
+	seed := maphash.MakeSeed()
+	key := func(r *metrics.Result) windowKey {
+		return windowKey{metric: r.Metric, start: r.WindowStart, end: r.WindowEnd, shard: r.Shard, labels: labelsHash(seed, r.Labels)}
+	}
+	if out, ok := latestBy(rs, key, func(a, b *metrics.Result) bool { return maps.Equal(a.Labels, b.Labels) }); ok {
+		return out
+	}
+	// Two label sets with one 64-bit hash: never seen, but then the IDs
+	// decide.
+	out, _ := latestBy(rs, (*metrics.Result).ID, nil)
+	return out
+}
+
+// latestBy is LatestRevisions with the ID given by key. same, if not nil,
+// confirms that two results with one key have one ID; when it does not,
+// latestBy returns false.
+func latestBy[K comparable](rs []metrics.Result, key func(*metrics.Result) K, same func(a, b *metrics.Result) bool) ([]metrics.Result, bool) {
+	best := make(map[K]int, len(rs))
+	keys := make([]K, len(rs))
 	superseded := 0
 	for i := range rs {
-		ids[i] = rs[i].ID()
-		j, ok := best[ids[i]]
+		keys[i] = key(&rs[i])
+		j, ok := best[keys[i]]
 		switch {
 		case !ok:
-			best[ids[i]] = i
+			best[keys[i]] = i
+		case same != nil && !same(&rs[j], &rs[i]):
+			return nil, false
 		case rs[i].Revision > rs[j].Revision:
-			best[ids[i]] = i
+			best[keys[i]] = i
 			superseded++
 		default:
 			superseded++
 		}
 	}
 	if superseded == 0 {
-		return rs
+		return rs, true
 	}
 	out := make([]metrics.Result, 0, len(best))
 	for i := range rs {
-		if best[ids[i]] == i {
+		if best[keys[i]] == i {
 			out = append(out, rs[i])
 		}
 	}
-	return out
+	return out, true
+}
+
+// windowKey stands for a result's ID without building its string: the
+// labels are an order-independent hash, which LatestRevisions confirms
+// with maps.Equal.
+type windowKey struct {
+	metric     string
+	start, end int64
+	shard      int32
+	labels     uint64
+}
+
+// labelsHash hashes a label set independently of the map's order: the
+// sum of one hash per name and value pair.
+func labelsHash(seed maphash.Seed, labels map[string]string) uint64 {
+	var sum uint64
+	var h maphash.Hash
+	h.SetSeed(seed)
+	for k, v := range labels {
+		h.Reset()
+		h.WriteString(k)
+		h.WriteByte(0)
+		h.WriteString(v)
+		sum += h.Sum64()
+	}
+	return sum
 }
 
 // LatestRevisionsWriter is a command.WindowWriter that writes through W
