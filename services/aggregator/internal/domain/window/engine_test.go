@@ -277,16 +277,6 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	orig := window.NewState(1)
 	entries := map[string][]byte{}
-	apply := func() {
-		set, del, err := orig.TakeDelta()
-		require.NoError(t, err)
-		for k, v := range set {
-			entries[k] = bytes.Clone(v) // the next TakeDelta reuses v
-		}
-		for _, k := range del {
-			delete(entries, k)
-		}
-	}
 	var copyState *window.State
 	for step := range 300 {
 		batch := []events.Event{}
@@ -300,7 +290,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 			e.Add(copyState, batch, int64(step))
 			require.Equal(t, want, e.Emit(copyState, int64(step), step%7 == 0), "step %d", step)
 		}
-		apply()
+		takeDelta(t, orig, entries)
 		if step%25 == 0 {
 			copyState = window.NewState(1)
 			require.NoError(t, copyState.RestoreEntries(entries))
@@ -751,8 +741,9 @@ func oldSeenEntry(bucket, seq int64, ids ...string) (string, []byte) {
 	return fmt.Sprintf("s|%d|%d", bucket, seq), b
 }
 
-// takeDelta applies s's delta to entries and returns the names it wrote
-// (sorted) and deleted.
+// takeDelta applies s's delta to entries, copying the values (the next
+// TakeDelta reuses them), and returns the names it wrote (sorted) and
+// deleted.
 func takeDelta(t *testing.T, s *window.State, entries map[string][]byte) (written, deleted []string) {
 	t.Helper()
 	set, del, err := s.TakeDelta()

@@ -1,7 +1,6 @@
 package window_test
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -106,14 +105,7 @@ func TestMatchesBruteForce(t *testing.T) {
 					}
 					latest[k] = r
 				}
-				set, del, err := s.TakeDelta()
-				require.NoError(t, err)
-				for k, v := range set {
-					entries[k] = bytes.Clone(v) // the next TakeDelta reuses v
-				}
-				for _, k := range del {
-					delete(entries, k)
-				}
+				takeDelta(t, s, entries)
 				if rng.IntN(15) == 0 { // crash and restore from the checkpoint
 					s = window.NewState(0)
 					require.NoError(t, s.RestoreEntries(entries))
