@@ -9,11 +9,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -84,7 +86,14 @@ func run(m *testing.M) int {
 		fmt.Println("aggregatortest:", err)
 		return 1
 	}
-	defer os.RemoveAll(tmpDir)
+	code := 1
+	defer func() {
+		if code == 0 {
+			_ = os.RemoveAll(tmpDir)
+		} else {
+			fmt.Println("aggregatortest: logs kept in", tmpDir)
+		}
+	}()
 	if err := os.WriteFile(filepath.Join(tmpDir, "metrics.yaml"), []byte(metricsYAML), 0o644); err != nil {
 		fmt.Println("aggregatortest:", err)
 		return 1
@@ -101,7 +110,14 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	stackLog, err := os.Create(filepath.Join(tmpDir, "stack.log"))
+	if err != nil {
+		fmt.Println("aggregatortest:", err)
+		return 1
+	}
+	defer stackLog.Close()
 	st, err = stack.Start(ctx, stack.Options{
+		Logger:     slog.New(slog.NewTextHandler(stackLog, nil)),
 		DataDir:    filepath.Join(tmpDir, "data"),
 		BinDir:     binDir,
 		Services:   []string{stack.Aggregator},
@@ -111,13 +127,39 @@ func run(m *testing.M) int {
 		fmt.Println("aggregatortest: start stack:", err)
 		return 1
 	}
-	code := m.Run()
+	code = m.Run()
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), time.Minute)
 	defer cancelClose()
 	if err := st.Close(closeCtx); err != nil {
 		fmt.Println("aggregatortest: close stack:", err)
 	}
 	return code
+}
+
+// logStuck logs what a stalled run leaves to diagnose: the consumer
+// group's state and members as the broker describes them, and the last
+// lines of the aggregator's and the stack's logs (the broker's warnings).
+func logStuck(t *testing.T, adm *kadm.Client) {
+	t.Helper()
+	groups, err := adm.DescribeGroups(context.Background(), "aggregator.windows")
+	if err != nil {
+		t.Logf("describe group: %v", err)
+	}
+	for _, g := range groups {
+		t.Logf("group %s: state %s, protocol %s, %d members", g.Group, g.State, g.Protocol, len(g.Members))
+		for _, m := range g.Members {
+			t.Logf("  member %s (client %s, host %s)", m.MemberID, m.ClientID, m.ClientHost)
+		}
+	}
+	for _, f := range []string{st.LogPath(stack.Aggregator), filepath.Join(tmpDir, "stack.log")} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Logf("%s: %v", f, err)
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		t.Logf("last lines of %s:\n%s", f, strings.Join(lines[max(0, len(lines)-30):], "\n"))
+	}
 }
 
 // windowKey names one window of one metric and label set, summed over
@@ -191,7 +233,10 @@ func TestExactlyOnceUnderKillsAndRebalance(t *testing.T) {
 	throttle := func() {
 		deadline := time.Now().Add(2 * time.Minute)
 		for backlog() > 90 {
-			require.True(t, time.Now().Before(deadline), "the aggregator stopped consuming (backlog %d records)", backlog())
+			if time.Now().After(deadline) {
+				logStuck(t, adm)
+				require.Fail(t, "the aggregator stopped consuming", "backlog %d records", backlog())
+			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
