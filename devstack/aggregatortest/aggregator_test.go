@@ -110,7 +110,7 @@ func run(m *testing.M) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	stackLog, err := os.Create(filepath.Join(tmpDir, "stack.log"))
+	stackLog, err := os.Create(stackLogPath())
 	if err != nil {
 		fmt.Println("aggregatortest:", err)
 		return 1
@@ -136,6 +136,10 @@ func run(m *testing.M) int {
 	return code
 }
 
+// stackLogPath is the file the stack logs to: its lifecycle events and
+// the embedded broker's warnings.
+func stackLogPath() string { return filepath.Join(tmpDir, "stack.log") }
+
 // logStuck logs what a stalled run leaves to diagnose: the consumer
 // group's state and members as the broker describes them, and the last
 // lines of the aggregator's and the stack's logs (the broker's warnings).
@@ -151,7 +155,7 @@ func logStuck(t *testing.T, adm *kadm.Client) {
 			t.Logf("  member %s (client %s, host %s)", m.MemberID, m.ClientID, m.ClientHost)
 		}
 	}
-	for _, f := range []string{st.LogPath(stack.Aggregator), filepath.Join(tmpDir, "stack.log")} {
+	for _, f := range []string{st.LogPath(stack.Aggregator), stackLogPath()} {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Logf("%s: %v", f, err)
