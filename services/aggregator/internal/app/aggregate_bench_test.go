@@ -413,9 +413,23 @@ func peakRSS() int64 {
 // checkpoint delta are encoded (everything but the Redis round trip and
 // the publish). Reports the results and the output bytes per boundary,
 // and the entries and bytes (names and values) of its checkpoint delta.
+// Sub-benchmark step-N fires the finals in steps of N results
+// (window.Config.ScanStep; the aggregator's default AGG_FINALS_STEP is
+// 1000) and measures the crossing Apply, its first step: what an early
+// result in that record waits for.
 func BenchmarkBoundary(b *testing.B) {
+	for _, step := range []int{0, 1000} {
+		b.Run(fmt.Sprintf("step-%d", step), func(b *testing.B) { benchBoundary(b, step) })
+	}
+}
+
+func benchBoundary(b *testing.B, step int) {
 	const perSecond, minute = 3_500, 60_000
-	op := app.NewAggregate(benchSettings(b))
+	s := benchSettings(b)
+	s.Window.ScanStep, s.Window.ScanPause = step, 200
+	var calls int64 // processing time passes a pause between two records
+	s.Clock = func() time.Time { calls++; return time.UnixMilli(benchT0 + calls*1_000) }
+	op := app.NewAggregate(s)
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(7, 7))
 	seq := 0

@@ -50,6 +50,12 @@ type Window struct {
 	IdleTimeout time.Duration `env:"AGG_IDLE_TIMEOUT" envDefault:"10s"`
 	// EmitInterval is how often early results of open windows go out.
 	EmitInterval time.Duration `env:"AGG_EMIT_INTERVAL" envDefault:"250ms"`
+	// FinalsStep spreads the final results a partition fires at once (a
+	// minute boundary) over steps of about this many results, whole
+	// metrics at a time; 0 fires them in one step.
+	FinalsStep int `env:"AGG_FINALS_STEP" envDefault:"1000"`
+	// FinalsPause is the processing time between two steps.
+	FinalsPause time.Duration `env:"AGG_FINALS_PAUSE" envDefault:"200ms"`
 }
 
 // Default returns the configuration before the environment is applied.
@@ -71,6 +77,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Window.EmitInterval <= 0 {
 		errs = append(errs, errors.New("AGG_EMIT_INTERVAL: must be positive"))
+	}
+	if c.Window.FinalsStep < 0 {
+		errs = append(errs, fmt.Errorf("AGG_FINALS_STEP: %d is negative", c.Window.FinalsStep))
+	}
+	if c.Window.FinalsPause < 0 {
+		errs = append(errs, fmt.Errorf("AGG_FINALS_PAUSE: %s is negative", c.Window.FinalsPause))
 	}
 	if c.Join.MaxEntries <= 0 {
 		errs = append(errs, fmt.Errorf("AGG_JOIN_MAX_ENTRIES: %d is not positive", c.Join.MaxEntries))

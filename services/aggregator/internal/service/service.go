@@ -50,6 +50,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 			AllowedLateness: cfg.Window.AllowedLateness.Milliseconds(),
 			IdleTimeout:     cfg.Window.IdleTimeout.Milliseconds(),
 			EarlyInterval:   cfg.Window.EmitInterval.Milliseconds(),
+			ScanStep:        cfg.Window.FinalsStep,
+			ScanPause:       cfg.Window.FinalsPause.Milliseconds(),
 		},
 	})
 	unregister, err := observeGauges(op, time.Now)

@@ -48,6 +48,21 @@ type Config struct {
 	// bounds the memory of a minute boundary, where a partition emits the
 	// final result of every window it holds at once.
 	MaxScanResults int
+	// ScanStep spreads the finals a scanning Emit fires over steps, in
+	// results (0: no steps): once a scan holds this many results it stops
+	// before its next metric, and the next scan waits ScanPause. A step
+	// ends at a metric's end so that every metric it visited moves its
+	// fired mark (its finals write no entries); the metrics are visited
+	// in name order. A minute boundary fires ~8,000 finals a partition in
+	// the end-to-end benchmark, six partitions at once: in one step, an
+	// early result that came in the batch that crossed the boundary
+	// waited for all of them (0.4-0.8 s of Apply and commit), and the
+	// consumers got them in one burst.
+	ScanStep int
+	// ScanPause is the processing time between two steps of a boundary's
+	// scan, in ms. Early results of open windows and revisions still go
+	// out meanwhile; a due window's final waits for its step.
+	ScanPause int64
 }
 
 // DefaultMaxScanResults is MaxScanResults when it is 0: a partition's
@@ -429,6 +444,11 @@ type State struct {
 	// in the meta entry, so a final emitted by such a scan does not
 	// rewrite its window's entry (see firedMarks).
 	fired map[string]int64
+	// scanAfter is the processing time (ms) before which a scan that
+	// stopped at a step (Config.ScanStep) does not go on; scanNames is the
+	// memory of the scan's list of metric names.
+	scanAfter int64
+	scanNames []string
 }
 
 // seenKey names one set of remembered event ids: the minute bucket of
@@ -882,25 +902,29 @@ func (e *Engine) AdvanceIdle(s *State, now int64) bool {
 // Results are sorted by metric, label set (its group key: the group-by
 // values in GroupBy order), window start and end, so output order is
 // deterministic. Emit scans the state only when the clock passed the next
-// window end or purge time; otherwise it costs O(revised windows), plus
-// O(windows changed since their last emission) with early results.
+// window end or purge time and a scan stopped at a step
+// (Config.ScanStep) is not pausing; otherwise it costs O(revised windows),
+// plus O(windows changed since their last emission) with early results.
+// A scan stopped by Config.MaxScanResults defers the early results of the
+// windows it did not visit to a later Emit.
 func (e *Engine) Emit(s *State, now int64, early bool) []metrics.Result {
 	em := emission{items: s.emitted[:0]}
-	if s.Clock >= s.nextScan {
-		e.scan(s, now, early, &em)
-	} else {
-		// No window is final or past its lateness before nextScan: only
-		// revised windows, and changed open ones for early results.
-		for w := range s.revised {
-			c := e.defByName[w.Metric()]
-			if c == nil {
-				continue
-			}
-			e.emit(s, c, w, metrics.KindRevised, &em)
+	capped := false
+	if s.Clock >= s.nextScan && now >= s.scanAfter {
+		capped = e.scan(s, now, early, &em)
+	}
+	// Revisions the scan did not visit (all of them without a scan: no
+	// window is final or past its lateness before nextScan, or it waits
+	// for its step).
+	for w := range s.revised {
+		c := e.defByName[w.Metric()]
+		if c == nil || w.dead || !w.Dirty {
+			continue
 		}
-		if early {
-			e.emitEarly(s, now, &em)
-		}
+		e.emit(s, c, w, metrics.KindRevised, &em)
+	}
+	if early && !capped {
+		e.emitEarly(s, now, &em)
 	}
 	clear(s.revised)
 	res := e.results(s, &em)
@@ -949,12 +973,14 @@ func (e *Engine) results(s *State, em *emission) []metrics.Result {
 
 // emitEarly adds to em the early results due at now (ms) of the open
 // windows on the dirty list, as scan would emit them, and keeps on the list
-// the windows whose early interval has not passed yet.
+// the windows whose early interval has not passed yet. A window whose
+// watermark reached its end gets no early result: its final is due, and
+// the scan that fires it (at a later step, Config.ScanStep) visits it.
 func (e *Engine) emitEarly(s *State, now int64, em *emission) {
 	keep := s.dirty[:0]
 	for _, w := range s.dirty {
 		c := e.defByName[w.Metric()]
-		if w.dead || w.Fired || !w.Dirty || c == nil {
+		if w.dead || w.Fired || !w.Dirty || c == nil || s.Clock-c.ooo >= w.End {
 			w.inDirty = false
 			continue
 		}
@@ -970,108 +996,160 @@ func (e *Engine) emitEarly(s *State, now int64, em *emission) {
 	s.dirty = keep
 }
 
-func (e *Engine) scan(s *State, now int64, early bool, em *emission) {
+// scan visits the windows of every metric, in name order: it fires the
+// due finals, emits revisions and (when early) early results, drops
+// windows past their lateness and computes nextScan. It stops early in two
+// ways, after which the next Emit scans again from the first metric:
+//   - at a step (Config.ScanStep): before a metric, once em holds ScanStep
+//     results; the next scan waits ScanPause;
+//   - at the cap (Config.MaxScanResults): before a label set, once em holds
+//     that many; it reports capped, and the metric it stopped in is
+//     partial (its finals rewrite their entries, see firedMarks).
+//
+// Either way the windows of the metrics it did not reach keep their place
+// on the dirty list.
+func (e *Engine) scan(s *State, now int64, early bool, em *emission) (capped bool) {
 	next := int64(1<<63 - 1)
-	// The scan visits every window: it rebuilds the dirty list.
-	for _, w := range s.dirty {
-		w.inDirty = false
+	names := s.scanNames[:0]
+	for name := range s.byMetric {
+		names = append(names, name)
 	}
-	clear(s.dirty)
-	s.dirty = s.dirty[:0]
-	full := false
-metrics:
-	for name, m := range s.byMetric {
-		c := e.defByName[name]
+	slices.Sort(names)
+	s.scanNames = names
+	done, stepped := 0, false
+	for _, name := range names {
+		if e.cfg.ScanStep > 0 && len(em.items) >= e.cfg.ScanStep {
+			stepped = true
+			break
+		}
+		m, c := s.byMetric[name], e.defByName[name]
 		for _, sr := range m {
 			if len(em.items) >= e.cfg.MaxScanResults {
-				// The rest waits for the next Emit, which scans again;
-				// its dirty windows are off the rebuilt dirty list until
-				// then.
-				full = true
-				break metrics
+				// The rest waits for the next Emit, which scans again.
+				capped = true
+				break
 			}
-			for i := 0; i < len(sr.windows); {
-				w := sr.windows[i]
-				if c == nil { // metric no longer defined: drop its state
-					s.drop(w)
-					sr.windows = slices.Delete(sr.windows, i, i+1)
-					s.nwin--
-					continue
-				}
-				wm := s.Clock - c.ooo
-				var kind string
-				switch {
-				case !w.Fired && wm >= w.End:
-					kind = metrics.KindFinal
-					w.Fired = true
-				case w.Fired && w.Dirty:
-					kind = metrics.KindRevised
-				case !w.Fired && w.Dirty && early && now-w.LastEarly >= c.early:
-					kind = metrics.KindEarly
-					w.LastEarly = now
-				}
-				if kind != "" {
-					e.emit(s, c, w, kind, em)
-				}
-				if w.Fired && wm >= w.End+c.lateness {
-					s.drop(w)
-					delete(s.revised, w)
-					sr.windows = slices.Delete(sr.windows, i, i+1)
-					s.nwin--
-					continue
-				}
-				if w.Fired {
-					next = min(next, w.End+c.ooo+c.lateness)
-				} else {
-					next = min(next, w.End+c.ooo)
-					if w.Dirty {
-						s.markDirty(w)
-					}
-				}
-				i++
-			}
-			if len(sr.windows) == 0 {
-				s.dropSeries(sr)
-			}
+			next = e.scanSeries(s, c, sr, now, early, em, next)
+		}
+		if capped {
+			break
 		}
 		if len(m) == 0 {
 			delete(s.byMetric, name)
 		}
+		done++
 	}
-	if full {
+	partial := ""
+	if capped {
+		partial = names[done]
+	}
+	if capped || stepped {
 		next = s.Clock
 	}
+	if stepped {
+		s.scanAfter = now + e.cfg.ScanPause
+	}
 	s.nextScan = next
-	e.firedMarks(s, em, full)
+	e.pruneDirty(s)
+	e.firedMarks(s, em, names[:done], partial)
+	return capped
 }
 
-// firedMarks settles the checkpoint of the finals a scan emitted. After a
-// scan that visited every window, each metric's fired mark moves to its
-// watermark (or stays, if it was higher), and the finals need no rewrite
-// of their entries: a restore
-// derives that a window whose entry is not fired, not lateOpen, and ends
-// at or before its metric's mark had its final emitted, with the revision
-// after the entry's and no change since (restoreFired). At a minute
-// boundary that is every window of the minute: their entries were the
-// bulk of the boundary's checkpoint commit (~14,000 per partition in the
-// end-to-end benchmark, 250-400 ms of Redis per partition). A scan the
-// cap (Config.MaxScanResults) stopped leaves the marks and rewrites the
-// entries of its finals.
-func (e *Engine) firedMarks(s *State, em *emission, full bool) {
-	if full {
+// scanSeries is scan's visit of one series of metric c (nil: the metric
+// is no longer defined, and its windows are dropped). It returns next
+// lowered to the clock at which a window of sr may fire or be purged.
+func (e *Engine) scanSeries(s *State, c *compiled, sr *series, now int64, early bool, em *emission, next int64) int64 {
+	for i := 0; i < len(sr.windows); {
+		w := sr.windows[i]
+		if c == nil { // metric no longer defined: drop its state
+			s.drop(w)
+			delete(s.revised, w)
+			sr.windows = slices.Delete(sr.windows, i, i+1)
+			s.nwin--
+			continue
+		}
+		wm := s.Clock - c.ooo
+		var kind string
+		switch {
+		case !w.Fired && wm >= w.End:
+			kind = metrics.KindFinal
+			w.Fired = true
+		case w.Fired && w.Dirty:
+			kind = metrics.KindRevised
+		case !w.Fired && w.Dirty && early && now-w.LastEarly >= c.early:
+			kind = metrics.KindEarly
+			w.LastEarly = now
+		}
+		if kind != "" {
+			e.emit(s, c, w, kind, em)
+		}
+		if w.Fired && wm >= w.End+c.lateness {
+			s.drop(w)
+			delete(s.revised, w)
+			sr.windows = slices.Delete(sr.windows, i, i+1)
+			s.nwin--
+			continue
+		}
+		if w.Fired {
+			next = min(next, w.End+c.ooo+c.lateness)
+		} else {
+			next = min(next, w.End+c.ooo)
+			if w.Dirty {
+				s.markDirty(w)
+			}
+		}
+		i++
+	}
+	if len(sr.windows) == 0 {
+		s.dropSeries(sr)
+	}
+	return next
+}
+
+// pruneDirty takes off the dirty list the windows that have nothing left
+// to emit early: dropped, fired, or emitted and unchanged since.
+func (e *Engine) pruneDirty(s *State) {
+	keep := s.dirty[:0]
+	for _, w := range s.dirty {
+		if w.dead || w.Fired || !w.Dirty {
+			w.inDirty = false
+			continue
+		}
+		keep = append(keep, w)
+	}
+	clear(s.dirty[len(keep):])
+	s.dirty = keep
+}
+
+// firedMarks settles the checkpoint of the finals a scan emitted. Each
+// metric the scan visited in full (visited) moves its fired mark to its
+// watermark (or keeps it, if it was higher), and its finals need no
+// rewrite of their entries: a restore derives that a window whose entry
+// is not fired, not lateOpen, and ends at or before its metric's mark had
+// its final emitted, with the revision after the entry's and no change
+// since (restoreFired). At a minute boundary that is every window of the
+// minute: their entries were the bulk of the boundary's checkpoint commit
+// (~14,000 per partition in the end-to-end benchmark, 250-400 ms of Redis
+// per partition). The finals of the metric the cap
+// (Config.MaxScanResults) stopped the scan in (partial) rewrite their
+// entries, and the marks of metrics not reached stay.
+func (e *Engine) firedMarks(s *State, em *emission, visited []string, partial string) {
+	if partial != "" {
 		for _, it := range em.items {
-			if it.kind == metrics.KindFinal {
+			if it.kind == metrics.KindFinal && it.w.Metric() == partial {
 				s.delta.touch(it.w)
 			}
 		}
-		return
 	}
 	for name := range s.fired {
 		if _, ok := s.byMetric[name]; !ok {
 			delete(s.fired, name) // no window left to stand for
 		}
 	}
-	for name := range s.byMetric {
+	for _, name := range visited {
+		if _, ok := s.byMetric[name]; !ok {
+			continue
+		}
 		if c := e.defByName[name]; c != nil {
 			// Never lower: a larger out-of-orderness after a restart would
 			// uncover windows the old mark stands for (their entries still

@@ -982,6 +982,30 @@ func TestUnchangedMarksRepeatedValues(t *testing.T) {
 	require.False(t, revised.Unchanged)
 }
 
+// boundaryState returns a state of e with 40 events of minute 0, one per
+// second and client, all emitted (early), and two events of minute 1 that
+// make minute 0 due and minute 1's windows open, with early results due.
+func boundaryState(e *window.Engine) *window.State {
+	s := window.NewState(0)
+	var evs []events.Event
+	for i := range 40 {
+		evs = append(evs, ev(fmt.Sprintf("e%d", i), t0+int64(i)*1_000, fmt.Sprintf("10.0.0.%d", i), 1))
+	}
+	e.Add(s, evs, 1)
+	for range 20 { // early results of everything, over as many Emits as a cap needs
+		if len(e.Emit(s, 1, true)) == 0 {
+			break
+		}
+	}
+	e.Add(s, []events.Event{ev("n1", t0+66_000, "10.0.0.1", 1), ev("n2", t0+66_500, "10.0.0.2", 1)}, 2)
+	return s
+}
+
+// resultKey names a result's window, kind and revision.
+func resultKey(r metrics.Result) string {
+	return fmt.Sprintf("%s|%s|%d|%s|%d", r.Metric, metrics.LabelsKey(r.Labels), r.WindowStart, r.Kind, r.Revision)
+}
+
 // TestMaxScanResultsSpreadsABoundary: with a cap on the results of one
 // scanning Emit, a boundary's finals come over several Emits, none twice
 // and none lost, and together they equal one uncapped Emit; early
@@ -989,34 +1013,15 @@ func TestUnchangedMarksRepeatedValues(t *testing.T) {
 func TestMaxScanResultsSpreadsABoundary(t *testing.T) {
 	t.Parallel()
 	defs := mustDefs(t, testDefs)
-	feed := func(e *window.Engine) *window.State {
-		s := window.NewState(0)
-		var evs []events.Event
-		for i := range 40 {
-			evs = append(evs, ev(fmt.Sprintf("e%d", i), t0+int64(i)*1_000, fmt.Sprintf("10.0.0.%d", i), 1))
-		}
-		e.Add(s, evs, 1)
-		for range 20 { // early results of everything, over as many Emits as the cap needs
-			if len(e.Emit(s, 1, true)) == 0 {
-				break
-			}
-		}
-		// The next minute opens (early results due) and the first one is due.
-		e.Add(s, []events.Event{ev("n1", t0+66_000, "10.0.0.1", 1), ev("n2", t0+66_500, "10.0.0.2", 1)}, 2)
-		return s
-	}
-	key := func(r metrics.Result) string {
-		return fmt.Sprintf("%s|%s|%d|%s|%d", r.Metric, metrics.LabelsKey(r.Labels), r.WindowStart, r.Kind, r.Revision)
-	}
 	all := window.NewEngine(defs, cfg)
 	want := map[string]bool{}
-	for _, r := range all.Emit(feed(all), 3_000, true) {
-		want[key(r)] = true
+	for _, r := range all.Emit(boundaryState(all), 3_000, true) {
+		want[resultKey(r)] = true
 	}
 	capped := cfg
 	capped.MaxScanResults = 10
 	e := window.NewEngine(defs, capped)
-	s := feed(e)
+	s := boundaryState(e)
 	got := map[string]bool{}
 	emits := 0
 	for now := int64(3_000); emits < 50; now++ {
@@ -1027,8 +1032,8 @@ func TestMaxScanResultsSpreadsABoundary(t *testing.T) {
 		emits++
 		require.Less(t, len(rs), 10+5, "the cap stops after the label set that reaches it")
 		for _, r := range rs {
-			require.False(t, got[key(r)], "emitted twice: %s", key(r))
-			got[key(r)] = true
+			require.False(t, got[resultKey(r)], "emitted twice: %s", resultKey(r))
+			got[resultKey(r)] = true
 		}
 	}
 	require.Greater(t, emits, 2)
@@ -1043,4 +1048,127 @@ func TestMaxScanResultsSpreadsABoundary(t *testing.T) {
 		}
 	}
 	require.Positive(t, revised)
+}
+
+// TestScanStepsSpreadABoundary: with steps (Config.ScanStep), a
+// boundary's finals come over several Emits a pause apart, whole metrics
+// at a time, none twice and none lost; early results of every metric go
+// out in the first one; a due window gets no early result while it waits
+// for its step, and its final takes what came meanwhile. The stepped
+// finals write no window entries, and a state restored between two steps
+// emits the rest as the original does.
+func TestScanStepsSpreadABoundary(t *testing.T) {
+	t.Parallel()
+	defs := mustDefs(t, testDefs)
+	finalsOf := map[string]int{} // metric → finals of one unstepped Emit
+	want := map[string]bool{}
+	var early []string
+	all := window.NewEngine(defs, cfg)
+	for _, r := range all.Emit(boundaryState(all), 3_000, true) {
+		want[resultKey(r)] = true
+		switch r.Kind {
+		case metrics.KindFinal:
+			finalsOf[r.Metric]++
+		case metrics.KindEarly:
+			early = append(early, resultKey(r))
+		}
+	}
+	require.NotEmpty(t, early)
+
+	stepped := cfg
+	stepped.ScanStep, stepped.ScanPause = 2, 100
+	e := window.NewEngine(defs, stepped)
+	s := boundaryState(e)
+	entries := map[string][]byte{}
+	takeDelta(t, s, entries)
+	got := map[string]bool{}
+	take := func(rs []metrics.Result) map[string]int {
+		finals := map[string]int{}
+		for _, r := range rs {
+			require.False(t, got[resultKey(r)], "emitted twice: %s", resultKey(r))
+			got[resultKey(r)] = true
+			if r.Kind == metrics.KindFinal {
+				finals[r.Metric]++
+			}
+		}
+		return finals
+	}
+	minute0 := func(written []string) (n int) { // entries of the due 1-minute tumbling windows
+		for _, name := range written {
+			for _, m := range []string{"requests", "bytes", "errors", "requests_by_client"} {
+				if strings.HasPrefix(name, "w|"+m+"|") && strings.HasSuffix(name, fmt.Sprintf("|%d", t0)) {
+					n++
+				}
+			}
+		}
+		return n
+	}
+
+	first := e.Emit(s, 3_000, true)
+	finals := take(first)
+	require.Less(t, len(finals), len(finalsOf), "the first step fired some metrics, not all")
+	for m, n := range finals {
+		require.Equal(t, finalsOf[m], n, "a step fires whole metrics: %s", m)
+	}
+	for _, k := range early {
+		require.True(t, got[k], "early result held back by the step: %s", k)
+	}
+	written, _ := takeDelta(t, s, entries)
+	require.Zero(t, minute0(written), "stepped finals rewrote entries: %v", written)
+
+	// Paused: an event for a due minute-0 window of a metric not fired yet
+	// gets no early result, and nothing fires.
+	for m := range finalsOf {
+		for f := range finals {
+			require.True(t, finals[m] > 0 || f < m, "metrics step in name order: %s fired before %s", f, m)
+		}
+	}
+	require.Zero(t, finals["requests"])
+	e.Add(s, []events.Event{ev("paused", t0+3_500, "10.0.0.3", 1)}, 3_050)
+	wm := t0 + 66_500 - cfg.OutOfOrderness
+	for _, r := range e.Emit(s, 3_050, true) {
+		if r.WindowEnd <= wm { // due: only the revision of a metric fired in the first step
+			require.Equal(t, metrics.KindRevised, r.Kind, "a due window emitted during the pause: %s", resultKey(r))
+			require.Positive(t, finals[r.Metric], resultKey(r))
+		}
+		got[resultKey(r)] = true
+	}
+	takeDelta(t, s, entries)
+
+	copyState := window.NewState(0)
+	require.NoError(t, copyState.RestoreEntries(entries))
+	rest := func(st *window.State) (map[string]metrics.Result, int) {
+		out := map[string]metrics.Result{}
+		steps := 0
+		for now := int64(3_100); steps < 50; now += stepped.ScanPause {
+			rs := e.Emit(st, now, false)
+			if len(rs) == 0 {
+				break
+			}
+			steps++
+			for _, r := range rs {
+				_, twice := out[resultKey(r)]
+				require.False(t, twice, "emitted twice: %s", resultKey(r))
+				out[resultKey(r)] = r
+			}
+			if st == s {
+				written, _ := takeDelta(t, s, entries)
+				require.Zero(t, minute0(written), "stepped finals rewrote entries: %v", written)
+			}
+		}
+		return out, steps
+	}
+	restored, _ := rest(copyState)
+	after, steps := rest(s)
+	require.Greater(t, steps, 1, "the rest came in more steps")
+	require.Equal(t, after, restored, "the restored state emits the rest as the original")
+	for k, r := range after {
+		got[k] = true
+		if r.Metric == "requests" && r.Kind == metrics.KindFinal {
+			require.EqualValues(t, 41, r.Count, "the final took the event of the pause")
+		}
+	}
+	for k := range want {
+		require.True(t, got[k], "lost: %s", k)
+	}
 }

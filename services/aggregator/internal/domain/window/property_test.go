@@ -33,7 +33,9 @@ var propertyDefs = testDefs + strings.ReplaceAll(dedupMetrics, "GAP", "4m")
 // delta entries, as after a crash), then checks that the last emitted value
 // of every window equals a brute-force computation over the distinct
 // events (by type and id) that were not reported late: tumbling, filtered,
-// grouped, hopping and session windows.
+// grouped, hopping and session windows. Every last result is a final or
+// a revision. Odd seeds fire finals in steps (Config.ScanStep) of 1 to 7
+// results with pauses that the next Emit may or may not have passed.
 func TestMatchesBruteForce(t *testing.T) {
 	t.Parallel()
 	defs := mustDefs(t, propertyDefs)
@@ -41,7 +43,11 @@ func TestMatchesBruteForce(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(seed, 7))
-			e := window.NewEngine(defs, cfg)
+			c := cfg
+			if seed%2 == 1 {
+				c.ScanStep, c.ScanPause = 1+int(seed%7), 6
+			}
+			e := window.NewEngine(defs, c)
 			var stream, sent []events.Event
 			used := map[string]bool{} // type|id
 			for i := range 900 {
@@ -111,10 +117,17 @@ func TestMatchesBruteForce(t *testing.T) {
 					require.NoError(t, s.RestoreEntries(entries))
 				}
 			}
-			e.AdvanceIdle(s, 1<<50) // flush everything
-			for _, r := range e.Emit(s, 1<<50, true) {
-				latest[r.ID()] = r
+			e.AdvanceIdle(s, 1<<50) // flush everything, step by step
+			for now := int64(1 << 50); ; now += c.ScanPause {
+				rs := e.Emit(s, now, true)
+				if len(rs) == 0 {
+					break
+				}
+				for _, r := range rs {
+					latest[r.ID()] = r
+				}
 			}
+			require.Zero(t, s.ActiveWindows(), "the flush fired and dropped every window")
 
 			want := map[string]agg{}
 			add := func(k string, bytes int64) {
@@ -168,6 +181,7 @@ func TestMatchesBruteForce(t *testing.T) {
 						continue
 					}
 				}
+				require.Contains(t, []string{metrics.KindFinal, metrics.KindRevised}, r.Kind, "last result of %s", k)
 				require.Equal(t, metrics.Headline(r.Agg, &r, float64(r.WindowEnd-r.WindowStart)/1000), r.Value)
 				got[k] = agg{count: r.Count, sum: r.Sum}
 			}
