@@ -277,13 +277,23 @@ func BenchmarkMemoryPerWindow(b *testing.B) {
 // the session windows), over as many Emits and commits as
 // window.Config.MaxScanResults makes; reported are the results, the
 // commits, the largest outbox, the live heap after it and the peak RSS
-// with it. Run it alone (-benchtime 1x): it holds ~1 GiB, and its
-// boundary's garbage lets the heap grow to the GC's target (GOGC, or a
-// GOMEMLIMIT set for the run).
+// with it. Sub-benchmark step-N fires the finals in steps from N results
+// (window.Config.ScanStep, ticks a pause apart; the aggregator's default
+// AGG_FINALS_STEP is 1000). Run each alone (-benchtime 1x): it holds
+// ~1 GiB, and its boundary's garbage lets the heap grow to the GC's target
+// (GOGC, or a GOMEMLIMIT set for the run).
 func BenchmarkMillionActiveKeys(b *testing.B) {
-	const keys, batch, parts = 1_000_000, 500, 6
+	for _, step := range []int{0, 1000} {
+		b.Run(fmt.Sprintf("step-%d", step), func(b *testing.B) { benchMillionActiveKeys(b, step) })
+	}
+}
+
+func benchMillionActiveKeys(b *testing.B, step int) {
+	const keys, batch, parts, pause = 1_000_000, 500, 6, 200
+	settings := benchSettings(b)
+	settings.Window.ScanStep, settings.Window.ScanPause = step, pause
 	for b.Loop() {
-		op := app.NewAggregate(benchSettings(b))
+		op := app.NewAggregate(settings)
 		states := make([]*window.State, parts)
 		for p := range states {
 			states[p] = op.NewState(int32(p))
@@ -366,6 +376,7 @@ func BenchmarkMillionActiveKeys(b *testing.B) {
 				b.Fatal(err)
 			}
 			for n := commit(st, outs); n > 0; n = commit(st, outs) {
+				tickAt = tickAt.Add(pause * time.Millisecond)
 				if outs, _, err = op.Tick(context.Background(), st, tickAt); err != nil {
 					b.Fatal(err)
 				}

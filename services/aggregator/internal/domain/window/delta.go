@@ -155,6 +155,10 @@ type metaEntry struct {
 	// wrote every final into its window's entry; one that does not read
 	// it emits such finals again, with the same revision and values.
 	Fired map[string]int64 `json:"fired,omitempty"`
+	// Partial is State.partial: per metric, the mark of a step that
+	// stopped inside it. A build that does not read it emits the finals it
+	// stands for again, with the same revision and values.
+	Partial map[string]partialMark `json:"partial,omitempty"`
 }
 
 // TakeDelta implements stream.DeltaState: the entries changed since the
@@ -218,7 +222,7 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 		d.seenKeys[b.k] = append(d.seenKeys[b.k], name)
 		b.hs = b.hs[:0]
 	}
-	meta, err := json.Marshal(metaEntry{Partition: s.Partition, MaxEventTime: s.MaxEventTime, Clock: s.Clock, LastInput: s.LastInput, Seq: d.seq, Fired: s.fired})
+	meta, err := json.Marshal(metaEntry{Partition: s.Partition, MaxEventTime: s.MaxEventTime, Clock: s.Clock, LastInput: s.LastInput, Seq: d.seq, Fired: s.fired, Partial: s.partial})
 	if err != nil {
 		return nil, nil, fmt.Errorf("encode window state meta: %w", err)
 	}
@@ -254,6 +258,9 @@ func (s *State) RestoreEntries(entries map[string][]byte) error {
 			if m.Fired != nil {
 				s.fired = m.Fired
 			}
+			if m.Partial != nil {
+				s.partial = m.Partial
+			}
 		case strings.HasPrefix(name, "d|"), strings.HasPrefix(name, "s|"):
 			if err := s.restoreSeen(name, b); err != nil {
 				errs = append(errs, err)
@@ -278,18 +285,19 @@ func (s *State) RestoreEntries(entries map[string][]byte) error {
 
 // restoreFired completes the restored windows whose final a scan emitted
 // without rewriting their entries (Engine.firedMarks): a window whose
-// entry is not fired and not lateOpen, and that ends at or before its
-// metric's fired mark, fired with the revision after its entry's, and
-// took no event since (an event would have rewritten the entry).
+// entry is not fired and not lateOpen, and that its metric's marks cover
+// (State.marked), fired with the revision after its entry's, and took no
+// event since (an event would have rewritten the entry).
 func (s *State) restoreFired() {
 	for metric, m := range s.byMetric {
-		mark, ok := s.fired[metric]
-		if !ok {
+		_, full := s.fired[metric]
+		_, part := s.partial[metric]
+		if !full && !part {
 			continue
 		}
 		for _, sr := range m {
 			for _, w := range sr.windows {
-				if !w.Fired && !w.lateOpen && w.End <= mark {
+				if !w.Fired && !w.lateOpen && s.marked(metric, sr.group, w.End) {
 					w.Fired, w.Dirty = true, false
 					w.Revision++
 				}

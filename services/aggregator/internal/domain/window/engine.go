@@ -48,16 +48,19 @@ type Config struct {
 	// bounds the memory of a minute boundary, where a partition emits the
 	// final result of every window it holds at once.
 	MaxScanResults int
-	// ScanStep spreads the finals a scanning Emit fires over steps, in
-	// results (0: no steps): once a scan holds this many results it stops
-	// before its next metric, and the next scan waits ScanPause. A step
-	// ends at a metric's end so that every metric it visited moves its
-	// fired mark (its finals write no entries); the metrics are visited
-	// in name order. A minute boundary fires ~8,000 finals a partition in
-	// the end-to-end benchmark, six partitions at once: in one step, an
-	// early result that came in the batch that crossed the boundary
-	// waited for all of them (0.4-0.8 s of Apply and commit), and the
-	// consumers got them in one burst.
+	// ScanStep spreads the finals a scanning Emit fires over steps (0: no
+	// steps): the first step of a scan stops once it holds this many
+	// results, each next one at twice the size of the one before, and the
+	// next step waits ScanPause. Metrics are visited in name order and
+	// the label sets of a metric that does not fit in a step in group-key
+	// order, so that fired marks can say what a step visited (its finals
+	// write no entries). A minute boundary fires ~8,000 finals a partition
+	// in the end-to-end benchmark, six partitions at once: in one step, an
+	// early result that came in the batch that crossed the boundary waited
+	// for all of them (0.4-0.8 s of Apply and commit), and the consumers got
+	// them in one burst. Doubling bounds the steps of a large boundary
+	// (1,000,000 active keys: ~230,000 finals a partition, each step
+	// rescanning the state) to a few more than MaxScanResults needs.
 	ScanStep int
 	// ScanPause is the processing time between two steps of a boundary's
 	// scan, in ms. Early results of open windows and revisions still go
@@ -444,11 +447,39 @@ type State struct {
 	// in the meta entry, so a final emitted by such a scan does not
 	// rewrite its window's entry (see firedMarks).
 	fired map[string]int64
+	// partial holds per metric the mark of a step that stopped inside the
+	// metric (Config.ScanStep): its series whose group key is at most Upto
+	// were visited at watermark Wm. Checkpointed in the meta entry with
+	// fired.
+	partial map[string]partialMark
 	// scanAfter is the processing time (ms) before which a scan that
 	// stopped at a step (Config.ScanStep) does not go on; scanNames is the
 	// memory of the scan's list of metric names.
 	scanAfter int64
 	scanNames []string
+	scanKeys  []string
+	// stepped counts the steps the current scan has made (Config.ScanStep);
+	// the next one holds ScanStep << stepped results.
+	stepped int
+}
+
+// partialMark is the mark of a step that stopped inside a metric: each
+// window of a series whose group key is at most Upto (byte order), ending
+// at or before Wm (ms), has fired, except the lateOpen ones.
+type partialMark struct {
+	Wm   int64  `json:"wm"`
+	Upto []byte `json:"upto"` // a group key; []byte: JSON keeps any bytes
+}
+
+// marked reports whether the marks of metric say that a window of the
+// series of group key group, ending at end (ms), has fired unless it is
+// lateOpen: whether a final emitted for it needs no entry rewrite.
+func (s *State) marked(metric, group string, end int64) bool {
+	if mark, ok := s.fired[metric]; ok && end <= mark {
+		return true
+	}
+	pm, ok := s.partial[metric]
+	return ok && end <= pm.Wm && group <= string(pm.Upto)
 }
 
 // seenKey names one set of remembered event ids: the minute bucket of
@@ -476,7 +507,7 @@ type node struct {
 // NewState returns the empty state of a partition.
 func NewState(partition int32) *State {
 	s := &State{Partition: partition, byMetric: map[string]map[string]*series{}, revised: map[*Window]struct{}{},
-		seen: map[seenKey]*idSet{}, nextScan: 1<<63 - 1, fired: map[string]int64{}}
+		seen: map[seenKey]*idSet{}, nextScan: 1<<63 - 1, fired: map[string]int64{}, partial: map[string]partialMark{}}
 	s.delta.init()
 	return s
 }
@@ -778,7 +809,7 @@ func (sr *series) find(start int64) *Window {
 
 func (e *Engine) newWindow(s *State, c *compiled, sr *series, start, end int64) *Window {
 	w := &Window{Start: start, End: end, series: sr}
-	if mark, ok := s.fired[c.def.Name]; ok && end <= mark {
+	if s.marked(c.def.Name, sr.group, end) {
 		w.lateOpen = true
 	}
 	if c.def.NeedsDistinct() || c.def.NeedsQuantiles() || c.def.NeedsTopK() {
@@ -976,9 +1007,17 @@ func (e *Engine) results(s *State, em *emission) []metrics.Result {
 // the windows whose early interval has not passed yet. A window whose
 // watermark reached its end gets no early result: its final is due, and
 // the scan that fires it (at a later step, Config.ScanStep) visits it.
+// Once em holds Config.MaxScanResults results, the rest of the list waits
+// for the next Emit (after a step of a boundary with 1,000,000 active keys
+// that was every open session window: an 8.4 MB outbox instead of 3.3,
+// BenchmarkMillionActiveKeys).
 func (e *Engine) emitEarly(s *State, now int64, em *emission) {
 	keep := s.dirty[:0]
-	for _, w := range s.dirty {
+	for i, w := range s.dirty {
+		if len(em.items) >= e.cfg.MaxScanResults {
+			keep = append(keep, s.dirty[i:]...)
+			break
+		}
 		c := e.defByName[w.Metric()]
 		if w.dead || w.Fired || !w.Dirty || c == nil || s.Clock-c.ooo >= w.End {
 			w.inDirty = false
@@ -1000,14 +1039,17 @@ func (e *Engine) emitEarly(s *State, now int64, em *emission) {
 // due finals, emits revisions and (when early) early results, drops
 // windows past their lateness and computes nextScan. It stops early in two
 // ways, after which the next Emit scans again from the first metric:
-//   - at a step (Config.ScanStep): before a metric, once em holds ScanStep
-//     results; the next scan waits ScanPause;
+//   - at a step (Config.ScanStep): once em holds the step's results
+//     (ScanStep, doubled at each step of the scan), before the next metric
+//     or, in a metric with more label sets than the step has room for,
+//     before the next label set in group-key order (not before the label
+//     sets a previous step visited: a step never covers less of a metric
+//     than the one before); the next scan waits ScanPause;
 //   - at the cap (Config.MaxScanResults): before a label set, once em holds
-//     that many; it reports capped, and the metric it stopped in is
-//     partial (its finals rewrite their entries, see firedMarks).
+//     that many; it reports capped.
 //
-// Either way the windows of the metrics it did not reach keep their place
-// on the dirty list.
+// Either way the windows of the label sets it did not reach keep their
+// place on the dirty list. firedMarks settles what it visited.
 func (e *Engine) scan(s *State, now int64, early bool, em *emission) (capped bool) {
 	next := int64(1<<63 - 1)
 	names := s.scanNames[:0]
@@ -1016,22 +1058,49 @@ func (e *Engine) scan(s *State, now int64, early bool, em *emission) (capped boo
 	}
 	slices.Sort(names)
 	s.scanNames = names
-	done, stepped := 0, false
+	var stop scanStop
+	step := e.cfg.ScanStep << min(s.stepped, 30)
+	done := 0
 	for _, name := range names {
-		if e.cfg.ScanStep > 0 && len(em.items) >= e.cfg.ScanStep {
-			stepped = true
+		if step > 0 && len(em.items) >= step {
+			stop.stepped = true
 			break
 		}
 		m, c := s.byMetric[name], e.defByName[name]
-		for _, sr := range m {
-			if len(em.items) >= e.cfg.MaxScanResults {
-				// The rest waits for the next Emit, which scans again.
-				capped = true
-				break
+		if c != nil && step > 0 && len(em.items)+len(m) > step {
+			// The step may end inside this metric: visit its label sets
+			// in order, so that a mark can say which ones it visited.
+			keys := s.scanKeys[:0]
+			for k := range m {
+				keys = append(keys, k)
 			}
-			next = e.scanSeries(s, c, sr, now, early, em, next)
+			slices.Sort(keys)
+			s.scanKeys = keys
+			pm, had := s.partial[name]
+			for i, k := range keys {
+				if len(em.items) >= e.cfg.MaxScanResults {
+					stop.capped = name
+					break
+				}
+				if i > 0 && len(em.items) >= step && !(had && k <= string(pm.Upto)) {
+					stop.stepped, stop.inside, stop.upto = true, name, keys[i-1]
+					break
+				}
+				if sr := m[k]; sr != nil {
+					next = e.scanSeries(s, c, sr, now, early, em, next)
+				}
+			}
+			clear(keys)
+		} else {
+			for _, sr := range m {
+				if len(em.items) >= e.cfg.MaxScanResults {
+					stop.capped = name
+					break
+				}
+				next = e.scanSeries(s, c, sr, now, early, em, next)
+			}
 		}
-		if capped {
+		if stop.capped != "" || stop.inside != "" {
 			break
 		}
 		if len(m) == 0 {
@@ -1039,20 +1108,29 @@ func (e *Engine) scan(s *State, now int64, early bool, em *emission) (capped boo
 		}
 		done++
 	}
-	partial := ""
-	if capped {
-		partial = names[done]
-	}
-	if capped || stepped {
+	if stop.capped != "" || stop.stepped {
 		next = s.Clock
 	}
-	if stepped {
+	switch {
+	case stop.stepped:
 		s.scanAfter = now + e.cfg.ScanPause
+		s.stepped++
+	case stop.capped == "":
+		s.stepped = 0 // complete: the next boundary starts small
 	}
 	s.nextScan = next
 	e.pruneDirty(s)
-	e.firedMarks(s, em, names[:done], partial)
-	return capped
+	e.firedMarks(s, em, names[:done], stop)
+	return stop.capped != ""
+}
+
+// scanStop is where a scan stopped before its end: at a step (stepped;
+// inside the metric inside, after the label set of group key upto, or
+// before a metric when inside is empty), or at the cap, in metric capped.
+type scanStop struct {
+	stepped      bool
+	inside, upto string
+	capped       string
 }
 
 // scanSeries is scan's visit of one series of metric c (nil: the metric
@@ -1130,13 +1208,26 @@ func (e *Engine) pruneDirty(s *State) {
 // since (restoreFired). At a minute boundary that is every window of the
 // minute: their entries were the bulk of the boundary's checkpoint commit
 // (~14,000 per partition in the end-to-end benchmark, 250-400 ms of Redis
-// per partition). The finals of the metric the cap
-// (Config.MaxScanResults) stopped the scan in (partial) rewrite their
-// entries, and the marks of metrics not reached stay.
-func (e *Engine) firedMarks(s *State, em *emission, visited []string, partial string) {
-	if partial != "" {
+// per partition). A step that stopped inside a metric gives it a partial
+// mark (its label sets up to stop.upto, at its watermark) that does the
+// same for the finals of those label sets; the finals of the metric the
+// cap (Config.MaxScanResults) stopped the scan in rewrite their entries,
+// as do those of a step whose watermark is below the metric's partial
+// mark (a larger out-of-orderness after a restart). The marks of metrics
+// not reached stay.
+func (e *Engine) firedMarks(s *State, em *emission, visited []string, stop scanStop) {
+	touch := stop.capped
+	if stop.inside != "" {
+		wm := s.Clock - e.defByName[stop.inside].ooo
+		if pm, ok := s.partial[stop.inside]; ok && wm < pm.Wm {
+			touch = stop.inside
+		} else {
+			s.partial[stop.inside] = partialMark{Wm: wm, Upto: []byte(stop.upto)}
+		}
+	}
+	if touch != "" {
 		for _, it := range em.items {
-			if it.kind == metrics.KindFinal && it.w.Metric() == partial {
+			if it.kind == metrics.KindFinal && it.w.Metric() == touch {
 				s.delta.touch(it.w)
 			}
 		}
@@ -1144,6 +1235,11 @@ func (e *Engine) firedMarks(s *State, em *emission, visited []string, partial st
 	for name := range s.fired {
 		if _, ok := s.byMetric[name]; !ok {
 			delete(s.fired, name) // no window left to stand for
+		}
+	}
+	for name := range s.partial {
+		if _, ok := s.byMetric[name]; !ok {
+			delete(s.partial, name)
 		}
 	}
 	for _, name := range visited {
@@ -1156,6 +1252,9 @@ func (e *Engine) firedMarks(s *State, em *emission, visited []string, partial st
 			// say not fired), and a window opened below the old mark is
 			// lateOpen.
 			s.fired[name] = max(s.fired[name], s.Clock-c.ooo)
+			if pm, ok := s.partial[name]; ok && pm.Wm <= s.fired[name] {
+				delete(s.partial, name) // the full mark covers it
+			}
 		}
 	}
 }

@@ -983,7 +983,7 @@ func TestUnchangedMarksRepeatedValues(t *testing.T) {
 }
 
 // boundaryState returns a state of e with 40 events of minute 0, one per
-// second and client, all emitted (early), and two events of minute 1 that
+// second and client, all emitted, and two events of minute 1 that
 // make minute 0 due and minute 1's windows open, with early results due.
 func boundaryState(e *window.Engine) *window.State {
 	s := window.NewState(0)
@@ -992,13 +992,38 @@ func boundaryState(e *window.Engine) *window.State {
 		evs = append(evs, ev(fmt.Sprintf("e%d", i), t0+int64(i)*1_000, fmt.Sprintf("10.0.0.%d", i), 1))
 	}
 	e.Add(s, evs, 1)
-	for range 20 { // early results of everything, over as many Emits as a cap needs
-		if len(e.Emit(s, 1, true)) == 0 {
+	// Early results of everything (and the finals of the first sessions),
+	// over as many Emits as a cap or steps 100 ms apart need.
+	for now := int64(1); now < 2_000; now += 100 {
+		if len(e.Emit(s, now, true)) == 0 {
 			break
 		}
 	}
 	e.Add(s, []events.Event{ev("n1", t0+66_000, "10.0.0.1", 1), ev("n2", t0+66_500, "10.0.0.2", 1)}, 2)
 	return s
+}
+
+// drainEmits calls e.Emit(s, now, true) at now, now+1 ms, ... (at most 50
+// times) until it returns nothing, checks each return with check and that
+// no result comes twice, and returns the results by resultKey and the
+// number of Emits that returned some.
+func drainEmits(t *testing.T, e *window.Engine, s *window.State, now int64, check func([]metrics.Result)) (map[string]bool, int) {
+	t.Helper()
+	got := map[string]bool{}
+	emits := 0
+	for ; emits < 50; now++ {
+		rs := e.Emit(s, now, true)
+		if len(rs) == 0 {
+			break
+		}
+		emits++
+		check(rs)
+		for _, r := range rs {
+			require.False(t, got[resultKey(r)], "emitted twice: %s", resultKey(r))
+			got[resultKey(r)] = true
+		}
+	}
+	return got, emits
 }
 
 // resultKey names a result's window, kind and revision.
@@ -1022,20 +1047,9 @@ func TestMaxScanResultsSpreadsABoundary(t *testing.T) {
 	capped.MaxScanResults = 10
 	e := window.NewEngine(defs, capped)
 	s := boundaryState(e)
-	got := map[string]bool{}
-	emits := 0
-	for now := int64(3_000); emits < 50; now++ {
-		rs := e.Emit(s, now, true)
-		if len(rs) == 0 {
-			break
-		}
-		emits++
+	got, emits := drainEmits(t, e, s, 3_000, func(rs []metrics.Result) {
 		require.Less(t, len(rs), 10+5, "the cap stops after the label set that reaches it")
-		for _, r := range rs {
-			require.False(t, got[resultKey(r)], "emitted twice: %s", resultKey(r))
-			got[resultKey(r)] = true
-		}
-	}
+	})
 	require.Greater(t, emits, 2)
 	require.Equal(t, want, got)
 
@@ -1051,11 +1065,13 @@ func TestMaxScanResultsSpreadsABoundary(t *testing.T) {
 }
 
 // TestScanStepsSpreadABoundary: with steps (Config.ScanStep), a
-// boundary's finals come over several Emits a pause apart, whole metrics
-// at a time, none twice and none lost; early results of every metric go
-// out in the first one; a due window gets no early result while it waits
-// for its step, and its final takes what came meanwhile. The stepped
-// finals write no window entries, and a state restored between two steps
+// boundary's finals come over several Emits a pause apart, each step twice
+// the size of the one before, in metric name
+// and group-key order, a metric with more label sets than a step split
+// over several, none twice and none lost; early results of every metric
+// go out in the first one; a due window gets no early result while it
+// waits for its step, and its final takes what came meanwhile. The stepped
+// finals write no window entries, and a state restored after any step
 // emits the rest as the original does.
 func TestScanStepsSpreadABoundary(t *testing.T) {
 	t.Parallel()
@@ -1074,25 +1090,15 @@ func TestScanStepsSpreadABoundary(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, early)
+	require.Equal(t, 40, finalsOf["requests_by_client"])
 
+	const step, pause = 5, 100
 	stepped := cfg
-	stepped.ScanStep, stepped.ScanPause = 2, 100
+	stepped.ScanStep, stepped.ScanPause = step, pause
 	e := window.NewEngine(defs, stepped)
 	s := boundaryState(e)
 	entries := map[string][]byte{}
 	takeDelta(t, s, entries)
-	got := map[string]bool{}
-	take := func(rs []metrics.Result) map[string]int {
-		finals := map[string]int{}
-		for _, r := range rs {
-			require.False(t, got[resultKey(r)], "emitted twice: %s", resultKey(r))
-			got[resultKey(r)] = true
-			if r.Kind == metrics.KindFinal {
-				finals[r.Metric]++
-			}
-		}
-		return finals
-	}
 	minute0 := func(written []string) (n int) { // entries of the due 1-minute tumbling windows
 		for _, name := range written {
 			for _, m := range []string{"requests", "bytes", "errors", "requests_by_client"} {
@@ -1103,72 +1109,132 @@ func TestScanStepsSpreadABoundary(t *testing.T) {
 		}
 		return n
 	}
-
-	first := e.Emit(s, 3_000, true)
-	finals := take(first)
-	require.Less(t, len(finals), len(finalsOf), "the first step fired some metrics, not all")
-	for m, n := range finals {
-		require.Equal(t, finalsOf[m], n, "a step fires whole metrics: %s", m)
+	got := map[string]bool{}
+	var order []string // metric|group key of each final, as emitted
+	fired := map[string]int{}
+	size := step // of the next step
+	take := func(rs []metrics.Result) (finals int) {
+		for _, r := range rs {
+			require.False(t, got[resultKey(r)], "emitted twice: %s", resultKey(r))
+			got[resultKey(r)] = true
+			if r.Kind == metrics.KindFinal {
+				finals++
+				fired[r.Metric]++
+				order = append(order, r.Metric+"|"+metrics.LabelsKey(r.Labels))
+			}
+		}
+		require.LessOrEqual(t, finals, size+2, "a step stops before the label set after the one that filled it")
+		size *= 2
+		written, _ := takeDelta(t, s, entries)
+		require.Zero(t, minute0(written), "stepped finals rewrote entries: %v", written)
+		return finals
 	}
+
+	require.Positive(t, take(e.Emit(s, 3_000, true)))
 	for _, k := range early {
 		require.True(t, got[k], "early result held back by the step: %s", k)
 	}
-	written, _ := takeDelta(t, s, entries)
-	require.Zero(t, minute0(written), "stepped finals rewrote entries: %v", written)
+	require.Zero(t, fired["requests"]+fired["requests_by_client"], "the first step fired %v", fired)
 
-	// Paused: an event for a due minute-0 window of a metric not fired yet
-	// gets no early result, and nothing fires.
-	for m := range finalsOf {
-		for f := range finals {
-			require.True(t, finals[m] > 0 || f < m, "metrics step in name order: %s fired before %s", f, m)
-		}
-	}
-	require.Zero(t, finals["requests"])
-	e.Add(s, []events.Event{ev("paused", t0+3_500, "10.0.0.3", 1)}, 3_050)
+	// Paused: events for due minute-0 windows not fired yet get no early
+	// result, and nothing fires.
+	e.Add(s, []events.Event{ev("paused", t0+3_500, "10.0.0.39", 1)}, 3_050)
 	wm := t0 + 66_500 - cfg.OutOfOrderness
 	for _, r := range e.Emit(s, 3_050, true) {
 		if r.WindowEnd <= wm { // due: only the revision of a metric fired in the first step
 			require.Equal(t, metrics.KindRevised, r.Kind, "a due window emitted during the pause: %s", resultKey(r))
-			require.Positive(t, finals[r.Metric], resultKey(r))
+			require.Positive(t, fired[r.Metric], resultKey(r))
 		}
 		got[resultKey(r)] = true
 	}
 	takeDelta(t, s, entries)
 
-	copyState := window.NewState(0)
-	require.NoError(t, copyState.RestoreEntries(entries))
-	rest := func(st *window.State) (map[string]metrics.Result, int) {
-		out := map[string]metrics.Result{}
-		steps := 0
-		for now := int64(3_100); steps < 50; now += stepped.ScanPause {
-			rs := e.Emit(st, now, false)
-			if len(rs) == 0 {
-				break
-			}
-			steps++
-			for _, r := range rs {
-				_, twice := out[resultKey(r)]
-				require.False(t, twice, "emitted twice: %s", resultKey(r))
-				out[resultKey(r)] = r
-			}
-			if st == s {
-				written, _ := takeDelta(t, s, entries)
-				require.Zero(t, minute0(written), "stepped finals rewrote entries: %v", written)
-			}
+	// The rest, step by step, with a copy of the checkpoint after each.
+	var snapshots []map[string][]byte
+	var steps [][]metrics.Result
+	short := false // a step stops only once it holds its size: each one but the last is full
+	split := false
+	for now := int64(3_100); len(steps) < 50; now += pause {
+		rs := e.Emit(s, now, false)
+		if len(rs) == 0 {
+			break
 		}
-		return out, steps
+		require.False(t, short, "a step that did not fill its size was not the last: %v", rs)
+		short = len(rs) < size
+		take(rs)
+		steps = append(steps, rs)
+		snapshots = append(snapshots, maps.Clone(entries))
+		split = split || fired["requests_by_client"] > 0 && fired["requests_by_client"] < 40
 	}
-	restored, _ := rest(copyState)
-	after, steps := rest(s)
-	require.Greater(t, steps, 1, "the rest came in more steps")
-	require.Equal(t, after, restored, "the restored state emits the rest as the original")
-	for k, r := range after {
-		got[k] = true
-		if r.Metric == "requests" && r.Kind == metrics.KindFinal {
-			require.EqualValues(t, 41, r.Count, "the final took the event of the pause")
+	require.True(t, split, "requests_by_client's 40 finals came over several steps")
+	require.True(t, slices.IsSortedFunc(order, func(a, b string) int {
+		return strings.Compare(strings.SplitN(a, "|", 2)[0], strings.SplitN(b, "|", 2)[0])
+	}), "metrics fire in name order: %v", order)
+	var byClient []string
+	for _, o := range order {
+		if strings.HasPrefix(o, "requests_by_client|") {
+			byClient = append(byClient, o)
 		}
 	}
+	require.True(t, slices.IsSorted(byClient), "label sets fire in group-key order: %v", byClient)
 	for k := range want {
 		require.True(t, got[k], "lost: %s", k)
 	}
+	for _, rs := range steps {
+		for _, r := range rs {
+			if r.Kind == metrics.KindFinal && r.Labels["client_ip"] == "10.0.0.39" && r.WindowStart == t0 {
+				require.EqualValues(t, 2, r.Count, "the final took the event of the pause")
+			}
+		}
+	}
+
+	for k, snap := range snapshots[:len(snapshots)-1] {
+		copyState := window.NewState(0)
+		require.NoError(t, copyState.RestoreEntries(snap))
+		wantRest := map[string]metrics.Result{}
+		for _, rs := range steps[k+1:] {
+			for _, r := range rs {
+				wantRest[resultKey(r)] = r
+			}
+		}
+		gotRest := map[string]metrics.Result{}
+		for now := int64(10_000); now < 20_000; now += pause {
+			rs := e.Emit(copyState, now, false)
+			if len(rs) == 0 {
+				break
+			}
+			for _, r := range rs {
+				_, twice := gotRest[resultKey(r)]
+				require.False(t, twice, "restored after step %d: emitted twice: %s", k+1, resultKey(r))
+				gotRest[resultKey(r)] = r
+			}
+		}
+		require.Equal(t, wantRest, gotRest, "restored after step %d", k+1)
+	}
+}
+
+// TestEarlyResultsKeepTheCap: early results of the dirty list stop at
+// Config.MaxScanResults too, the rest coming with the next Emits, none
+// lost and none twice.
+func TestEarlyResultsKeepTheCap(t *testing.T) {
+	t.Parallel()
+	capped := cfg
+	capped.MaxScanResults = 10
+	e := window.NewEngine(mustDefs(t, testDefs), capped)
+	s := window.NewState(0)
+	var evs []events.Event
+	for i := range 30 {
+		evs = append(evs, ev(fmt.Sprintf("e%d", i), t0+int64(i)*100, fmt.Sprintf("10.0.0.%d", i), 1))
+	}
+	e.Add(s, evs, 1)
+	got, emits := drainEmits(t, e, s, 1, func(rs []metrics.Result) {
+		require.LessOrEqual(t, len(rs), 10)
+		for _, r := range rs {
+			require.Equal(t, metrics.KindEarly, r.Kind)
+		}
+	})
+	// requests, bytes, hop (three windows) and one requests_by_client and
+	// one session per client.
+	require.Len(t, got, 3+2+2*30)
+	require.Greater(t, emits, 6)
 }
