@@ -1065,8 +1065,8 @@ func TestMaxScanResultsSpreadsABoundary(t *testing.T) {
 }
 
 // TestScanStepsSpreadABoundary: with steps (Config.ScanStep), a
-// boundary's finals come over several Emits a pause apart, each step twice
-// the size of the one before, in metric name
+// boundary's finals come over several Emits a pause apart, four steps of
+// each size and then twice the size, in metric name
 // and group-key order, a metric with more label sets than a step split
 // over several, none twice and none lost; early results of every metric
 // go out in the first one; a due window gets no early result while it
@@ -1112,7 +1112,7 @@ func TestScanStepsSpreadABoundary(t *testing.T) {
 	got := map[string]bool{}
 	var order []string // metric|group key of each final, as emitted
 	fired := map[string]int{}
-	size := step // of the next step
+	size, taken := step, 0 // of the next step; steps taken
 	take := func(rs []metrics.Result) (finals int) {
 		for _, r := range rs {
 			require.False(t, got[resultKey(r)], "emitted twice: %s", resultKey(r))
@@ -1124,7 +1124,9 @@ func TestScanStepsSpreadABoundary(t *testing.T) {
 			}
 		}
 		require.LessOrEqual(t, finals, size+2, "a step stops before the label set after the one that filled it")
-		size *= 2
+		if taken++; taken%4 == 0 {
+			size *= 2
+		}
 		written, _ := takeDelta(t, s, entries)
 		require.Zero(t, minute0(written), "stepped finals rewrote entries: %v", written)
 		return finals
