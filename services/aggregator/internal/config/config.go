@@ -51,9 +51,9 @@ type Window struct {
 	// EmitInterval is how often early results of open windows go out.
 	EmitInterval time.Duration `env:"AGG_EMIT_INTERVAL" envDefault:"250ms"`
 	// FinalsStep spreads the final results a partition fires at once (a
-	// minute boundary) over steps: the first holds this many results, each
-	// next one twice as many (window.Config.ScanStep); 0 fires them in one
-	// step.
+	// minute boundary) over steps: the first four hold this many results,
+	// the next four twice as many, and so on (window.Config.ScanStep); 0
+	// fires them in one step.
 	FinalsStep int `env:"AGG_FINALS_STEP" envDefault:"1000"`
 	// FinalsPause is the processing time between two steps.
 	FinalsPause time.Duration `env:"AGG_FINALS_PAUSE" envDefault:"200ms"`
