@@ -132,4 +132,14 @@ func TestPerMinuteAcceptedStopsWithSending(t *testing.T) {
 	require.Len(t, proc, 2)
 	require.InDelta(t, 50, proc[0], 1e-9)
 	require.InDelta(t, 0, proc[1], 1e-9)
+
+	// Samples a second apart that miss the end of sending by 0.4 s: the
+	// minute still counts, from the sample after it.
+	samples = samples[:0]
+	for s := 10.6; s <= 140; s++ {
+		samples = append(samples, Sample{T: s, Phase: "max", Accepted: int64(100 * (min(s, 70.001) - 10))})
+	}
+	acc, _ = perMinute(samples, "max", 10, 70.001)
+	require.Len(t, acc, 1, "a whole minute of sending")
+	require.InDelta(t, 100, acc[0], 0.01)
 }

@@ -152,18 +152,39 @@ func maxLag(samples []Sample, phase string) map[string]int64 {
 	return out
 }
 
+// Recount computes each phase's per-minute rates (PerMinuteAccepted,
+// PerMinuteProcessed, events/s) again from res.Samples with this build's
+// rules, for a result written by an older build (streamwatch-bench
+// -render).
+func Recount(res *Result) {
+	for i := range res.Phases {
+		ph := &res.Phases[i]
+		ph.PerMinuteAccepted, ph.PerMinuteProcessed = perMinute(res.Samples, ph.Name, ph.StartS, ph.StartS+ph.SendSeconds)
+	}
+}
+
 // perMinute returns the phase's accepted events/s per whole minute of
-// sending (samples up to sendEnd) and processed events/s per whole minute
-// from its start.
+// sending (startS to sendEnd, seconds since the run's start) and
+// processed events/s per whole minute from its start. The accepted count
+// stops growing when sending ends, so the first sample after sendEnd
+// gives the count at sendEnd: the sampler ticks about once a second, and
+// without it a 600 s phase whose last sample before sendEnd came at
+// 599.6 s had nine minutes (the 20:34 run's flat-throughput check said
+// "not measured").
 func perMinute(samples []Sample, phase string, startS, sendEnd float64) (accepted, processed []float64) {
 	acc := []Counter{{T: startS}}
 	proc := []Counter{{T: startS}}
+	ended := false
 	for _, s := range samples {
 		if s.Phase != phase {
 			continue
 		}
-		if s.T <= sendEnd {
+		switch {
+		case s.T <= sendEnd:
 			acc = append(acc, Counter{T: s.T, Count: s.Accepted})
+		case !ended:
+			acc = append(acc, Counter{T: sendEnd, Count: s.Accepted})
+			ended = true
 		}
 		if s.Processed >= 0 {
 			proc = append(proc, Counter{T: s.T, Count: s.Processed})

@@ -106,7 +106,8 @@ func run() int {
 }
 
 // rerender writes the report and plots of a result JSON again, next to
-// it, with this build's rendering and target evaluation.
+// it, with this build's per-minute rates, rendering and target
+// evaluation.
 func rerender(path string) int {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -118,6 +119,7 @@ func rerender(path string) int {
 		fmt.Fprintf(os.Stderr, "streamwatch-bench: %s: %v\n", path, err)
 		return 1
 	}
+	bench.Recount(&res)
 	res.Targets = bench.Targets(&res)
 	files, err := bench.WriteResults(&res, filepath.Dir(path))
 	if err != nil {
