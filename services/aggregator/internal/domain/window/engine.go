@@ -17,6 +17,7 @@ package window
 
 import (
 	"cmp"
+	"maps"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -453,11 +454,12 @@ type State struct {
 	// fired.
 	partial map[string]partialMark
 	// scanAfter is the processing time (ms) before which a scan that
-	// stopped at a step (Config.ScanStep) does not go on; scanNames is the
-	// memory of the scan's list of metric names.
+	// stopped at a step (Config.ScanStep) does not go on; scanNames and
+	// scanList are the memory of the scan's lists of metric names and of
+	// one metric's series.
 	scanAfter int64
 	scanNames []string
-	scanKeys  []string
+	scanList  []*series
 	// stepped counts the steps the current scan has made (Config.ScanStep);
 	// the next one holds ScanStep << (stepped / stepsPerSize) results.
 	stepped int
@@ -940,9 +942,9 @@ func (e *Engine) AdvanceIdle(s *State, now int64) bool {
 // windows it did not visit to a later Emit.
 func (e *Engine) Emit(s *State, now int64, early bool) []metrics.Result {
 	em := emission{items: s.emitted[:0]}
-	capped := false
+	scanned, capped := false, false
 	if s.Clock >= s.nextScan && now >= s.scanAfter {
-		capped = e.scan(s, now, early, &em)
+		scanned, capped = true, e.scan(s, now, early, &em)
 	}
 	// Revisions the scan did not visit (all of them without a scan: no
 	// window is final or past its lateness before nextScan, or it waits
@@ -954,8 +956,11 @@ func (e *Engine) Emit(s *State, now int64, early bool) []metrics.Result {
 		}
 		e.emit(s, c, w, metrics.KindRevised, &em)
 	}
-	if early && !capped {
-		e.emitEarly(s, now, &em)
+	switch {
+	case early && !capped:
+		e.emitEarly(s, now, &em) // prunes the dirty list as it goes
+	case scanned:
+		e.pruneDirty(s)
 	}
 	clear(s.revised)
 	res := e.results(s, &em)
@@ -1049,7 +1054,8 @@ func (e *Engine) emitEarly(s *State, now int64, em *emission) {
 //     that many; it reports capped.
 //
 // Either way the windows of the label sets it did not reach keep their
-// place on the dirty list. firedMarks settles what it visited.
+// place on the dirty list (Emit prunes it). firedMarks settles what it
+// visited.
 func (e *Engine) scan(s *State, now int64, early bool, em *emission) (capped bool) {
 	next := int64(1<<63 - 1)
 	names := s.scanNames[:0]
@@ -1067,39 +1073,30 @@ func (e *Engine) scan(s *State, now int64, early bool, em *emission) (capped boo
 			break
 		}
 		m, c := s.byMetric[name], e.defByName[name]
-		if c != nil && step > 0 && len(em.items)+len(m) > step {
-			// The step may end inside this metric: visit its label sets
-			// in order, so that a mark can say which ones it visited.
-			keys := s.scanKeys[:0]
-			for k := range m {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			s.scanKeys = keys
-			pm, had := s.partial[name]
-			for i, k := range keys {
-				if len(em.items) >= e.cfg.MaxScanResults {
-					stop.capped = name
-					break
-				}
-				if i > 0 && len(em.items) >= step && !(had && k <= string(pm.Upto)) {
-					stop.stepped, stop.inside, stop.upto = true, name, keys[i-1]
-					break
-				}
-				if sr := m[k]; sr != nil {
-					next = e.scanSeries(s, c, sr, now, early, em, next)
-				}
-			}
-			clear(keys)
-		} else {
-			for _, sr := range m {
-				if len(em.items) >= e.cfg.MaxScanResults {
-					stop.capped = name
-					break
-				}
-				next = e.scanSeries(s, c, sr, now, early, em, next)
-			}
+		list := s.scanList[:0]
+		for _, sr := range m {
+			list = append(list, sr)
 		}
+		// When the step may end inside this metric, its label sets go in
+		// group-key order, so that a mark can say which ones it visited.
+		split := c != nil && step > 0 && len(em.items)+len(m) > step
+		if split {
+			slices.SortFunc(list, func(a, b *series) int { return strings.Compare(a.group, b.group) })
+		}
+		pm, had := s.partial[name]
+		for i, sr := range list {
+			if len(em.items) >= e.cfg.MaxScanResults {
+				stop.capped = name
+				break
+			}
+			if split && i > 0 && len(em.items) >= step && !(had && sr.group <= string(pm.Upto)) {
+				stop.stepped, stop.inside, stop.upto = true, name, list[i-1].group
+				break
+			}
+			next = e.scanSeries(s, c, sr, now, early, em, next)
+		}
+		clear(list) // a dropped series is not kept by the list's memory
+		s.scanList = list[:0]
 		if stop.capped != "" || stop.inside != "" {
 			break
 		}
@@ -1119,7 +1116,6 @@ func (e *Engine) scan(s *State, now int64, early bool, em *emission) (capped boo
 		s.stepped = 0 // complete: the next boundary starts small
 	}
 	s.nextScan = next
-	e.pruneDirty(s)
 	e.firedMarks(s, em, names[:done], stop)
 	return stop.capped != ""
 }
@@ -1239,16 +1235,9 @@ func (e *Engine) firedMarks(s *State, em *emission, visited []string, stop scanS
 			}
 		}
 	}
-	for name := range s.fired {
-		if _, ok := s.byMetric[name]; !ok {
-			delete(s.fired, name) // no window left to stand for
-		}
-	}
-	for name := range s.partial {
-		if _, ok := s.byMetric[name]; !ok {
-			delete(s.partial, name)
-		}
-	}
+	// A mark of a metric without windows has nothing left to stand for.
+	maps.DeleteFunc(s.fired, func(name string, _ int64) bool { return s.byMetric[name] == nil })
+	maps.DeleteFunc(s.partial, func(name string, _ partialMark) bool { return s.byMetric[name] == nil })
 	for _, name := range visited {
 		if _, ok := s.byMetric[name]; !ok {
 			continue
