@@ -611,12 +611,101 @@ func liveWindowEnd(v string) (int64, bool) {
 // a second apart, and decoding the JSON of each was most of a read's cost.
 // The returned results' Labels and Quantiles maps and TopK slices are
 // shared with other reads: callers must not modify them.
-func (r *RedisLiveRepository) LiveResults(ctx context.Context, metric string) ([]metrics.Result, error) {
-	all, err := r.client.HGetAll(ctx, r.Key(metric)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read live %s: %w", r.Key(metric), err)
+//
+// With filters, only the results whose labels pass them (window.Matches)
+// are returned. When a filter names one non-empty value, the hash is read
+// with HSCAN and a MATCH pattern of that label and value
+// (liveMatchPattern), so Redis sends only the fields that may match
+// (liveScanCount a round trip) and only those are decoded: a dashboard
+// (or the benchmark's probe) following one label set of a metric with a
+// churning label no longer reads and decodes every label set of it
+// (BenchmarkLiveResults, 2,000 label sets: whole 8.2–9.8 ms, one
+// 2.1–2.5 ms, of which ~1 ms is Redis's: its HSCAN (7.0) copies every field
+// it visits before matching, half the cost of HGETALL in Redis).
+// Filtered reads bypass the cache of decoded values, which follows whole
+// reads. Other filters read the whole hash and filter after decoding.
+func (r *RedisLiveRepository) LiveResults(ctx context.Context, metric string, filters []window.Filter) ([]metrics.Result, error) {
+	key := r.Key(metric)
+	pattern, narrow := liveMatchPattern(filters)
+	if !narrow {
+		all, err := r.client.HGetAll(ctx, key).Result()
+		if err != nil {
+			return nil, fmt.Errorf("read live %s: %w", key, err)
+		}
+		return matching(r.decoded.decode(metric, all), filters), nil
 	}
-	return r.decoded.decode(metric, all), nil
+	var out []metrics.Result
+	var cursor uint64
+	for {
+		kvs, next, err := r.client.HScan(ctx, key, cursor, pattern, liveScanCount).Result()
+		if err != nil {
+			return nil, fmt.Errorf("read live %s: scan %q: %w", key, pattern, err)
+		}
+		for i := 0; i+1 < len(kvs); i += 2 {
+			res, err := DecodeLiveValue(kvs[i+1])
+			if err == nil && window.Matches(filters, res.Labels) {
+				out = append(out, res)
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return out, nil
+		}
+	}
+}
+
+// liveScanCount is the COUNT hint of a filtered read's HSCAN calls: the
+// fields Redis visits per round trip (it sends only those that match).
+const liveScanCount = 1000
+
+// liveMatchPattern returns an HSCAN MATCH pattern (Redis glob syntax) that
+// every live hash field whose labels pass filters matches, and true; or
+// false when no filter narrows the fields that way (no filter names
+// exactly one non-empty value). A field is "<labels key>|<shard>" and a
+// labels key lists "name=value" pairs (metrics.LabelsKey) separated by
+// commas, so label L with value V appears as metrics.LabelsKey({L: V})
+// followed by ',' or '|'. The pattern also matches some fields that do
+// not pass (another label whose name ends in L, other filters): callers
+// still check each result.
+func liveMatchPattern(filters []window.Filter) (string, bool) {
+	for _, f := range filters {
+		if len(f.Values) != 1 || f.Values[0] == "" {
+			continue
+		}
+		return "*" + globEscape(metrics.LabelsKey(map[string]string{f.Label: f.Values[0]})) + "[,|]*", true
+	}
+	return "", false
+}
+
+// globEscape escapes the characters special in Redis glob patterns
+// (stringmatchlen: * ? [ ] and the backslash itself).
+func globEscape(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		switch c {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// matching returns the results of rs whose labels pass filters, in place
+// (rs itself when there are no filters).
+func matching(rs []metrics.Result, filters []window.Filter) []metrics.Result {
+	if len(filters) == 0 {
+		return rs
+	}
+	out := rs[:0]
+	for _, r := range rs {
+		if window.Matches(filters, r.Labels) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // liveDecoded keeps, per metric, the values of its live hash the last

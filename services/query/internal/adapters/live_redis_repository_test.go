@@ -16,6 +16,7 @@ import (
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 	"github.com/streamwatch/streamwatch/pkg/testutil/redistest"
 	"github.com/streamwatch/streamwatch/services/query/internal/adapters"
+	"github.com/streamwatch/streamwatch/services/query/internal/domain/window"
 )
 
 // liveResults returns n results of one metric over a few label sets,
@@ -96,9 +97,9 @@ func TestUpdateLiveAllEqualsOneByOne(t *testing.T) {
 		require.NoError(t, all.UpdateLiveAll(ctx, rs), "round %d", round)
 	}
 
-	want, err := one.LiveResults(ctx, "requests_by_status")
+	want, err := one.LiveResults(ctx, "requests_by_status", nil)
 	require.NoError(t, err)
-	got, err := all.LiveResults(ctx, "requests_by_status")
+	got, err := all.LiveResults(ctx, "requests_by_status", nil)
 	require.NoError(t, err)
 	require.NotEmpty(t, want)
 	byField := func(rs []metrics.Result) []metrics.Result {
@@ -255,7 +256,7 @@ func TestLiveViewReadsValuesOfTheFormBeforeThePrefix(t *testing.T) {
 	stale := old
 	stale.Revision, stale.Value = 2, 99
 	require.NoError(t, repo.UpdateLiveAll(ctx, []metrics.Result{stale}))
-	got, err := repo.LiveResults(ctx, old.Metric)
+	got, err := repo.LiveResults(ctx, old.Metric, nil)
 	require.NoError(t, err)
 	require.Len(t, got, 2)
 	for _, r := range got {
@@ -316,7 +317,7 @@ func TestSweepLiveRemovesLabelSetsThatStoppedReporting(t *testing.T) {
 	n, err := repo.SweepLive(ctx, []string{"requests_by_status", "no_such_metric"}, time.Hour)
 	require.NoError(t, err)
 	require.Equal(t, 1502, n)
-	got, err := repo.LiveResults(ctx, "requests_by_status")
+	got, err := repo.LiveResults(ctx, "requests_by_status", nil)
 	require.NoError(t, err)
 	var left []string
 	for _, r := range got {
@@ -421,7 +422,7 @@ func TestUpdateLiveAllSendsOnlyWhatCanChangeTheView(t *testing.T) {
 		"the Unchanged finals sent no top-N update")
 	// The live hash keeps the earlier revisions, whose values the finals
 	// repeat.
-	live, err := repo.LiveResults(ctx, "requests_by_status")
+	live, err := repo.LiveResults(ctx, "requests_by_status", nil)
 	require.NoError(t, err)
 	revs := map[string][2]float64{}
 	for _, r := range live {
@@ -442,7 +443,7 @@ func TestLiveResultsDecodesOnlyChangedValues(t *testing.T) {
 	client := redistest.Start(t)
 	repo := adapters.NewRedisLiveRepository(client, "d:")
 	values := func(r *adapters.RedisLiveRepository) map[string]float64 {
-		got, err := r.LiveResults(ctx, "requests_by_status")
+		got, err := r.LiveResults(ctx, "requests_by_status", nil)
 		require.NoError(t, err)
 		out := map[string]float64{}
 		for _, g := range got {
@@ -463,20 +464,37 @@ func TestLiveResultsDecodesOnlyChangedValues(t *testing.T) {
 	require.Equal(t, want, values(repo), "the undecodable value stays skipped")
 }
 
-// BenchmarkLiveResults reads a live hash of 1,000 label sets, as
-// GET /api/v1/live does for a metric grouped by a churning label, with a
-// tenth of the values changed between two reads.
+// BenchmarkLiveResults reads a live hash of 1,000 or 2,000 label sets, as
+// GET /api/v1/live does for a metric grouped by a churning label (the
+// benchmark's probes add two a second), with a tenth of the values
+// changed between two reads: all of them (whole), or the one label set a
+// filter names (one).
 func BenchmarkLiveResults(b *testing.B) {
+	for _, n := range []int{1000, 2000} {
+		for _, read := range []string{"whole", "one"} {
+			b.Run(strconv.Itoa(n)+"/"+read, func(b *testing.B) {
+				benchmarkLiveResults(b, n, read == "one")
+			})
+		}
+	}
+}
+
+func benchmarkLiveResults(b *testing.B, sets int, one bool) {
 	ctx := context.Background()
 	client := redistest.Start(b)
 	repo := adapters.NewRedisLiveRepository(client, "bench:")
-	rs := make([]metrics.Result, 1000)
+	rs := make([]metrics.Result, sets)
 	for i := range rs {
 		rs[i] = metrics.Result{V: 1, Metric: "latency_by_service", Labels: map[string]string{"service": "probe-" + strconv.Itoa(i)},
 			WindowStart: 60_000, WindowEnd: 120_000, Shard: int32(i % 6), Kind: metrics.KindEarly, Revision: 1,
 			Count: 12, Sum: 345, Min: 1, Max: 99, Value: 28.75, Agg: metrics.AggAvg, Unit: "ms"}
 	}
 	require.NoError(b, repo.UpdateLiveAll(ctx, rs))
+	var filters []window.Filter
+	want := len(rs)
+	if one {
+		filters, want = []window.Filter{{Label: "service", Values: []string{"probe-" + strconv.Itoa(sets/2)}}}, 1
+	}
 	n := 0
 	for b.Loop() {
 		b.StopTimer()
@@ -486,8 +504,83 @@ func BenchmarkLiveResults(b *testing.B) {
 		require.NoError(b, repo.UpdateLiveAll(ctx, rs))
 		n++
 		b.StartTimer()
-		got, err := repo.LiveResults(ctx, "latency_by_service")
+		got, err := repo.LiveResults(ctx, "latency_by_service", filters)
 		require.NoError(b, err)
-		require.Len(b, got, len(rs))
+		require.Len(b, got, want)
 	}
+}
+
+// TestLiveResultsFiltered: a filtered read returns exactly the label sets
+// the filters pass, the same as filtering a whole read, whether the hash is
+// scanned with a MATCH pattern (one value: several round trips over a hash
+// larger than the scan count) or read whole (several values, the empty
+// value). Values that look like other fields (a prefix of another value, a
+// label whose name ends in the filtered one, glob characters, quoted
+// values) do not leak in.
+func TestLiveResultsFiltered(t *testing.T) {
+	ctx := context.Background()
+	client := redistest.Start(t)
+	repo := adapters.NewRedisLiveRepository(client, "f:")
+	const metric = "latency_by_service"
+	var rs []metrics.Result
+	add := func(labels map[string]string, shard int32) {
+		rs = append(rs, metrics.Result{V: 1, Metric: metric, Labels: labels, WindowStart: 60_000, WindowEnd: 120_000,
+			Shard: shard, Kind: metrics.KindEarly, Revision: 1, Count: int64(len(rs) + 1), Value: float64(len(rs) + 1)})
+	}
+	for i := range 2500 {
+		add(map[string]string{"service": "svc-" + strconv.Itoa(i)}, int32(i%6))
+	}
+	for _, v := range []string{"a", "ab", "a*", "a?", "[a]", `a\b`, "a,b", `a="b"`, "a|b", ""} {
+		add(map[string]string{"service": v}, 0)
+		add(map[string]string{"service": v}, 3)
+		add(map[string]string{"service": v, "endpoint": "/x"}, 1)
+		add(map[string]string{"xservice": v}, 2)
+	}
+	add(map[string]string{"endpoint": "/x"}, 4)
+	require.NoError(t, repo.UpdateLiveAll(ctx, rs))
+	all, err := repo.LiveResults(ctx, metric, nil)
+	require.NoError(t, err)
+	require.Len(t, all, len(rs))
+
+	keys := func(rs []metrics.Result) []string {
+		out := make([]string, len(rs))
+		for i, r := range rs {
+			out[i] = adapters.LiveField(r)
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, filters := range [][]window.Filter{
+		{{Label: "service", Values: []string{"svc-1"}}},
+		{{Label: "service", Values: []string{"svc-2499"}}},
+		{{Label: "service", Values: []string{"a"}}},
+		{{Label: "service", Values: []string{"a*"}}},
+		{{Label: "service", Values: []string{"a?"}}},
+		{{Label: "service", Values: []string{"[a]"}}},
+		{{Label: "service", Values: []string{`a\b`}}},
+		{{Label: "service", Values: []string{"a,b"}}},
+		{{Label: "service", Values: []string{`a="b"`}}},
+		{{Label: "service", Values: []string{"a|b"}}},
+		{{Label: "service", Values: []string{"a"}}, {Label: "endpoint", Values: []string{"/x"}}},
+		{{Label: "endpoint", Values: []string{"/x"}}, {Label: "service", Values: []string{"ab", "a"}}},
+		{{Label: "service", Values: []string{""}}},
+		{{Label: "service", Values: []string{"svc-7", "ab"}}},
+		{{Label: "service", Values: []string{"nobody"}}},
+	} {
+		var want []metrics.Result
+		for _, r := range all {
+			if window.Matches(filters, r.Labels) {
+				want = append(want, r)
+			}
+		}
+		got, err := repo.LiveResults(ctx, metric, filters)
+		require.NoError(t, err)
+		require.Equal(t, keys(want), keys(got), "%+v", filters)
+		for _, g := range got {
+			require.True(t, window.Matches(filters, g.Labels), "%+v: %v", filters, g.Labels)
+		}
+	}
+	one, err := repo.LiveResults(ctx, metric, []window.Filter{{Label: "service", Values: []string{"a"}}})
+	require.NoError(t, err)
+	require.Len(t, one, 3, "service=a on shards 0 and 3 and with an endpoint; not ab, a*, a?, [a] or the xservice set")
 }

@@ -161,7 +161,7 @@ type LiveJSON struct {
 
 var (
 	seriesParams = map[string]bool{"metric": false, "from": false, "to": false, "step": false, "group_by": false, "filter": true}
-	liveParams   = map[string]bool{"metric": true}
+	liveParams   = map[string]bool{"metric": true, "filter": true}
 )
 
 func (s *HTTPServer) series(c echo.Context) error {
@@ -215,7 +215,12 @@ func (s *HTTPServer) live(c echo.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Request().Context(), queryTimeout)
 	defer cancel()
-	values, err := s.app.Queries.Live.Handle(ctx, params["metric"])
+	filters, err := parseFilters(params["filter"])
+	if err != nil {
+		_, merr := window.LiveMetrics(params["metric"])
+		return badRequest(errors.Join(merr, err))
+	}
+	values, err := s.app.Queries.Live.Handle(ctx, params["metric"], filters)
 	if errors.Is(err, window.ErrInvalidParam) {
 		return badRequest(err)
 	}

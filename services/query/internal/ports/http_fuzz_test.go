@@ -45,7 +45,9 @@ func (reached) RunWindows(context.Context, batch.Run) ([]batch.Window, error) {
 func (reached) SpeedWindows(context.Context, batch.Run) ([]batch.Window, error) {
 	return nil, errReached
 }
-func (reached) LiveResults(context.Context, string) ([]metrics.Result, error) { return nil, errReached }
+func (reached) LiveResults(context.Context, string, []window.Filter) ([]metrics.Result, error) {
+	return nil, errReached
+}
 func (reached) TopScores(context.Context, string, int64) ([]window.LabelScore, error) {
 	return nil, errReached
 }

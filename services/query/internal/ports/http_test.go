@@ -291,17 +291,33 @@ func TestLive(t *testing.T) {
 		{Metric: "errors", Labels: map[string]string{}, WindowStart: w1, WindowEnd: w1 + minute, Value: 9, Count: 9},
 	}, resp.Metrics)
 
+	// Filters keep the label sets they name (summed over shards as
+	// before), the same for every metric asked for.
+	resp = ports.LiveResponse{} // a decoded response's maps would take the next one's keys
+	require.Equal(t, http.StatusOK, e.get(t, "/api/v1/live?metric=requests&metric=errors&filter=status_class=4xx", &resp))
+	require.Equal(t, []ports.LiveJSON{
+		{Metric: "requests", Labels: s4, WindowStart: w1, WindowEnd: w1 + minute, Value: 6, Count: 6},
+	}, resp.Metrics)
+	resp = ports.LiveResponse{}
+	require.Equal(t, http.StatusOK, e.get(t, "/api/v1/live?metric=requests&filter=status_class=&filter=status_class=5xx", &resp))
+	require.Equal(t, []ports.LiveJSON{
+		{Metric: "requests", Labels: map[string]string{}, WindowStart: w2, WindowEnd: w2 + minute, Value: 12, Count: 12},
+	}, resp.Metrics, "a label set without the label has the empty value")
+
 	require.Equal(t, http.StatusOK, e.get(t, "/api/v1/live?metric=none", &resp))
 	require.NotNil(t, resp.Metrics)
 	require.Empty(t, resp.Metrics)
 
 	for target, param := range map[string]string{
-		"/api/v1/live":                                    "metric",
-		"/api/v1/live?metric=":                            "metric",
-		"/api/v1/live?metric=Requests":                    "metric",
-		"/api/v1/live?metric=" + url.QueryEscape("a*"):    "metric",
-		"/api/v1/live?metric=requests&labels=x":           "labels",
-		"/api/v1/live?metric=" + strings.Repeat("a", 200): "metric",
+		"/api/v1/live":                                                     "metric",
+		"/api/v1/live?metric=":                                             "metric",
+		"/api/v1/live?metric=Requests":                                     "metric",
+		"/api/v1/live?metric=" + url.QueryEscape("a*"):                     "metric",
+		"/api/v1/live?metric=requests&labels=x":                            "labels",
+		"/api/v1/live?metric=" + strings.Repeat("a", 200):                  "metric",
+		"/api/v1/live?metric=requests&filter=status_class":                 "filter",
+		"/api/v1/live?metric=requests&filter=" + url.QueryEscape("a b=1"):  "filter",
+		"/api/v1/live?metric=requests" + strings.Repeat("&filter=a=1", 17): "filter",
 	} {
 		var body httpserver.ErrorBody
 		require.Equal(t, http.StatusBadRequest, e.get(t, target, &body), target)

@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/streamwatch/streamwatch/pkg/metrics"
@@ -11,9 +12,11 @@ import (
 // LiveReader reads the live view.
 type LiveReader interface {
 	// LiveResults returns the latest result per label set and shard of
-	// metric (a window.ValidName); none is not an error. The results'
-	// maps and slices may be shared with other calls: read them only.
-	LiveResults(ctx context.Context, metric string) ([]metrics.Result, error)
+	// metric (a window.ValidName) whose labels pass filters (see
+	// window.Matches; nil or empty: every label set); none is not an
+	// error. The results' maps and slices may be shared with other calls:
+	// read them only.
+	LiveResults(ctx context.Context, metric string, filters []window.Filter) ([]metrics.Result, error)
 }
 
 // LiveHandler answers live queries. Safe for concurrent use.
@@ -27,17 +30,22 @@ func NewLiveHandler(reader LiveReader) LiveHandler {
 }
 
 // Handle returns the latest value per label set of each metric (see
-// window.Latest), metrics in the order given (repeats removed). Invalid
-// names return *window.ParamError values wrapping window.ErrInvalidParam;
-// other errors come from storage.
-func (h LiveHandler) Handle(ctx context.Context, metricNames []string) ([]window.LiveValue, error) {
+// window.Latest), metrics in the order given (repeats removed), keeping the
+// label sets that pass filters (window.Matches; filters on one label are
+// merged, at most window.MaxFilters values in all). A dashboard showing
+// a few label sets of a metric with thousands asks for those: the read
+// then costs the matching label sets, not the whole metric. Invalid names
+// or filters return *window.ParamError values wrapping
+// window.ErrInvalidParam, joined; other errors come from storage.
+func (h LiveHandler) Handle(ctx context.Context, metricNames []string, filters []window.Filter) ([]window.LiveValue, error) {
 	names, err := window.LiveMetrics(metricNames)
-	if err != nil {
+	merged, ferr := window.MergeFilters(filters)
+	if err = errors.Join(err, ferr); err != nil {
 		return nil, err
 	}
 	out := []window.LiveValue{}
 	for _, m := range names {
-		results, err := h.reader.LiveResults(ctx, m)
+		results, err := h.reader.LiveResults(ctx, m, merged)
 		if err != nil {
 			return nil, fmt.Errorf("live %s: %w", m, err)
 		}
@@ -70,7 +78,7 @@ func NewLiveTopHandler(live LiveReader, top TopReader) LiveTopHandler {
 // holds (returned as the second value; -1 when there is none).
 func (h LiveTopHandler) Handle(ctx context.Context, metric, by string, ws int64, n int) ([]window.TopKEntry, int64, error) {
 	if ws < 0 {
-		results, err := h.live.LiveResults(ctx, metric)
+		results, err := h.live.LiveResults(ctx, metric, nil)
 		if err != nil {
 			return nil, -1, fmt.Errorf("live top %s: %w", metric, err)
 		}

@@ -62,6 +62,27 @@ type Filter struct {
 	Values []string
 }
 
+// Matches reports whether labels pass every filter: for each filter, the
+// label's value ("" when labels lack it) is one of its Values. No filters
+// match every label set. It is the in-memory form of the condition the
+// ClickHouse queries build from the same filters.
+func Matches(filters []Filter, labels map[string]string) bool {
+	for _, f := range filters {
+		v := labels[f.Label]
+		ok := false
+		for _, want := range f.Values {
+			if v == want {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // SeriesQuery asks for one metric's value summed per step bucket over
 // windows starting in [From, To), summed over shards and over the label
 // sets that share a GroupBy value (or over all of them without GroupBy).

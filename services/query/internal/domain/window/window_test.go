@@ -108,6 +108,29 @@ func TestNewSeriesQueryMergesFiltersOnOneLabel(t *testing.T) {
 	}, q.Filters())
 }
 
+func TestMatches(t *testing.T) {
+	t.Parallel()
+	filters := []window.Filter{
+		{Label: "status_class", Values: []string{"4xx", "5xx"}},
+		{Label: "method", Values: []string{"GET", ""}},
+	}
+	for _, c := range []struct {
+		labels map[string]string
+		want   bool
+	}{
+		{map[string]string{"status_class": "4xx", "method": "GET"}, true},
+		{map[string]string{"status_class": "5xx", "method": "GET", "path": "/x"}, true},
+		{map[string]string{"status_class": "5xx"}, true}, // no method: the empty value
+		{map[string]string{"status_class": "2xx", "method": "GET"}, false},
+		{map[string]string{"status_class": "4xx", "method": "POST"}, false},
+		{map[string]string{"method": "GET"}, false},
+		{nil, false},
+	} {
+		require.Equal(t, c.want, window.Matches(filters, c.labels), "%v", c.labels)
+	}
+	require.True(t, window.Matches(nil, map[string]string{"a": "b"}), "no filters keep everything")
+}
+
 func TestBuildSeries(t *testing.T) {
 	t.Parallel()
 	step := mustStep(t, "1h")
