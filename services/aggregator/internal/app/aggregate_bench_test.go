@@ -279,17 +279,17 @@ func BenchmarkMemoryPerWindow(b *testing.B) {
 // commits, the largest outbox, the live heap after it and the peak RSS
 // with it. Sub-benchmark step-N fires the finals in steps from N results
 // (window.Config.ScanStep, ticks a pause apart; the aggregator's default
-// AGG_FINALS_STEP is 1000). Run each alone (-benchtime 1x): it holds
+// AGG_FINALS_STEP is 500). Run each alone (-benchtime 1x): it holds
 // ~1 GiB, and its boundary's garbage lets the heap grow to the GC's target
 // (GOGC, or a GOMEMLIMIT set for the run).
 func BenchmarkMillionActiveKeys(b *testing.B) {
-	for _, step := range []int{0, 1000} {
+	for _, step := range []int{0, 500} {
 		b.Run(fmt.Sprintf("step-%d", step), func(b *testing.B) { benchMillionActiveKeys(b, step) })
 	}
 }
 
 func benchMillionActiveKeys(b *testing.B, step int) {
-	const keys, batch, parts, pause = 1_000_000, 500, 6, 200
+	const keys, batch, parts, pause = 1_000_000, 500, 6, 500
 	settings := benchSettings(b)
 	settings.Window.ScanStep, settings.Window.ScanPause = step, pause
 	for b.Loop() {
@@ -426,10 +426,10 @@ func peakRSS() int64 {
 // and the entries and bytes (names and values) of its checkpoint delta.
 // Sub-benchmark step-N fires the finals in steps of N results
 // (window.Config.ScanStep; the aggregator's default AGG_FINALS_STEP is
-// 1000) and measures the crossing Apply, its first step: what an early
+// 500) and measures the crossing Apply, its first step: what an early
 // result in that record waits for.
 func BenchmarkBoundary(b *testing.B) {
-	for _, step := range []int{0, 1000} {
+	for _, step := range []int{0, 500} {
 		b.Run(fmt.Sprintf("step-%d", step), func(b *testing.B) { benchBoundary(b, step) })
 	}
 }
@@ -437,7 +437,7 @@ func BenchmarkBoundary(b *testing.B) {
 func benchBoundary(b *testing.B, step int) {
 	const perSecond, minute = 3_500, 60_000
 	s := benchSettings(b)
-	s.Window.ScanStep, s.Window.ScanPause = step, 200
+	s.Window.ScanStep, s.Window.ScanPause = step, 500
 	var calls int64 // processing time passes a pause between two records
 	s.Clock = func() time.Time { calls++; return time.UnixMilli(benchT0 + calls*1_000) }
 	op := app.NewAggregate(s)

@@ -54,9 +54,9 @@ type Window struct {
 	// minute boundary) over steps: the first four hold this many results,
 	// the next four twice as many, and so on (window.Config.ScanStep); 0
 	// fires them in one step.
-	FinalsStep int `env:"AGG_FINALS_STEP" envDefault:"1000"`
+	FinalsStep int `env:"AGG_FINALS_STEP" envDefault:"500"`
 	// FinalsPause is the processing time between two steps.
-	FinalsPause time.Duration `env:"AGG_FINALS_PAUSE" envDefault:"200ms"`
+	FinalsPause time.Duration `env:"AGG_FINALS_PAUSE" envDefault:"500ms"`
 }
 
 // Default returns the configuration before the environment is applied.
