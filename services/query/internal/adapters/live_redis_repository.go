@@ -623,7 +623,9 @@ func liveWindowEnd(v string) (int64, bool) {
 // 2.1–2.5 ms, of which ~1 ms is Redis's: its HSCAN (7.0) copies every field
 // it visits before matching, half the cost of HGETALL in Redis).
 // Filtered reads bypass the cache of decoded values, which follows whole
-// reads. Other filters read the whole hash and filter after decoding.
+// reads, and return a field the scan met twice once. Other filters read
+// the whole hash and filter after decoding. Errors wrap Redis's and name
+// the key.
 func (r *RedisLiveRepository) LiveResults(ctx context.Context, metric string, filters []window.Filter) ([]metrics.Result, error) {
 	key := r.Key(metric)
 	pattern, narrow := liveMatchPattern(filters)
@@ -635,6 +637,10 @@ func (r *RedisLiveRepository) LiveResults(ctx context.Context, metric string, fi
 		return matching(r.decoded.decode(metric, all), filters), nil
 	}
 	var out []metrics.Result
+	// SCAN may return an element more than once (its documented
+	// guarantees: when the hash shrinks between two calls); Latest would
+	// add such a value twice.
+	seen := map[string]bool{}
 	var cursor uint64
 	for {
 		kvs, next, err := r.client.HScan(ctx, key, cursor, pattern, liveScanCount).Result()
@@ -642,6 +648,10 @@ func (r *RedisLiveRepository) LiveResults(ctx context.Context, metric string, fi
 			return nil, fmt.Errorf("read live %s: scan %q: %w", key, pattern, err)
 		}
 		for i := 0; i+1 < len(kvs); i += 2 {
+			if seen[kvs[i]] {
+				continue
+			}
+			seen[kvs[i]] = true
 			res, err := DecodeLiveValue(kvs[i+1])
 			if err == nil && window.Matches(filters, res.Labels) {
 				out = append(out, res)
