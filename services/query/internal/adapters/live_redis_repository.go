@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -652,13 +653,12 @@ func (r *RedisLiveRepository) LiveResults(ctx context.Context, metric string, fi
 				continue
 			}
 			seen[kvs[i]] = true
-			res, err := DecodeLiveValue(kvs[i+1])
-			if err == nil && window.Matches(filters, res.Labels) {
+			if res, err := DecodeLiveValue(kvs[i+1]); err == nil {
 				out = append(out, res)
 			}
 		}
 		if cursor = next; cursor == 0 {
-			return out, nil
+			return matching(out, filters), nil // the pattern matches more than the filters
 		}
 	}
 }
@@ -703,19 +703,9 @@ func globEscape(s string) string {
 	return b.String()
 }
 
-// matching returns the results of rs whose labels pass filters, in place
-// (rs itself when there are no filters).
+// matching returns the results of rs whose labels pass filters, in place.
 func matching(rs []metrics.Result, filters []window.Filter) []metrics.Result {
-	if len(filters) == 0 {
-		return rs
-	}
-	out := rs[:0]
-	for _, r := range rs {
-		if window.Matches(filters, r.Labels) {
-			out = append(out, r)
-		}
-	}
-	return out
+	return slices.DeleteFunc(rs, func(r metrics.Result) bool { return !window.Matches(filters, r.Labels) })
 }
 
 // liveDecoded keeps, per metric, the values of its live hash the last

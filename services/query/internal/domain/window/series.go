@@ -3,6 +3,7 @@ package window
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -68,15 +69,7 @@ type Filter struct {
 // ClickHouse queries build from the same filters.
 func Matches(filters []Filter, labels map[string]string) bool {
 	for _, f := range filters {
-		v := labels[f.Label]
-		ok := false
-		for _, want := range f.Values {
-			if v == want {
-				ok = true
-				break
-			}
-		}
-		if !ok {
+		if !slices.Contains(f.Values, labels[f.Label]) {
 			return false
 		}
 	}
