@@ -46,8 +46,18 @@ type Distinct struct{ sk *hyperloglog.Sketch }
 // NewDistinct returns an empty sketch.
 func NewDistinct() *Distinct { return &Distinct{sk: hyperloglog.New14()} }
 
-// Add adds a value.
-func (d *Distinct) Add(v string) { d.sk.InsertHash(xxhash.Sum64String(v)) }
+// Add adds a value: AddHash(DistinctHash(v)).
+func (d *Distinct) Add(v string) { d.sk.InsertHash(DistinctHash(v)) }
+
+// DistinctHash returns the 64-bit hash (xxHash64) by which Add adds v. A
+// caller that keeps the hashes it added (a checkpoint's log of them) can
+// add them again with AddHash.
+func DistinctHash(v string) uint64 { return xxhash.Sum64String(v) }
+
+// AddHash adds a value by its DistinctHash. A register keeps the largest
+// rank of the hashes it was given, so adding a set of hashes in any order,
+// any of them any number of times, gives the same registers.
+func (d *Distinct) AddHash(h uint64) { d.sk.InsertHash(h) }
 
 // Estimate returns the estimated number of distinct values added.
 func (d *Distinct) Estimate() uint64 { return d.sk.Estimate() }

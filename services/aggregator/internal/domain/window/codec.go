@@ -11,10 +11,11 @@ import (
 )
 
 // windowCodecVersion is the first byte of an encoded window entry. The
-// decoder also reads version 2 (the header also holds the sorted label
-// names and values, which version 3 derives from the group key) and
-// version 1 (as 2, without flags 16 and 32).
-const windowCodecVersion = 3
+// decoder also reads version 3 (as 4, without flag 128: the HyperLogLog
+// bytes are in the window's entry), version 2 (as 3; the header also
+// holds the sorted label names and values, which version 3 derives from
+// the group key) and version 1 (as 2, without flags 16 and 32).
+const windowCodecVersion = 4
 
 // Flags of an encoded window.
 const (
@@ -31,6 +32,9 @@ const (
 	// flagLateOpen: the window is not fired although it ends at or before
 	// its metric's fired mark (Window.lateOpen).
 	flagLateOpen = 64
+	// flagDistinctLog (with flagDistinct): the HyperLogLog is in entries
+	// of its own (hllLog); the entry's HyperLogLog bytes are empty.
+	flagDistinctLog = 128
 )
 
 // pendingMinBytes is the least room the values added since a DDSketch's
@@ -49,16 +53,17 @@ const pendingMinBytes = 256
 // top-k capacity and entries (key string, count and err varints).
 //
 // It is what a checkpoint commit writes per touched window, so it avoids
-// reflection, and re-serializes a sketch
-// only when it changed since its last encoding (sketches.hllEnc, ddEnc). A
-// DDSketch that changed is written incrementally: its last full encoding
+// reflection. The HyperLogLog is not in it (flag 128): TakeDelta writes it
+// as entries of its own (hllLog), its hashes since the last full encoding.
+// The DDSketch is re-serialized only when it changed since its last
+// encoding (sketches.ddEnc). A DDSketch that changed is written incrementally: its last full encoding
 // plus the values added since (sketches.ddPend), until those take more room
 // than pendingMinBytes and the encoding itself; then it is encoded again.
 // Restoring decodes the sketch and adds the pending values, which gives
 // the same bins (a DDSketch's counts do not depend on insertion order), so
 // a full encoding costs O(bins) once per O(bins) values instead of once
 // per commit.
-func encodeWindow(b []byte, w *Window) ([]byte, error) {
+func encodeWindow(b []byte, w *Window) []byte {
 	b = append(b, windowCodecVersion)
 	b = appendString(b, w.series.metric)
 	b = appendString(b, w.series.group)
@@ -83,7 +88,7 @@ func encodeWindow(b []byte, w *Window) ([]byte, error) {
 		sk = &sketches{} // does not escape: a window without sketches encodes none
 	}
 	if sk.distinct != nil {
-		flags |= flagDistinct
+		flags |= flagDistinct | flagDistinctLog
 	}
 	var dd []byte
 	switch {
@@ -105,14 +110,7 @@ func encodeWindow(b []byte, w *Window) ([]byte, error) {
 	if flags&flagSharedQ != 0 {
 		b = appendString(b, sk.owner)
 	}
-	if sk.distinct != nil && sk.hllEnc == nil {
-		hll, err := sk.distinct.MarshalBinaryDensify(distinctDenseBytes)
-		if err != nil {
-			return nil, fmt.Errorf("encode window %s: %w", entryName(w.series, w.Start), err)
-		}
-		sk.hllEnc = hll
-	}
-	b = appendBytes(b, sk.hllEnc)
+	b = appendBytes(b, nil) // the HyperLogLog: in its own entries
 	b = appendBytes(b, dd)
 	if flags&flagPending != 0 {
 		b = binary.AppendUvarint(b, uint64(len(sk.ddPend)))
@@ -121,7 +119,7 @@ func encodeWindow(b []byte, w *Window) ([]byte, error) {
 		}
 	}
 	if sk.topK == nil {
-		return binary.AppendUvarint(b, 0), nil
+		return binary.AppendUvarint(b, 0)
 	}
 	b = binary.AppendUvarint(b, uint64(sk.topK.Capacity))
 	// Unsorted: the table's order (count, then key) is total, so restoring
@@ -134,7 +132,7 @@ func encodeWindow(b []byte, w *Window) ([]byte, error) {
 		b = binary.AppendVarint(b, kc.Count)
 		b = binary.AppendVarint(b, kc.Err)
 	}
-	return b, nil
+	return b
 }
 
 // distinctDenseBytes is the largest sparse HyperLogLog encoding a window
@@ -225,7 +223,9 @@ func (r *reader) byte1() byte {
 // linked to a series), its metric and its group key (labels of v1 and v2
 // entries are skipped: they derive from the group key). A window with a
 // shared DDSketch comes back with sharedQ set and quantiles nil: the
-// restore links it to its owner's.
+// restore links it to its owner's. A window whose HyperLogLog is in
+// entries of its own (flag 128) comes back with hlog set and distinct
+// nil: the restore adds them (State.restoreHLLs).
 func decodeWindow(b []byte) (w *Window, metric, group string, err error) {
 	r := &reader{b: b}
 	version := r.byte1()
@@ -244,8 +244,11 @@ func decodeWindow(b []byte) (w *Window, metric, group string, err error) {
 	w.Start, w.End, w.Count, w.Revision, w.LastEarly = r.varint(), r.varint(), r.varint(), r.varint(), r.varint()
 	w.Sum, w.Min, w.Max = r.float(), r.float(), r.float()
 	flags := r.byte1()
-	if version == 1 {
+	switch {
+	case version == 1:
 		flags &= flagFired | flagDirty | flagDistinct | flagQuantiles
+	case version < 4:
+		flags &^= flagDistinctLog
 	}
 	w.Fired, w.Dirty, w.lateOpen = flags&flagFired != 0, flags&flagDirty != 0, flags&flagLateOpen != 0
 	var sk sketches // copied to the heap only for a window that has one
@@ -271,10 +274,12 @@ func decodeWindow(b []byte) (w *Window, metric, group string, err error) {
 		return nil, "", "", r.err
 	}
 	if flags&flagDistinct != 0 {
-		if sk.distinct, err = metrics.DecodeDistinct(hll); err != nil {
-			return nil, "", "", err
+		sk.hlog = &hllLog{}
+		if flags&flagDistinctLog == 0 {
+			if sk.distinct, err = metrics.DecodeDistinct(hll); err != nil {
+				return nil, "", "", err
+			}
 		}
-		sk.hllEnc = slices.Clone(hll)
 	}
 	if flags&(flagQuantiles|flagSharedQ) == flagQuantiles {
 		if sk.quantiles, err = metrics.DecodeQuantiles(dd); err != nil {
@@ -300,7 +305,7 @@ func decodeWindow(b []byte) (w *Window, metric, group string, err error) {
 	if r.err != nil {
 		return nil, "", "", r.err
 	}
-	if sk.sharedQ || sk.distinct != nil || sk.quantiles != nil || sk.topK != nil {
+	if sk.sharedQ || sk.hlog != nil || sk.quantiles != nil || sk.topK != nil {
 		w.sk = &sketches{}
 		*w.sk = sk
 	}

@@ -18,6 +18,11 @@ import (
 //
 //	meta              JSON of the partition clock (metaEntry)
 //	w|<metric>|<group>|<start>   one window (encodeWindow, binary)
+//	x|<metric>|<group>|<start>   its HyperLogLog (hllLog): the sketch's
+//	                  binary encoding (metrics.Distinct.MarshalBinary)
+//	h|<metric>|<group>|<start>|<n>  the hashes (metrics.DistinctHash, 8
+//	                  bytes little endian each) added to it after that
+//	                  encoding, in one commit each, n = 1, 2, ...
 //	d|<bucket>|<horizon>|<seq>   the FNV-1a 64 hashes (8 bytes little
 //	                  endian each) of the event ids accepted in one commit
 //	                  of one minute bucket (event time / 60 s) and one
@@ -58,6 +63,9 @@ type deltaTracker struct {
 	// mean name length.
 	ends    []entryEnd
 	perName int
+	// hllDue are the touched windows of the TakeDelta under way that have
+	// a HyperLogLog (takeHLL).
+	hllDue []*Window
 }
 
 // entryEnd is where one window entry's value and name end.
@@ -191,11 +199,11 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 		if w.dead {
 			continue
 		}
-		var err error
-		if buf, err = encodeWindow(buf, w); err != nil {
-			return nil, nil, err
-		}
+		buf = encodeWindow(buf, w)
 		ends = append(ends, entryEnd{len(buf), appendEntryName(&names, w.series, w.Start)})
+		if w.sk != nil && w.sk.distinct != nil {
+			d.hllDue = append(d.hllDue, w)
+		}
 	}
 	all, from, at := names.String(), 0, 0
 	for _, e := range ends {
@@ -207,6 +215,16 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 		d.perName = len(all)/len(d.touched) + 1
 	}
 	d.ends = ends
+	for i, w := range d.hllDue {
+		var err error
+		if buf, err = d.takeHLL(set, buf, w); err != nil {
+			clear(d.hllDue)
+			d.hllDue = d.hllDue[:0]
+			return nil, nil, err
+		}
+		d.hllDue[i] = nil
+	}
+	d.hllDue = d.hllDue[:0]
 	for i := range d.nNew {
 		b := &d.seenNew[i]
 		if len(b.hs) == 0 {
@@ -245,6 +263,7 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 // its checkpoint entries. Call it on a state fresh from NewState.
 func (s *State) RestoreEntries(entries map[string][]byte) error {
 	var errs []error
+	hlls := newHLLEntries()
 	for name, b := range entries {
 		switch {
 		case name == "meta":
@@ -266,13 +285,23 @@ func (s *State) RestoreEntries(entries map[string][]byte) error {
 				errs = append(errs, err)
 			}
 		case strings.HasPrefix(name, "w|"):
-			if err := s.restoreWindow(name, b); err != nil {
+			w, err := s.restoreWindow(name, b)
+			if err != nil {
+				errs = append(errs, err)
+			} else if w.sk != nil && w.sk.hlog != nil {
+				hlls.windows[name[2:]] = w
+			}
+		case strings.HasPrefix(name, "x|"):
+			hlls.bases[name[2:]] = b
+		case strings.HasPrefix(name, "h|"):
+			if err := hlls.addLog(name, b); err != nil {
 				errs = append(errs, err)
 			}
 		default:
 			errs = append(errs, fmt.Errorf("entry %q: unknown kind", name))
 		}
 	}
+	errs = append(errs, s.restoreHLLs(hlls)...)
 	s.linkSharedSketches()
 	s.restoreFired()
 	s.nextScan = 0     // the first Emit rescans everything
@@ -389,10 +418,11 @@ func (s *State) restoreSeen(name string, b []byte) error {
 	return nil
 }
 
-func (s *State) restoreWindow(name string, b []byte) error {
+// restoreWindow adds the window of entry name to s and returns it.
+func (s *State) restoreWindow(name string, b []byte) (*Window, error) {
 	w, metric, group, err := decodeWindow(b)
 	if err != nil {
-		return fmt.Errorf("entry %q: %w", name, err)
+		return nil, fmt.Errorf("entry %q: %w", name, err)
 	}
 	m := s.byMetric[metric]
 	if m == nil {
@@ -416,5 +446,5 @@ func (s *State) restoreWindow(name string, b []byte) error {
 	}
 	sr.windows = append(sr.windows, w)
 	s.nwin++
-	return nil
+	return w, nil
 }

@@ -335,12 +335,13 @@ type sketches struct {
 	distinct  *metrics.Distinct
 	quantiles *metrics.Quantiles
 	topK      *metrics.TopK
-	// hllEnc and ddEnc cache the serialized distinct and quantiles
-	// sketches for checkpoint entries; nil when the sketch changed since
-	// (see encodeWindow). Never mutated in place: a change drops the
-	// slice.
-	hllEnc []byte
-	ddEnc  []byte
+	// hlog is how distinct is checkpointed (entries of its own, see
+	// hllLog); set whenever distinct is.
+	hlog *hllLog
+	// ddEnc caches the serialized quantiles sketch for checkpoint
+	// entries; nil when the sketch changed since (see encodeWindow).
+	// Never mutated in place: a change drops the slice.
+	ddEnc []byte
 	// ddPend are the values added to quantiles since ddEnc was encoded: a
 	// checkpoint entry carries ddEnc plus these instead of a fresh
 	// encoding (see encodeWindow).
@@ -748,6 +749,9 @@ func (e *Engine) addSession(s *State, c *compiled, sr *series, ev *events.Event,
 	if into.Start != oldStart {
 		// Renamed: the entry under the old start goes with the next delta.
 		s.delta.remove(entryName(sr, oldStart))
+		if into.sk != nil && into.sk.hlog != nil {
+			s.delta.removeHLL(sr, oldStart, into.sk.hlog)
+		}
 		sr.cur = nil
 	}
 	e.update(s, c, into, ev)
@@ -794,6 +798,9 @@ func (s *State) drop(w *Window) {
 	}
 	w.dead = true
 	s.delta.remove(entryName(w.series, w.Start))
+	if w.sk != nil && w.sk.hlog != nil {
+		s.delta.removeHLL(w.series, w.Start, w.sk.hlog)
+	}
 }
 
 func (sr *series) find(start int64) *Window {
@@ -818,7 +825,7 @@ func (e *Engine) newWindow(s *State, c *compiled, sr *series, start, end int64) 
 		w.sk = &sketches{}
 	}
 	if c.def.NeedsDistinct() {
-		w.sk.distinct = metrics.NewDistinct()
+		w.sk.distinct, w.sk.hlog = metrics.NewDistinct(), &hllLog{}
 	}
 	if c.def.NeedsQuantiles() {
 		if c.shareFrom >= 0 && sr.nd != nil && sr.nd.series[c.shareFrom] != nil {
@@ -859,8 +866,9 @@ func (e *Engine) update(s *State, c *compiled, w *Window, ev *events.Event) {
 	w.Count++
 	if sk := w.sk; sk != nil {
 		if sk.distinct != nil {
-			sk.distinct.Add(c.def.DistinctOf(ev))
-			sk.hllEnc = nil
+			h := metrics.DistinctHash(c.def.DistinctOf(ev))
+			sk.distinct.AddHash(h)
+			sk.hlog.add(h)
 		}
 		if sk.topK != nil {
 			sk.topK.Add(c.def.TopKOf(ev))
@@ -895,7 +903,7 @@ func mergeWindow(a, b *Window) {
 	a.Sum += b.Sum
 	if a.distinct() != nil && b.distinct() != nil {
 		_ = a.sk.distinct.Merge(b.sk.distinct) // same precision: cannot fail
-		a.sk.hllEnc = nil
+		a.sk.hlog.rebase()
 	}
 	if a.quantiles() != nil && b.quantiles() != nil {
 		_ = a.sk.quantiles.Merge(b.sk.quantiles) // same mapping: cannot fail
@@ -1359,7 +1367,7 @@ func (s *State) MemoryBytes() int64 {
 				n += sketchesBytes
 				if d := w.sk.distinct; d != nil {
 					b, _ := d.MarshalBinary()
-					n += int64(len(b))
+					n += int64(len(b)) + 8*int64(cap(w.sk.hlog.pend))
 				}
 				if w.ownsQuantiles() {
 					b, _ := w.sk.quantiles.MarshalBinary()

@@ -376,10 +376,11 @@ metrics:
 }
 
 // TestRestoresOlderEntries checks that window entries written by earlier
-// codec versions (v2: labels in the header; v1: as v2, without shared or
-// incremental sketches) still restore to a state that emits the same
-// results, so a deployment continues from the checkpoints the last build
-// wrote, and that an unknown version is refused.
+// codec versions (v3: the HyperLogLog in the window entry; v2: as v3,
+// labels in the header; v1: as v2, without shared or incremental
+// sketches) still restore to a state that emits the same results, so a
+// deployment continues from the checkpoints the last build wrote, and
+// that an unknown version is refused.
 func TestRestoresOlderEntries(t *testing.T) {
 	t.Parallel()
 	defs := mustDefs(t, testDefs+`
@@ -400,12 +401,29 @@ func TestRestoresOlderEntries(t *testing.T) {
 	e.Add(s, batch, 1)
 	set, _, err := s.TakeDelta() // first encoding of every window: no flag 16 or 32
 	require.NoError(t, err)
+	// v3 entries are v4 ones with the HyperLogLog's base entry (the first
+	// commit writes no logs) in the window entry, without flag 128.
+	v3 := map[string][]byte{}
+	for k, v := range set {
+		switch {
+		case strings.HasPrefix(k, "x|"):
+		case strings.HasPrefix(k, "w|"):
+			require.Equal(t, byte(4), v[0])
+			v3[k] = inlineHLL(t, v, set["x"+k[1:]])
+		default:
+			v3[k] = bytes.Clone(v)
+		}
+	}
 	// v1 and v2 entries are v3 ones with a label section after the group:
 	// a count and name/value strings, which the restore skips (labels
 	// derive from the group key), so any labels do.
 	older := func(version byte) map[string][]byte {
 		out := map[string][]byte{}
-		for k, v := range set {
+		for k, v := range v3 {
+			if version == 3 {
+				out[k] = bytes.Clone(v)
+				continue
+			}
 			if strings.HasPrefix(k, "w|") {
 				require.Equal(t, byte(3), v[0])
 				at := 1
@@ -422,7 +440,7 @@ func TestRestoresOlderEntries(t *testing.T) {
 		return out
 	}
 	more := []events.Event{ev("x", t0+30_000, "10.0.0.1", 7)}
-	restored := map[byte]*window.State{1: window.NewState(0), 2: window.NewState(0)}
+	restored := map[byte]*window.State{1: window.NewState(0), 2: window.NewState(0), 3: window.NewState(0)}
 	for version, st := range restored {
 		require.NoError(t, st.RestoreEntries(older(version)), "version %d", version)
 		e.Add(st, more, 2)
@@ -437,11 +455,48 @@ func TestRestoresOlderEntries(t *testing.T) {
 	bad := map[string][]byte{}
 	for k, v := range set {
 		if strings.HasPrefix(k, "w|") {
-			v = append([]byte{4}, v[1:]...)
+			v = append([]byte{5}, v[1:]...)
 		}
 		bad[k] = v
 	}
-	require.ErrorContains(t, window.NewState(0).RestoreEntries(bad), "version 4")
+	require.ErrorContains(t, window.NewState(0).RestoreEntries(bad), "version 5")
+}
+
+// inlineHLL returns window entry v (version 4) as version 3 wrote it: with
+// flag 128 (the HyperLogLog in entries of its own) it gets base, the
+// sketch's encoding, as its HyperLogLog bytes. The layout is encodeWindow's.
+func inlineHLL(t *testing.T, v, base []byte) []byte {
+	t.Helper()
+	at := 1
+	str := func() {
+		n, w := binary.Uvarint(v[at:])
+		require.Positive(t, w)
+		at += w + int(n)
+	}
+	str()         // metric
+	str()         // group
+	for range 5 { // start, end, count, revision, last early
+		_, w := binary.Varint(v[at:])
+		require.Positive(t, w)
+		at += w
+	}
+	at += 3 * 8 // sum, min, max
+	flagsAt := at
+	flags := v[at]
+	at++
+	if flags&16 != 0 {
+		str() // the shared DDSketch's owner
+	}
+	out := append([]byte{3}, v[1:at]...)
+	if flags&128 == 0 {
+		return append(out, v[at:]...)
+	}
+	require.NotNil(t, base, "a window with flag 128 has a base entry")
+	require.Equal(t, byte(0), v[at], "no HyperLogLog bytes with flag 128")
+	out[flagsAt] = flags &^ 128
+	out = binary.AppendUvarint(out, uint64(len(base)))
+	out = append(out, base...)
+	return append(out, v[at+1:]...)
 }
 
 // TestRestoreRenamesForeignEntries checks that a window entry restored

@@ -15,15 +15,25 @@ import (
 )
 
 type agg struct {
-	count int64
-	sum   float64
+	count    int64
+	sum      float64
+	distinct float64
 }
 
 // propertyDefs are testDefs (access-log requests: dedup horizon 3 m − 1 m
 // + 65 s, of the hopping metric) plus a 1-minute tumbling metric of service
 // requests (horizon 65 s) and 4-minute sessions of page views (4 m + 65 s):
-// three types with three dedup horizons.
-var propertyDefs = testDefs + strings.ReplaceAll(dedupMetrics, "GAP", "4m")
+// three types with three dedup horizons; and the distinct users of the
+// requests' sessions (HyperLogLog: exact for so few users), whose windows
+// merge and move.
+var propertyDefs = testDefs + strings.ReplaceAll(dedupMetrics, "GAP", "4m") + `
+  - name: sess_users
+    types: [http_request]
+    group_by: [client_ip]
+    distinct: user_id
+    aggregations: [distinct, count]
+    window: {kind: session, gap: 30s}
+`
 
 // TestMatchesBruteForce feeds random streams of three event types with
 // out-of-order delivery, duplicates (at once and re-delivered up to 400 s
@@ -63,6 +73,7 @@ func TestMatchesBruteForce(t *testing.T) {
 				switch r := rng.IntN(10); {
 				case r < 6:
 					x = ev(id, tm, fmt.Sprintf("10.0.0.%d", rng.IntN(5)), rng.Int64N(1000))
+					x.UserID = fmt.Sprintf("v%d", rng.IntN(30))
 					if rng.IntN(8) == 0 {
 						x.Status = 500 + rng.IntN(4)
 					}
@@ -139,6 +150,8 @@ func TestMatchesBruteForce(t *testing.T) {
 			seen := map[string]bool{}
 			times := map[string][]int64{}
 			visits := map[string][]int64{}
+			users := map[string][]events.Event{} // by client
+
 			for _, x := range stream {
 				if seen[key(x)] || !accepted[key(x)] {
 					continue
@@ -163,15 +176,31 @@ func TestMatchesBruteForce(t *testing.T) {
 					add(fmt.Sprintf("hop||%d|%d", hs, hs+180_000), 0)
 				}
 				times[x.ClientIP] = append(times[x.ClientIP], x.Time)
+				users[x.ClientIP] = append(users[x.ClientIP], x)
 			}
 			sessions := map[string][]span{}
 			bruteSessions(want, sessions, "sessions", times, 30_000)
 			bruteSessions(want, sessions, "visits", visits, 240_000)
+			bruteSessions(want, sessions, "sess_users", times, 30_000)
+			for ip, xs := range users {
+				for _, sp := range sessions["sess_users|"+ip] {
+					in := map[string]bool{}
+					for _, x := range xs {
+						if x.Time >= sp.start && x.Time < sp.end {
+							in[x.UserID] = true
+						}
+					}
+					k := fmt.Sprintf("sess_users|%s|%d|%d", ip, sp.start, sp.end)
+					a := want[k]
+					a.distinct = float64(len(in))
+					want[k] = a
+				}
+			}
 			got := map[string]agg{}
 			for _, r := range latest {
 				label := r.Labels["client_ip"] + r.Labels["user_id"]
 				k := fmt.Sprintf("%s|%s|%d|%d", r.Metric, label, r.WindowStart, r.WindowEnd)
-				if r.Metric == "sessions" || r.Metric == "visits" {
+				if r.Metric == "sessions" || r.Metric == "visits" || r.Metric == "sess_users" {
 					if _, ok := want[k]; !ok {
 						// A session result superseded by a merge: its start
 						// lies inside a final session of the same key.
@@ -183,7 +212,7 @@ func TestMatchesBruteForce(t *testing.T) {
 				}
 				require.Contains(t, []string{metrics.KindFinal, metrics.KindRevised}, r.Kind, "last result of %s", k)
 				require.Equal(t, metrics.Headline(r.Agg, &r, float64(r.WindowEnd-r.WindowStart)/1000), r.Value)
-				got[k] = agg{count: r.Count, sum: r.Sum}
+				got[k] = agg{count: r.Count, sum: r.Sum, distinct: r.Distinct}
 			}
 			require.Equal(t, want, got)
 		})
