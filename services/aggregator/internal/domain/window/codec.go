@@ -6,18 +6,16 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/streamwatch/streamwatch/pkg/metrics"
 )
 
 // windowCodecVersion is the first byte of an encoded window entry. The
-// decoder also reads version 3 (as 4, without flag 128: the HyperLogLog
-// bytes are in the window's entry), version 2 (as 3; the header also
-// holds the sorted label names and values, which version 3 derives from
-// the group key) and version 1 (as 2, without flags 16 and 32).
-const windowCodecVersion = 4
+// decoder also reads versions 1 to 4 (their layouts are at encodeWindow).
+const windowCodecVersion = 5
 
-// Flags of an encoded window.
+// Flags of an encoded window (a byte before version 5, a uvarint since).
 const (
 	flagFired     = 1
 	flagDirty     = 2
@@ -33,8 +31,12 @@ const (
 	// its metric's fired mark (Window.lateOpen).
 	flagLateOpen = 64
 	// flagDistinctLog (with flagDistinct): the HyperLogLog is in entries
-	// of its own (hllLog); the entry's HyperLogLog bytes are empty.
+	// of its own (hllLog); a v4 entry's HyperLogLog bytes are empty.
+	// Version 5 has no HyperLogLog bytes: flag 4 implies it.
 	flagDistinctLog = 128
+	// flagValues (v5): sum, min and max follow; without it all three are
+	// 0 (a counting metric's windows). Earlier versions always have them.
+	flagValues = 256
 )
 
 // pendingMinBytes is the least room the values added since a DDSketch's
@@ -42,38 +44,42 @@ const (
 // again; beyond it they may take as much as the encoding itself.
 const pendingMinBytes = 256
 
-// encodeWindow appends the binary form of w to b. Layout (v3): version
-// byte; metric, group (strings: uvarint length + bytes; v1 and v2 then
-// have a label count and sorted name/value strings); start, end, count, revision, last early
-// (varints); sum, min, max (float64 bits, little endian); flags byte (1
-// fired, 2 dirty, 4 has distinct, 8 has quantiles, 16 shared quantiles, 32
-// pending values, 64 late open); with flag 16 the owner metric (string); HyperLogLog and
-// DDSketch bytes (uvarint length, 0 for none); with flag 32 the count of
-// pending values (uvarint) and the values (float64 bits, little endian);
-// top-k capacity and entries (key string, count and err varints).
+// encodeWindow appends the binary form of w to b. Layout (v5): version
+// byte; flags (uvarint: 1 fired, 2 dirty, 4 has distinct, 8 has
+// quantiles, 16 shared quantiles, 32 pending values, 64 late open, 128
+// distinct in entries of its own, 256 has values); start, end − start,
+// count, revision, last early − start (varints, ms); with flag 256 sum,
+// min, max (float64 bits, little endian; all three 0 without it); with
+// flag 16 the owner metric (string: uvarint length + bytes); with flag 8
+// and not 16 the DDSketch bytes (uvarint length + bytes); with flag 32 the
+// count of pending values (uvarint) and the values (float64 bits, little
+// endian); top-k capacity (uvarint, 0 for none) and entries (count; key
+// string, count and err varints). The metric and group key are the entry
+// name's (entryName), which restores them.
+//
+// Older layouts, which decodeWindow reads: v4 is version byte; metric,
+// group (strings); start, end, count, revision, last early (varints);
+// sum, min, max (float64 bits); flags byte; with flag 16 the owner;
+// HyperLogLog bytes (empty with flag 128) and DDSketch bytes (uvarint
+// length, 0 for none); pending values; top-k. v3 is v4 without flag 128
+// (the HyperLogLog in the entry); v2 is v3 with a label count and sorted
+// name/value strings after the group; v1 is v2 without flags 16 and 32.
+// v5 takes ~20 bytes for a window of a counting metric, which v4 took
+// ~100 for (BenchmarkAggregateApply: delta-B/record).
 //
 // It is what a checkpoint commit writes per touched window, so it avoids
 // reflection. The HyperLogLog is not in it (flag 128): TakeDelta writes it
 // as entries of its own (hllLog), its hashes since the last full encoding.
 // The DDSketch is re-serialized only when it changed since its last
-// encoding (sketches.ddEnc). A DDSketch that changed is written incrementally: its last full encoding
-// plus the values added since (sketches.ddPend), until those take more room
-// than pendingMinBytes and the encoding itself; then it is encoded again.
-// Restoring decodes the sketch and adds the pending values, which gives
-// the same bins (a DDSketch's counts do not depend on insertion order), so
-// a full encoding costs O(bins) once per O(bins) values instead of once
-// per commit.
+// encoding (sketches.ddEnc). A DDSketch that changed is written
+// incrementally: its last full encoding plus the values added since
+// (sketches.ddPend), until those take more room than pendingMinBytes and
+// the encoding itself; then it is encoded again. Restoring decodes the
+// sketch and adds the pending values, which gives the same bins (a
+// DDSketch's counts do not depend on insertion order), so a full encoding
+// costs O(bins) once per O(bins) values instead of once per commit.
 func encodeWindow(b []byte, w *Window) []byte {
-	b = append(b, windowCodecVersion)
-	b = appendString(b, w.series.metric)
-	b = appendString(b, w.series.group)
-	for _, v := range [...]int64{w.Start, w.End, w.Count, w.Revision, w.LastEarly} {
-		b = binary.AppendVarint(b, v)
-	}
-	for _, f := range [...]float64{w.Sum, w.Min, w.Max} {
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
-	}
-	var flags byte
+	var flags uint64
 	if w.Fired {
 		flags |= flagFired
 	}
@@ -83,6 +89,9 @@ func encodeWindow(b []byte, w *Window) []byte {
 	if w.lateOpen && !w.Fired {
 		flags |= flagLateOpen
 	}
+	if math.Float64bits(w.Sum)|math.Float64bits(w.Min)|math.Float64bits(w.Max) != 0 {
+		flags |= flagValues
+	}
 	sk := w.sk
 	if sk == nil {
 		sk = &sketches{} // does not escape: a window without sketches encodes none
@@ -90,7 +99,6 @@ func encodeWindow(b []byte, w *Window) []byte {
 	if sk.distinct != nil {
 		flags |= flagDistinct | flagDistinctLog
 	}
-	var dd []byte
 	switch {
 	case sk.quantiles == nil:
 	case sk.sharedQ:
@@ -101,17 +109,26 @@ func encodeWindow(b []byte, w *Window) []byte {
 			sk.ddEnc, _ = sk.quantiles.MarshalBinary()
 			sk.ddPend = sk.ddPend[:0]
 		}
-		dd = sk.ddEnc
 		if len(sk.ddPend) > 0 {
 			flags |= flagPending
 		}
 	}
-	b = append(b, flags)
-	if flags&flagSharedQ != 0 {
-		b = appendString(b, sk.owner)
+	b = append(b, windowCodecVersion)
+	b = binary.AppendUvarint(b, flags)
+	for _, v := range [...]int64{w.Start, w.End - w.Start, w.Count, w.Revision, w.LastEarly - w.Start} {
+		b = binary.AppendVarint(b, v)
 	}
-	b = appendBytes(b, nil) // the HyperLogLog: in its own entries
-	b = appendBytes(b, dd)
+	if flags&flagValues != 0 {
+		for _, f := range [...]float64{w.Sum, w.Min, w.Max} {
+			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
+		}
+	}
+	switch {
+	case flags&flagSharedQ != 0:
+		b = appendString(b, sk.owner)
+	case flags&flagQuantiles != 0:
+		b = appendBytes(b, sk.ddEnc)
+	}
 	if flags&flagPending != 0 {
 		b = binary.AppendUvarint(b, uint64(len(sk.ddPend)))
 		for _, v := range sk.ddPend {
@@ -219,43 +236,71 @@ func (r *reader) byte1() byte {
 	return v
 }
 
-// decodeWindow decodes an encodeWindow entry; it returns the window (not
-// linked to a series), its metric and its group key (labels of v1 and v2
+// decodeWindow decodes the encodeWindow entry b named name; it returns
+// the window (not linked to a series), its metric and its group key
+// (v5: from name; v1 to v4: from the entry, and labels of v1 and v2
 // entries are skipped: they derive from the group key). A window with a
 // shared DDSketch comes back with sharedQ set and quantiles nil: the
 // restore links it to its owner's. A window whose HyperLogLog is in
 // entries of its own (flag 128) comes back with hlog set and distinct
-// nil: the restore adds them (State.restoreHLLs).
-func decodeWindow(b []byte) (w *Window, metric, group string, err error) {
+// nil: the restore adds them (State.restoreHLLs). It fails with
+// errCorrupt for an unknown version, a truncated entry or (v5) a name
+// that is not w|<metric>|<group>|<start>.
+func decodeWindow(name string, b []byte) (w *Window, metric, group string, err error) {
 	r := &reader{b: b}
 	version := r.byte1()
 	if r.err == nil && (version < 1 || version > windowCodecVersion) {
 		return nil, "", "", fmt.Errorf("%w: version %d (this build reads 1..%d)", errCorrupt, version, windowCodecVersion)
 	}
 	w = &Window{}
-	metric = string(r.bytes())
-	group = string(r.bytes())
-	if version < 3 {
-		for n := r.uvarint(); n > 0 && r.err == nil; n-- { // name and value
-			r.bytes()
-			r.bytes()
+	var flags uint64
+	if version >= 5 {
+		var ok bool
+		if metric, group, ok = parseEntryName(name); !ok {
+			return nil, "", "", fmt.Errorf("%w: name %q is not w|<metric>|<group>|<start>", errCorrupt, name)
 		}
-	}
-	w.Start, w.End, w.Count, w.Revision, w.LastEarly = r.varint(), r.varint(), r.varint(), r.varint(), r.varint()
-	w.Sum, w.Min, w.Max = r.float(), r.float(), r.float()
-	flags := r.byte1()
-	switch {
-	case version == 1:
-		flags &= flagFired | flagDirty | flagDistinct | flagQuantiles
-	case version < 4:
-		flags &^= flagDistinctLog
+		flags = r.uvarint()
+		w.Start = r.varint()
+		w.End = w.Start + r.varint()
+		w.Count, w.Revision = r.varint(), r.varint()
+		w.LastEarly = w.Start + r.varint()
+		if flags&flagValues != 0 {
+			w.Sum, w.Min, w.Max = r.float(), r.float(), r.float()
+		}
+		if flags&flagDistinct != 0 {
+			flags |= flagDistinctLog
+		}
+	} else {
+		metric = string(r.bytes())
+		group = string(r.bytes())
+		if version < 3 {
+			for n := r.uvarint(); n > 0 && r.err == nil; n-- { // name and value
+				r.bytes()
+				r.bytes()
+			}
+		}
+		w.Start, w.End, w.Count, w.Revision, w.LastEarly = r.varint(), r.varint(), r.varint(), r.varint(), r.varint()
+		w.Sum, w.Min, w.Max = r.float(), r.float(), r.float()
+		flags = uint64(r.byte1())
+		switch {
+		case version == 1:
+			flags &= flagFired | flagDirty | flagDistinct | flagQuantiles
+		case version < 4:
+			flags &^= flagDistinctLog
+		}
 	}
 	w.Fired, w.Dirty, w.lateOpen = flags&flagFired != 0, flags&flagDirty != 0, flags&flagLateOpen != 0
 	var sk sketches // copied to the heap only for a window that has one
 	if flags&flagSharedQ != 0 {
 		sk.sharedQ, sk.owner = true, string(r.bytes())
 	}
-	hll, dd := r.bytes(), r.bytes()
+	var hll, dd []byte
+	switch {
+	case version < 5:
+		hll, dd = r.bytes(), r.bytes()
+	case flags&(flagQuantiles|flagSharedQ) == flagQuantiles:
+		dd = r.bytes()
+	}
 	var pend []float64
 	if flags&flagPending != 0 {
 		n := r.uvarint()
@@ -310,4 +355,17 @@ func decodeWindow(b []byte) (w *Window, metric, group string, err error) {
 		*w.sk = sk
 	}
 	return w, metric, group, nil
+}
+
+// parseEntryName splits window entry name w|<metric>|<group>|<start>
+// (entryName) into its metric and group key. Metric names have no "|"
+// (metrics.ParseDefinitions) and the start is digits, so a group key
+// holding "|" splits correctly. ok is false for any other name.
+func parseEntryName(name string) (metric, group string, ok bool) {
+	rest, ok := strings.CutPrefix(name, "w|")
+	i, j := strings.IndexByte(rest, '|'), strings.LastIndexByte(rest, '|')
+	if !ok || i <= 0 || j <= i {
+		return "", "", false
+	}
+	return rest[:i], rest[i+1 : j], true
 }

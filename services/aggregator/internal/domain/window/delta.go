@@ -420,7 +420,7 @@ func (s *State) restoreSeen(name string, b []byte) error {
 
 // restoreWindow adds the window of entry name to s and returns it.
 func (s *State) restoreWindow(name string, b []byte) (*Window, error) {
-	w, metric, group, err := decodeWindow(b)
+	w, metric, group, err := decodeWindow(name, b)
 	if err != nil {
 		return nil, fmt.Errorf("entry %q: %w", name, err)
 	}

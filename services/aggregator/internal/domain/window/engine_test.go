@@ -376,9 +376,9 @@ metrics:
 }
 
 // TestRestoresOlderEntries checks that window entries written by earlier
-// codec versions (v3: the HyperLogLog in the window entry; v2: as v3,
-// labels in the header; v1: as v2, without shared or incremental
-// sketches) still restore to a state that emits the same results, so a
+// codec versions (v4: metric and group in the entry, fixed fields; v3: as
+// v4, the HyperLogLog in the window entry; v2: as v3, labels in the
+// header; v1: as v2, without shared or incremental sketches) still restore to a state that emits the same results, so a
 // deployment continues from the checkpoints the last build wrote, and
 // that an unknown version is refused.
 func TestRestoresOlderEntries(t *testing.T) {
@@ -401,17 +401,18 @@ func TestRestoresOlderEntries(t *testing.T) {
 	e.Add(s, batch, 1)
 	set, _, err := s.TakeDelta() // first encoding of every window: no flag 16 or 32
 	require.NoError(t, err)
-	// v3 entries are v4 ones with the HyperLogLog's base entry (the first
-	// commit writes no logs) in the window entry, without flag 128.
-	v3 := map[string][]byte{}
+	// v3 entries have the HyperLogLog's base entry (the first commit
+	// writes no logs) in the window entry, without flag 128.
+	v3, v4 := map[string][]byte{}, map[string][]byte{}
 	for k, v := range set {
 		switch {
 		case strings.HasPrefix(k, "x|"):
+			v4[k] = bytes.Clone(v)
 		case strings.HasPrefix(k, "w|"):
-			require.Equal(t, byte(4), v[0])
-			v3[k] = inlineHLL(t, v, set["x"+k[1:]])
+			v3[k] = downgrade(t, k, v, set["x"+k[1:]], 3)
+			v4[k] = downgrade(t, k, v, nil, 4)
 		default:
-			v3[k] = bytes.Clone(v)
+			v3[k], v4[k] = bytes.Clone(v), bytes.Clone(v)
 		}
 	}
 	// v1 and v2 entries are v3 ones with a label section after the group:
@@ -419,6 +420,9 @@ func TestRestoresOlderEntries(t *testing.T) {
 	// derive from the group key), so any labels do.
 	older := func(version byte) map[string][]byte {
 		out := map[string][]byte{}
+		if version == 4 {
+			return v4
+		}
 		for k, v := range v3 {
 			if version == 3 {
 				out[k] = bytes.Clone(v)
@@ -440,7 +444,7 @@ func TestRestoresOlderEntries(t *testing.T) {
 		return out
 	}
 	more := []events.Event{ev("x", t0+30_000, "10.0.0.1", 7)}
-	restored := map[byte]*window.State{1: window.NewState(0), 2: window.NewState(0), 3: window.NewState(0)}
+	restored := map[byte]*window.State{1: window.NewState(0), 2: window.NewState(0), 3: window.NewState(0), 4: window.NewState(0)}
 	for version, st := range restored {
 		require.NoError(t, st.RestoreEntries(older(version)), "version %d", version)
 		e.Add(st, more, 2)
@@ -455,55 +459,89 @@ func TestRestoresOlderEntries(t *testing.T) {
 	bad := map[string][]byte{}
 	for k, v := range set {
 		if strings.HasPrefix(k, "w|") {
-			v = append([]byte{5}, v[1:]...)
+			v = append([]byte{6}, v[1:]...)
 		}
 		bad[k] = v
 	}
-	require.ErrorContains(t, window.NewState(0).RestoreEntries(bad), "version 5")
+	require.ErrorContains(t, window.NewState(0).RestoreEntries(bad), "version 6")
 }
 
-// inlineHLL returns window entry v (version 4) as version 3 wrote it: with
-// flag 128 (the HyperLogLog in entries of its own) it gets base, the
-// sketch's encoding, as its HyperLogLog bytes. The layout is encodeWindow's.
-func inlineHLL(t *testing.T, v, base []byte) []byte {
+// downgrade returns window entry v (version 5) named name in the layout
+// of version 4 or 3 (encodeWindow's comment): metric and group in the
+// entry, end and last early as they are, the values always, a flags byte,
+// and HyperLogLog bytes: none with flag 128 (v4), or base, the sketch's
+// encoding, without it (v3).
+func downgrade(t *testing.T, name string, v, base []byte, version byte) []byte {
 	t.Helper()
+	require.Equal(t, byte(5), v[0])
 	at := 1
-	str := func() {
-		n, w := binary.Uvarint(v[at:])
-		require.Positive(t, w)
-		at += w + int(n)
-	}
-	str()         // metric
-	str()         // group
-	for range 5 { // start, end, count, revision, last early
-		_, w := binary.Varint(v[at:])
+	uvarint := func() int {
+		x, w := binary.Uvarint(v[at:])
 		require.Positive(t, w)
 		at += w
+		return int(x)
 	}
-	at += 3 * 8 // sum, min, max
-	flagsAt := at
-	flags := v[at]
-	at++
-	if flags&16 != 0 {
-		str() // the shared DDSketch's owner
+	varint := func() int64 {
+		x, w := binary.Varint(v[at:])
+		require.Positive(t, w)
+		at += w
+		return x
 	}
-	out := append([]byte{3}, v[1:at]...)
-	if flags&128 == 0 {
-		return append(out, v[at:]...)
+	flags := uvarint()
+	start := varint()
+	end, count, revision, last := start+varint(), varint(), varint(), start+varint()
+	values := make([]byte, 24)
+	if flags&256 != 0 {
+		copy(values, v[at:at+24])
+		at += 24
 	}
-	require.NotNil(t, base, "a window with flag 128 has a base entry")
-	require.Equal(t, byte(0), v[at], "no HyperLogLog bytes with flag 128")
-	out[flagsAt] = flags &^ 128
-	out = binary.AppendUvarint(out, uint64(len(base)))
-	out = append(out, base...)
-	return append(out, v[at+1:]...)
+	rest := strings.TrimPrefix(name, "w|")
+	metric, group := rest[:strings.IndexByte(rest, '|')], rest[strings.IndexByte(rest, '|')+1:strings.LastIndexByte(rest, '|')]
+	out := []byte{version}
+	for _, s := range []string{metric, group} {
+		out = binary.AppendUvarint(out, uint64(len(s)))
+		out = append(out, s...)
+	}
+	for _, x := range []int64{start, end, count, revision, last} {
+		out = binary.AppendVarint(out, x)
+	}
+	out = append(out, values...)
+	flagsV4 := byte(flags &^ 256)
+	if version == 3 {
+		flagsV4 &^= 128
+	}
+	out = append(out, flagsV4)
+	if flags&16 != 0 { // the shared DDSketch's owner
+		n := uvarint()
+		out = binary.AppendUvarint(out, uint64(n))
+		out = append(out, v[at:at+n]...)
+		at += n
+	}
+	if flags&4 != 0 && version == 3 {
+		require.NotNil(t, base, "a window with a distinct aggregation has a base entry")
+		out = binary.AppendUvarint(out, uint64(len(base)))
+		out = append(out, base...)
+	} else {
+		out = append(out, 0)
+	}
+	if flags&(8|16) == 8 { // its own DDSketch
+		n := uvarint()
+		out = binary.AppendUvarint(out, uint64(n))
+		out = append(out, v[at:at+n]...)
+		at += n
+	} else {
+		out = append(out, 0)
+	}
+	return append(out, v[at:]...) // pending values and top-k: as in v5
 }
 
 // TestRestoreRenamesForeignEntries checks that a window entry restored
 // under a name other than its own (w|<metric>|<group>|<start>: a window
 // keeps no name, it derives one) moves to its own name with the next delta,
 // which deletes the old one, so no entry is left behind when the window
-// is purged.
+// is purged. Such names come from builds that wrote entries of version 2
+// or older, which hold the window's metric and group key (version 5
+// takes them from the name); the test uses version 4.
 func TestRestoreRenamesForeignEntries(t *testing.T) {
 	t.Parallel()
 	e := window.NewEngine(mustDefs(t, testDefs), cfg)
@@ -513,24 +551,57 @@ func TestRestoreRenamesForeignEntries(t *testing.T) {
 	require.NoError(t, err)
 	const own = "w|requests_by_client|10.0.0.1\x00|1431857100000" // the group key ends in NUL
 	require.Contains(t, set, own)
+	require.Less(t, len(set[own]), 24, "a counting metric's window: no metric, group or zero values in its entry")
 	entries := map[string][]byte{}
 	for k, v := range set {
 		if k == own {
 			k = "w|requests_by_client|client_ip=10.0.0.1|1431857100000" // another build's name
+			v = downgrade(t, own, v, nil, 4)
 		}
 		entries[k] = bytes.Clone(v)
 	}
+	want := bytes.Clone(set[own])
 	restored := window.NewState(0)
 	require.NoError(t, restored.RestoreEntries(entries))
 	set, del, err := restored.TakeDelta()
 	require.NoError(t, err)
 	require.Contains(t, set, own)
-	require.Equal(t, entries["w|requests_by_client|client_ip=10.0.0.1|1431857100000"], set[own])
+	require.Equal(t, want, set[own])
 	require.Contains(t, del, "w|requests_by_client|client_ip=10.0.0.1|1431857100000")
 	set, del, err = restored.TakeDelta()
 	require.NoError(t, err)
 	require.NotContains(t, set, own, "renamed once")
 	require.Empty(t, del)
+}
+
+// TestRestoreGroupWithSeparator checks that a window whose label value
+// holds the entry name's separator "|" restores under its own metric and
+// group key (version 5 entries take both from the entry name).
+func TestRestoreGroupWithSeparator(t *testing.T) {
+	t.Parallel()
+	e := window.NewEngine(mustDefs(t, testDefs), cfg)
+	s := window.NewState(0)
+	batch := []events.Event{ev("a", t0+1_000, "a|b|1", 5), ev("b", t0+2_000, "a|b|1", 7), ev("c", t0+3_000, "|", 1)}
+	e.Add(s, batch, 1)
+	entries := map[string][]byte{}
+	takeDelta(t, s, entries)
+	restored := window.NewState(0)
+	require.NoError(t, restored.RestoreEntries(entries))
+	_, del, err := restored.TakeDelta()
+	require.NoError(t, err)
+	require.Empty(t, del, "every entry restored under its own name")
+	more := []events.Event{ev("d", t0+4_000, "a|b|1", 1)}
+	e.Add(s, more, 2)
+	e.Add(restored, more, 2)
+	want := e.Emit(s, 2, true)
+	require.Equal(t, want, e.Emit(restored, 2, true))
+	clients := map[string]int64{}
+	for _, r := range want {
+		if r.Metric == "requests_by_client" {
+			clients[r.Labels["client_ip"]] = r.Count
+		}
+	}
+	require.Equal(t, map[string]int64{"a|b|1": 3, "|": 1}, clients)
 }
 
 // TestFinalsNeedNoEntryRewrite checks the checkpoint of a minute
