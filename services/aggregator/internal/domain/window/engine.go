@@ -353,8 +353,9 @@ type sketches struct {
 	owner   string
 }
 
-// sketchesBytes is the size of a sketches struct (its size class).
-const sketchesBytes = 128
+// sketchesBytes is the size of a sketches struct (104 bytes: its size
+// class), hllLogBytes that of an hllLog (56: its size class).
+const sketchesBytes, hllLogBytes = 112, 64
 
 // distinct, quantiles and topK return w's sketches, nil when the metric
 // has none.
@@ -1367,7 +1368,7 @@ func (s *State) MemoryBytes() int64 {
 				n += sketchesBytes
 				if d := w.sk.distinct; d != nil {
 					b, _ := d.MarshalBinary()
-					n += int64(len(b)) + 8*int64(cap(w.sk.hlog.pend))
+					n += int64(len(b)) + hllLogBytes + 8*int64(cap(w.sk.hlog.pend))
 				}
 				if w.ownsQuantiles() {
 					b, _ := w.sk.quantiles.MarshalBinary()
