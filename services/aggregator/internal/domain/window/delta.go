@@ -215,16 +215,17 @@ func (s *State) TakeDelta() (map[string][]byte, []string, error) {
 		d.perName = len(all)/len(d.touched) + 1
 	}
 	d.ends = ends
-	for i, w := range d.hllDue {
-		var err error
+	var err error
+	for _, w := range d.hllDue {
 		if buf, err = d.takeHLL(set, buf, w); err != nil {
-			clear(d.hllDue)
-			d.hllDue = d.hllDue[:0]
-			return nil, nil, err
+			break
 		}
-		d.hllDue[i] = nil
 	}
+	clear(d.hllDue) // keeps no window alive
 	d.hllDue = d.hllDue[:0]
+	if err != nil {
+		return nil, nil, err
+	}
 	for i := range d.nNew {
 		b := &d.seenNew[i]
 		if len(b.hs) == 0 {

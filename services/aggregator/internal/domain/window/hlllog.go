@@ -63,14 +63,14 @@ func (l *hllLog) rebase() {
 	l.pend = l.pend[:0]
 }
 
-// hllBaseName and hllLogName are the names of the base and of log n of
-// the HyperLogLog of sr's window starting at start (ms).
+// hllBaseName is the name of the base of the HyperLogLog of sr's window
+// starting at start (ms); hllLogPrefix followed by n is that of its log n.
 func hllBaseName(sr *series, start int64) string {
 	return "x" + entryName(sr, start)[1:]
 }
 
-func hllLogName(sr *series, start int64, n int) string {
-	return "h" + entryName(sr, start)[1:] + "|" + strconv.Itoa(n)
+func hllLogPrefix(sr *series, start int64) string {
+	return "h" + entryName(sr, start)[1:] + "|"
 }
 
 // takeHLL adds to set the checkpoint entry of w's HyperLogLog for this
@@ -89,7 +89,7 @@ func (d *deltaTracker) takeHLL(set map[string][]byte, buf []byte, w *Window) ([]
 		for _, h := range l.pend {
 			buf = binary.LittleEndian.AppendUint64(buf, h)
 		}
-		set[hllLogName(w.series, w.Start, l.logs)] = buf[n:len(buf):len(buf)]
+		set[hllLogPrefix(w.series, w.Start)+strconv.Itoa(l.logs)] = buf[n:len(buf):len(buf)]
 		l.logBytes += len(buf) - n
 		l.pend = l.pend[:0]
 		return buf, nil
@@ -99,9 +99,7 @@ func (d *deltaTracker) takeHLL(set map[string][]byte, buf []byte, w *Window) ([]
 		return buf, fmt.Errorf("encode the HyperLogLog of window %s: %w", entryName(w.series, w.Start), err)
 	}
 	set[hllBaseName(w.series, w.Start)] = base
-	for n := 1; n <= l.logs; n++ {
-		d.remove(hllLogName(w.series, w.Start, n))
-	}
+	d.removeHLLLogs(w.series, w.Start, l.logs)
 	*l = hllLog{pend: l.pend[:0], based: true, baseLen: len(base)}
 	return buf, nil
 }
@@ -112,10 +110,20 @@ func (d *deltaTracker) takeHLL(set map[string][]byte, buf []byte, w *Window) ([]
 // name.
 func (d *deltaTracker) removeHLL(sr *series, start int64, l *hllLog) {
 	d.remove(hllBaseName(sr, start))
-	for n := 1; n <= l.logs; n++ {
-		d.remove(hllLogName(sr, start, n))
-	}
+	d.removeHLLLogs(sr, start, l.logs)
 	*l = hllLog{pend: l.pend[:0]}
+}
+
+// removeHLLLogs deletes, with the next delta, logs 1..logs of the
+// HyperLogLog of sr's window starting at start (ms).
+func (d *deltaTracker) removeHLLLogs(sr *series, start int64, logs int) {
+	if logs == 0 {
+		return
+	}
+	prefix := hllLogPrefix(sr, start)
+	for n := 1; n <= logs; n++ {
+		d.remove(prefix + strconv.Itoa(n))
+	}
 }
 
 // hllEntries collects the HyperLogLog entries of a restore, by the name
