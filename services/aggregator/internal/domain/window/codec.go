@@ -30,9 +30,10 @@ const (
 	// flagLateOpen: the window is not fired although it ends at or before
 	// its metric's fired mark (Window.lateOpen).
 	flagLateOpen = 64
-	// flagDistinctLog (with flagDistinct): the HyperLogLog is in entries
-	// of its own (hllLog); a v4 entry's HyperLogLog bytes are empty.
-	// Version 5 has no HyperLogLog bytes: flag 4 implies it.
+	// flagDistinctLog (v4, with flagDistinct): the HyperLogLog is in
+	// entries of its own (hllLog); the entry's HyperLogLog bytes are
+	// empty. Version 5 has no HyperLogLog bytes and no flag 128: its flag
+	// 4 implies it.
 	flagDistinctLog = 128
 	// flagValues (v5): sum, min and max follow; without it all three are
 	// 0 (a counting metric's windows). Earlier versions always have them.
@@ -45,9 +46,9 @@ const (
 const pendingMinBytes = 256
 
 // encodeWindow appends the binary form of w to b. Layout (v5): version
-// byte; flags (uvarint: 1 fired, 2 dirty, 4 has distinct, 8 has
-// quantiles, 16 shared quantiles, 32 pending values, 64 late open, 128
-// distinct in entries of its own, 256 has values); start, end − start,
+// byte; flags (uvarint: 1 fired, 2 dirty, 4 has distinct, in entries of
+// its own, 8 has quantiles, 16 shared quantiles, 32 pending values, 64
+// late open, 256 has values); start, end − start,
 // count, revision, last early − start (varints, ms); with flag 256 sum,
 // min, max (float64 bits, little endian; all three 0 without it); with
 // flag 16 the owner metric (string: uvarint length + bytes); with flag 8
@@ -68,7 +69,7 @@ const pendingMinBytes = 256
 // ~100 for (BenchmarkAggregateApply: delta-B/record).
 //
 // It is what a checkpoint commit writes per touched window, so it avoids
-// reflection. The HyperLogLog is not in it (flag 128): TakeDelta writes it
+// reflection. The HyperLogLog is not in it: TakeDelta writes it
 // as entries of its own (hllLog), its hashes since the last full encoding.
 // The DDSketch is re-serialized only when it changed since its last
 // encoding (sketches.ddEnc). A DDSketch that changed is written
@@ -97,7 +98,7 @@ func encodeWindow(b []byte, w *Window) []byte {
 		sk = &sketches{} // does not escape: a window without sketches encodes none
 	}
 	if sk.distinct != nil {
-		flags |= flagDistinct | flagDistinctLog
+		flags |= flagDistinct // in entries of its own: flagDistinctLog for the decoder
 	}
 	switch {
 	case sk.quantiles == nil:
@@ -242,7 +243,7 @@ func (r *reader) byte1() byte {
 // entries are skipped: they derive from the group key). A window with a
 // shared DDSketch comes back with sharedQ set and quantiles nil: the
 // restore links it to its owner's. A window whose HyperLogLog is in
-// entries of its own (flag 128) comes back with hlog set and distinct
+// entries of its own (v5 flag 4, v4 flag 128) comes back with hlog set and distinct
 // nil: the restore adds them (State.restoreHLLs). It fails with
 // errCorrupt for an unknown version, a truncated entry or (v5) a name
 // that is not w|<metric>|<group>|<start>.

@@ -402,7 +402,7 @@ func TestRestoresOlderEntries(t *testing.T) {
 	set, _, err := s.TakeDelta() // first encoding of every window: no flag 16 or 32
 	require.NoError(t, err)
 	// v3 entries have the HyperLogLog's base entry (the first commit
-	// writes no logs) in the window entry, without flag 128.
+	// writes no logs) in the window entry; v4 entries flag 128 instead.
 	v3, v4 := map[string][]byte{}, map[string][]byte{}
 	for k, v := range set {
 		switch {
@@ -507,8 +507,8 @@ func downgrade(t *testing.T, name string, v, base []byte, version byte) []byte {
 	}
 	out = append(out, values...)
 	flagsV4 := byte(flags &^ 256)
-	if version == 3 {
-		flagsV4 &^= 128
+	if flags&4 != 0 && version == 4 {
+		flagsV4 |= 128 // v4: the HyperLogLog in entries of its own
 	}
 	out = append(out, flagsV4)
 	if flags&16 != 0 { // the shared DDSketch's owner
