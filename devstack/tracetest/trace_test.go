@@ -96,18 +96,22 @@ func TestOneTraceFromIngestToClickHouse(t *testing.T) {
 		if !ok {
 			return false
 		}
-		proj, ok := find(spans, func(s tracetest.Span) bool {
-			return s.Service == "streamwatch-query" && s.Name == "receive metrics.windows" && s.Parent == agg.SpanID
-		})
-		if !ok {
-			return false
-		}
+		// The live view and the history both consume metrics.windows, in
+		// consumer groups of their own, so the aggregator's span has a child
+		// for each; the insert links to the history's.
+		var proj tracetest.Span
 		insert, ok := find(spans, func(s tracetest.Span) bool {
 			if s.Service != "streamwatch-query" || !strings.HasPrefix(s.Name, "clickhouse INSERT INTO") || !strings.Contains(s.Name, "metric_windows") {
 				return false
 			}
 			for _, l := range s.Links {
-				if l.TraceID == ingest.TraceID && l.SpanID == proj.SpanID {
+				if l.TraceID != ingest.TraceID {
+					continue
+				}
+				if p, ok := find(spans, func(s tracetest.Span) bool {
+					return s.SpanID == l.SpanID && s.Service == "streamwatch-query" && s.Name == "receive metrics.windows" && s.Parent == agg.SpanID
+				}); ok {
+					proj = p
 					return true
 				}
 			}
@@ -124,6 +128,7 @@ func TestOneTraceFromIngestToClickHouse(t *testing.T) {
 	require.Equal(t, "aggregator.windows", chain.agg.Attrs["messaging.consumer.group.name"])
 	require.Equal(t, chain.ingest.TraceID, chain.proj.TraceID)
 	require.Equal(t, chain.agg.SpanID, chain.proj.Parent, "projector span is a child of the aggregator span")
+	require.Equal(t, "query.windows-projector", chain.proj.Attrs["messaging.consumer.group.name"], "the insert's projector")
 	require.Equal(t, "client", chain.insert.Kind)
 	require.Equal(t, "clickhouse", chain.insert.Attrs["db.system"])
 	require.Contains(t, chain.insert.Links, tracetest.Link{TraceID: chain.ingest.TraceID, SpanID: chain.proj.SpanID})
