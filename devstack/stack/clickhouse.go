@@ -161,9 +161,9 @@ func startClickHouse(ctx context.Context, logger *slog.Logger, bin, dir, logPath
 // mergeNice is the nice value of ClickHouse's merge threads in the dev
 // stack: the lowest priority, so a merge runs on the CPU the services and
 // Redis leave idle. On one 2-core machine with everything else, the merge
-// of a 700 MB part of raw events took a core for 75 s and, with a minute
-// boundary's finals, pushed live probes past 1 s (docs/bench.md, eleventh
-// round). Inserts and queries run on other threads and keep their
+// of a 700 MB part of raw events took 0.45-0.83 of a core for 75 s and,
+// with a minute boundary's finals, pushed live probes past 1 s
+// (docs/bench.md, eleventh round). Inserts and queries run on other threads and keep their
 // priority. RocksDB's low-priority compaction pool is the same idea.
 const mergeNice = 19
 

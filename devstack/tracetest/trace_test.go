@@ -108,8 +108,8 @@ func TestOneTraceFromIngestToClickHouse(t *testing.T) {
 				if l.TraceID != ingest.TraceID {
 					continue
 				}
-				if p, ok := find(spans, func(s tracetest.Span) bool {
-					return s.SpanID == l.SpanID && s.Service == "streamwatch-query" && s.Name == "receive metrics.windows" && s.Parent == agg.SpanID
+				if p, ok := find(spans, func(c tracetest.Span) bool {
+					return c.SpanID == l.SpanID && c.Service == "streamwatch-query" && c.Name == "receive metrics.windows" && c.Parent == agg.SpanID
 				}); ok {
 					proj = p
 					return true
