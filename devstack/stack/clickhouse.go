@@ -163,8 +163,10 @@ func startClickHouse(ctx context.Context, logger *slog.Logger, bin, dir, logPath
 // Redis leave idle. On one 2-core machine with everything else, the merge
 // of a 700 MB part of raw events took 0.45-0.83 of a core for 75 s and,
 // with a minute boundary's finals, pushed live probes past 1 s
-// (docs/bench.md, eleventh round). Inserts and queries run on other threads and keep their
-// priority. RocksDB's low-priority compaction pool is the same idea.
+// (docs/bench.md, eleventh round). Inserts and queries run on other
+// threads and keep their priority. RocksDB's low-priority compaction pool
+// is the same idea. It moves the tail, not the load: when the others
+// leave no idle moments, a merge still runs in their short sleeps.
 const mergeNice = 19
 
 // mergeRenicePeriod is how often niceMerges looks for merge threads.
