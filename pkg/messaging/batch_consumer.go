@@ -56,6 +56,17 @@ type BatchConsumerConfig struct {
 	// durable (PipelinedBatchHandler); 0 means 1. A BatchHandler's batches
 	// are durable when it returns, so it never has more than one.
 	MaxInFlight int
+	// CommitInterval is the least time between the starts of two batches
+	// of a partition; 0 hands records on as soon as the handler is free.
+	// A record that arrives sooner waits, with the records that follow it,
+	// until the interval has passed since the last batch started or
+	// MaxRecords are waiting. Under a steady trickle (a consumer that keeps
+	// up) one handler call, and so one state commit, then serves the
+	// records of an interval instead of one each; a record that arrives
+	// after a quiet interval, or behind a backlog, does not wait. It adds
+	// at most this much latency. Kafka Streams' commit.interval.ms (100 ms
+	// under exactly-once) bounds commits the same way.
+	CommitInterval time.Duration
 
 	_ struct{}
 }
@@ -72,6 +83,9 @@ func (c BatchConsumerConfig) Validate() error {
 	if c.MaxInFlight < 0 {
 		errs = append(errs, fmt.Errorf("max in flight %d < 0", c.MaxInFlight))
 	}
+	if c.CommitInterval < 0 {
+		errs = append(errs, fmt.Errorf("commit interval %s < 0", c.CommitInterval))
+	}
 	if c.RetryInitial <= 0 || c.RetryMax < c.RetryInitial {
 		errs = append(errs, fmt.Errorf("retry backoff %s..%s: must be positive and ordered", c.RetryInitial, c.RetryMax))
 	}
@@ -85,7 +99,8 @@ func (c BatchConsumerConfig) Validate() error {
 // paying a round of writes per record, as behind a Watermill subscriber
 // (which hands one message per partition and waits for its ack). With no
 // backlog a batch is the one record that arrived, so latency is as with
-// Watermill. (The query service's windows projector introduced this
+// Watermill, unless CommitInterval has the records of an interval wait
+// for each other. (The query service's windows projector introduced this
 // consumer; this is its shared form.)
 //
 // Exactly-once effect as with the Watermill router: a batch's offsets are
@@ -210,6 +225,7 @@ func (h batchClaimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim 
 		close(inflight)
 		<-settled
 	}()
+	var lastStart time.Time // when the previous batch was handed on
 	for {
 		var batch []*sarama.ConsumerMessage
 		select {
@@ -220,6 +236,11 @@ func (h batchClaimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim 
 				return nil
 			}
 			batch = append(batch, m)
+		}
+		if wait := c.cfg.CommitInterval - time.Since(lastStart); wait > 0 && len(batch) < c.cfg.MaxRecords {
+			if batch = gather(ctx, claim.Messages(), batch, c.cfg.MaxRecords, wait); ctx.Err() != nil {
+				return nil
+			}
 		}
 	drain:
 		for len(batch) < c.cfg.MaxRecords {
@@ -233,6 +254,7 @@ func (h batchClaimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim 
 				break drain
 			}
 		}
+		lastStart = time.Now()
 		msgs, links := convertBatch(ctx, batch)
 		// One consumer span per batch, linked to the records' producer
 		// spans (OpenTelemetry's batch-receiving convention) and a child of
@@ -257,6 +279,28 @@ func (h batchClaimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim 
 			return nil
 		}
 	}
+}
+
+// gather adds the records of in to batch until it holds maxRecords
+// records, wait has passed (CommitInterval), in is closed or ctx ends,
+// and returns it.
+func gather(ctx context.Context, in <-chan *sarama.ConsumerMessage, batch []*sarama.ConsumerMessage, maxRecords int, wait time.Duration) []*sarama.ConsumerMessage {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for len(batch) < maxRecords {
+		select {
+		case <-ctx.Done():
+			return batch
+		case <-timer.C:
+			return batch
+		case m, ok := <-in:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+		}
+	}
+	return batch
 }
 
 // flight is a batch applied and waiting to be durable.

@@ -73,6 +73,21 @@ func runConsumer(t *testing.T, brokers []string, log *batchLog) (stop func()) {
 	return start(t, c)
 }
 
+// kafkaCluster starts an in-process Kafka cluster with topic of the given
+// partitions for a parallel test (skipped with -short) and returns its
+// brokers.
+func kafkaCluster(t *testing.T, partitions int32, topic string) []string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs an in-process Kafka cluster")
+	}
+	t.Parallel()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
+	require.NoError(t, err)
+	t.Cleanup(cluster.Close)
+	return cluster.ListenAddrs()
+}
+
 // start runs c until the returned stop is called; stop checks that Run
 // returned nil.
 func start(t *testing.T, c *messaging.BatchConsumer) (stop func()) {
@@ -96,14 +111,7 @@ func start(t *testing.T, c *messaging.BatchConsumer) (stop func()) {
 // exactly once apart from a failed batch, which is handed again whole; a
 // new consumer of the group starts after what the first one committed.
 func TestBatchConsumerBatchesRetriesAndCommits(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs an in-process Kafka cluster")
-	}
-	t.Parallel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "windows"))
-	require.NoError(t, err)
-	t.Cleanup(cluster.Close)
-	brokers := cluster.ListenAddrs()
+	brokers := kafkaCluster(t, 2, "windows")
 	produce(t, brokers, "windows", 0, 0, 100)
 	produce(t, brokers, "windows", 1, 100, 150)
 
@@ -203,6 +211,98 @@ func TestBatchConsumerConfigValidate(t *testing.T) {
 	require.ErrorContains(t, err, "brokers, group and topic are required")
 	require.ErrorContains(t, err, "max records 0 < 1")
 	require.ErrorContains(t, err, "retry backoff")
+	_, err = messaging.NewBatchConsumer(messaging.BatchConsumerConfig{
+		Brokers: []string{"b:9092"}, Group: "g", Topic: "t", MaxRecords: 1,
+		RetryInitial: time.Millisecond, RetryMax: time.Millisecond, CommitInterval: -time.Second,
+	}, nil, nil)
+	require.ErrorContains(t, err, "commit interval -1s < 0")
+}
+
+// stampLog records when a BatchHandler was called and what with.
+type stampLog struct {
+	mu      sync.Mutex
+	starts  []time.Time
+	batches [][]string
+}
+
+func (l *stampLog) handle(_ context.Context, msgs []*message.Message) error {
+	now := time.Now()
+	var b []string
+	for _, m := range msgs {
+		b = append(b, string(m.Payload))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.starts = append(l.starts, now)
+	l.batches = append(l.batches, b)
+	return nil
+}
+
+func (l *stampLog) records() (n int, last time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, b := range l.batches {
+		n += len(b)
+	}
+	if len(l.starts) > 0 {
+		last = l.starts[len(l.starts)-1]
+	}
+	return n, last
+}
+
+// TestBatchConsumerCommitInterval: records that trickle in are handed on
+// together, at most one batch per CommitInterval, each once and in order;
+// a record that arrives after a quiet interval is handed on without
+// waiting.
+func TestBatchConsumerCommitInterval(t *testing.T) {
+	brokers := kafkaCluster(t, 1, "events")
+	const interval = 2 * time.Second
+	log := &stampLog{}
+	c, err := messaging.NewBatchConsumer(messaging.BatchConsumerConfig{
+		Brokers: brokers, Group: "aggregator.windows", Topic: "events",
+		MaxRecords: 1000, RetryInitial: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		CommitInterval: interval,
+	}, log.handle, nil)
+	require.NoError(t, err)
+	stop := start(t, c)
+	defer stop()
+
+	// A trickle: 30 records, one every 20 ms, well within one interval.
+	// The first may be handed on alone; the rest wait for the interval.
+	for i := range 30 {
+		produce(t, brokers, "events", 0, i, i+1)
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Eventually(t, func() bool { n, _ := log.records(); return n == 30 }, 30*time.Second, 10*time.Millisecond)
+
+	// After a quiet interval a record does not wait: it is handed on
+	// well before another interval has passed since it was produced.
+	_, last := log.records()
+	time.Sleep(time.Until(last.Add(interval + 500*time.Millisecond)))
+	sent := time.Now()
+	produce(t, brokers, "events", 0, 30, 31)
+	require.Eventually(t, func() bool { n, _ := log.records(); return n == 31 }, 30*time.Second, 10*time.Millisecond)
+	_, last = log.records()
+	require.Less(t, last.Sub(sent), interval, "a record after a quiet interval waited for another one")
+
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	var all []string
+	for _, b := range log.batches {
+		all = append(all, b...)
+	}
+	want := make([]string, 31)
+	for i := range want {
+		want[i] = "r" + strconv.Itoa(i)
+	}
+	require.Equal(t, want, all, "every record once, in offset order")
+	require.LessOrEqual(t, len(log.batches), 4, "the trickle was handed on record by record: %v", log.batches)
+	for i := 1; i < len(log.starts); i++ {
+		// The handler is called a moment after the batch starts; allow
+		// for that moment.
+		gap := log.starts[i].Sub(log.starts[i-1])
+		require.GreaterOrEqual(t, gap, interval-50*time.Millisecond, "batches %d and %d only %s apart", i-1, i, gap)
+	}
 }
 
 // pipeLog records what a PipelinedBatchHandler applied; the Pending of a
@@ -267,14 +367,7 @@ func runPipelined(t *testing.T, brokers []string, log *pipeLog) (stop func()) {
 // and the one waiting for room); offsets are committed only for durable
 // batches; a batch whose Pending fails is applied again.
 func TestPipelinedBatchConsumer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs an in-process Kafka cluster")
-	}
-	t.Parallel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "windows"))
-	require.NoError(t, err)
-	t.Cleanup(cluster.Close)
-	brokers := cluster.ListenAddrs()
+	brokers := kafkaCluster(t, 1, "windows")
 	produce(t, brokers, "windows", 0, 0, 40)
 
 	// Nothing becomes durable: the consumer applies ahead, then stops for

@@ -166,6 +166,9 @@ type BatchSettings struct {
 	// MaxRecords is the most records of a partition applied and committed
 	// together (>= 1).
 	MaxRecords int
+	// CommitInterval is the least time between two batches of a
+	// partition (messaging.BatchConsumerConfig.CommitInterval); 0: none.
+	CommitInterval time.Duration
 	// RetryInitial and RetryMax bound the backoff between attempts of a
 	// batch that failed transiently (defaults 100 ms and 5 s, the router's
 	// Retry).
@@ -184,6 +187,6 @@ func (p *Processor[S]) NewBatchConsumer(s BatchSettings, logger *slog.Logger) (*
 	}
 	return messaging.NewBatchConsumer(messaging.BatchConsumerConfig{
 		Brokers: s.Kafka.Brokers, Group: p.cfg.Group, Topic: p.cfg.Topic, MaxRecords: s.MaxRecords,
-		RetryInitial: s.RetryInitial, RetryMax: s.RetryMax,
+		CommitInterval: s.CommitInterval, RetryInitial: s.RetryInitial, RetryMax: s.RetryMax,
 	}, p.HandleBatch, logger)
 }

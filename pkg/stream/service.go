@@ -35,6 +35,10 @@ type ServiceConfig struct {
 	// are applied with one checkpoint commit and one produce round. 0 uses
 	// the Watermill router, one record and one commit at a time.
 	MaxBatchRecords int
+	// CommitInterval, with MaxBatchRecords, is the least time between two
+	// batches of a partition: records that trickle in are committed
+	// together, once per interval (messaging.BatchConsumerConfig); 0: none.
+	CommitInterval time.Duration
 }
 
 // RunService runs op as a service until ctx is done: a Kafka consumer in
@@ -91,7 +95,7 @@ func RunService[S any](ctx context.Context, cfg ServiceConfig, op Operator[S], l
 	})
 
 	logger.Info("service starting", "http_addr", cfg.HTTP.Addr, "brokers", cfg.Kafka.Brokers, "group", cfg.Group, "topic", cfg.Topic,
-		"max_batch_records", cfg.MaxBatchRecords)
+		"max_batch_records", cfg.MaxBatchRecords, "commit_interval", cfg.CommitInterval.String())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return consume(gctx) })
 	g.Go(func() error { return proc.Run(gctx) })
@@ -110,7 +114,7 @@ func RunService[S any](ctx context.Context, cfg ServiceConfig, op Operator[S], l
 // consuming (for /readyz), and what closes it.
 func serviceInput[S any](cfg ServiceConfig, proc *Processor[S], logger *slog.Logger) (consume func(context.Context) error, consuming func() bool, closeInput func(), err error) {
 	if cfg.MaxBatchRecords > 0 {
-		bc, err := proc.NewBatchConsumer(BatchSettings{Kafka: cfg.Kafka, MaxRecords: cfg.MaxBatchRecords}, logger)
+		bc, err := proc.NewBatchConsumer(BatchSettings{Kafka: cfg.Kafka, MaxRecords: cfg.MaxBatchRecords, CommitInterval: cfg.CommitInterval}, logger)
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -23,6 +23,12 @@ type Config struct {
 	MetricsFile string `env:"AGG_METRICS_FILE"`
 	// Join holds the stream-table join's settings (docs/join.md).
 	Join Join
+	// CommitInterval is the least time between two checkpoint commits of
+	// an events.raw partition's records: records that trickle in while
+	// the aggregator keeps up are applied and committed together, once
+	// per interval, instead of one commit each. 0 commits every record
+	// (or backlog) as soon as it arrives.
+	CommitInterval time.Duration `env:"AGG_COMMIT_INTERVAL" envDefault:"100ms"`
 }
 
 // Join holds the settings of the stream-table join: the profiles table
@@ -84,6 +90,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Window.FinalsPause < 0 {
 		errs = append(errs, fmt.Errorf("AGG_FINALS_PAUSE: %s is negative", c.Window.FinalsPause))
+	}
+	if c.CommitInterval < 0 {
+		errs = append(errs, fmt.Errorf("AGG_COMMIT_INTERVAL: %s is negative", c.CommitInterval))
 	}
 	if c.Join.MaxEntries <= 0 {
 		errs = append(errs, fmt.Errorf("AGG_JOIN_MAX_ENTRIES: %d is not positive", c.Join.MaxEntries))

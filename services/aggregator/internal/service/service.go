@@ -69,7 +69,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return stream.RunService(gctx, stream.ServiceConfig{
 			Name: "aggregator", HTTP: cfg.HTTP, Kafka: cfg.Kafka, Redis: cfg.Redis,
 			Group: Group, Topic: messaging.TopicEventsRaw, TickInterval: cfg.Window.EmitInterval,
-			MaxBatchRecords: MaxBatchRecords,
+			MaxBatchRecords: MaxBatchRecords, CommitInterval: cfg.CommitInterval,
 		}, counted, logger)
 	})
 	err = g.Wait()
@@ -85,7 +85,7 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 // aggregator applies with one checkpoint commit (stream.HandleBatch): a
 // window that many records of the batch touch is written to Redis once,
 // not once per record, and the outputs go out in one produce round. With
-// no backlog a batch is the one record that arrived.
+// no backlog a batch holds the records of one AGG_COMMIT_INTERVAL.
 const MaxBatchRecords = 100
 
 // newJoin builds the stream-table join (docs/join.md): the profiles table,

@@ -24,6 +24,12 @@ type Config struct {
 	OutOfOrderness time.Duration `env:"DETECTOR_OUT_OF_ORDERNESS" envDefault:"5s"`
 	// RulesTopic enables reading rule changes from the rules topic.
 	RulesTopic bool `env:"DETECTOR_RULES_TOPIC" envDefault:"true"`
+	// EventsCommitInterval is the least time between two checkpoint
+	// commits of an events.raw partition's records (pattern and absence
+	// rules): records that trickle in are committed together, once per
+	// interval. 0 commits every record as soon as it arrives. The
+	// metrics.windows consumer (threshold rules) does not wait.
+	EventsCommitInterval time.Duration `env:"DETECTOR_EVENTS_COMMIT_INTERVAL" envDefault:"100ms"`
 }
 
 // Default returns the configuration before the environment is applied.
@@ -34,6 +40,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.OutOfOrderness < 0 {
 		errs = append(errs, fmt.Errorf("DETECTOR_OUT_OF_ORDERNESS: negative %s", c.OutOfOrderness))
+	}
+	if c.EventsCommitInterval < 0 {
+		errs = append(errs, fmt.Errorf("DETECTOR_EVENTS_COMMIT_INTERVAL: negative %s", c.EventsCommitInterval))
 	}
 	return errors.Join(append(errs, c.HTTP.Validate(), c.Kafka.Validate(), c.Redis.Validate())...)
 }

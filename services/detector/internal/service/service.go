@@ -36,7 +36,8 @@ const (
 // MaxBatchRecords is the most records of one partition the detector's
 // consumers apply and commit together (one checkpoint commit and one
 // produce round per batch). With no backlog a batch is the one record
-// that arrived.
+// that arrived (metrics.windows) or the records of one
+// DETECTOR_EVENTS_COMMIT_INTERVAL (events.raw).
 const MaxBatchRecords = 100
 
 // LoadRules reads the rules file, or the built-in rules when path is empty.
@@ -105,7 +106,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	eventsConsumer, err := evs.NewBatchConsumer(batches, logger)
+	eventsBatches := batches
+	eventsBatches.CommitInterval = cfg.EventsCommitInterval
+	eventsConsumer, err := evs.NewBatchConsumer(eventsBatches, logger)
 	if err != nil {
 		return err
 	}
