@@ -26,9 +26,11 @@ type Config struct {
 	// CommitInterval is the least time between two checkpoint commits of
 	// an events.raw partition's records: records that trickle in while
 	// the aggregator keeps up are applied and committed together, once
-	// per interval, instead of one commit each. 0 commits every record
-	// (or backlog) as soon as it arrives.
-	CommitInterval time.Duration `env:"AGG_COMMIT_INTERVAL" envDefault:"100ms"`
+	// per interval, instead of one commit each. 0 (the default) commits
+	// what is waiting as soon as the consumer is free: the interval
+	// halves Redis's writes but adds latency (docs/bench.md, twelfth
+	// round).
+	CommitInterval time.Duration `env:"AGG_COMMIT_INTERVAL" envDefault:"0s"`
 }
 
 // Join holds the settings of the stream-table join: the profiles table

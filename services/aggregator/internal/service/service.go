@@ -85,7 +85,8 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 // aggregator applies with one checkpoint commit (stream.HandleBatch): a
 // window that many records of the batch touch is written to Redis once,
 // not once per record, and the outputs go out in one produce round. With
-// no backlog a batch holds the records of one AGG_COMMIT_INTERVAL.
+// no backlog a batch is the one record that arrived, or, with
+// AGG_COMMIT_INTERVAL set, the records of one interval.
 const MaxBatchRecords = 100
 
 // newJoin builds the stream-table join (docs/join.md): the profiles table,

@@ -27,9 +27,10 @@ type Config struct {
 	// EventsCommitInterval is the least time between two checkpoint
 	// commits of an events.raw partition's records (pattern and absence
 	// rules): records that trickle in are committed together, once per
-	// interval. 0 commits every record as soon as it arrives. The
-	// metrics.windows consumer (threshold rules) does not wait.
-	EventsCommitInterval time.Duration `env:"DETECTOR_EVENTS_COMMIT_INTERVAL" envDefault:"100ms"`
+	// interval. 0 (the default) commits what is waiting as soon as the
+	// consumer is free. The metrics.windows consumer (threshold rules)
+	// never waits.
+	EventsCommitInterval time.Duration `env:"DETECTOR_EVENTS_COMMIT_INTERVAL" envDefault:"0s"`
 }
 
 // Default returns the configuration before the environment is applied.

@@ -36,8 +36,8 @@ const (
 // MaxBatchRecords is the most records of one partition the detector's
 // consumers apply and commit together (one checkpoint commit and one
 // produce round per batch). With no backlog a batch is the one record
-// that arrived (metrics.windows) or the records of one
-// DETECTOR_EVENTS_COMMIT_INTERVAL (events.raw).
+// that arrived, or, on events.raw with DETECTOR_EVENTS_COMMIT_INTERVAL
+// set, the records of one interval.
 const MaxBatchRecords = 100
 
 // LoadRules reads the rules file, or the built-in rules when path is empty.
