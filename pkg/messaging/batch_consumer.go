@@ -237,10 +237,13 @@ func (h batchClaimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim 
 			}
 			batch = append(batch, m)
 		}
-		if wait := c.cfg.CommitInterval - time.Since(lastStart); wait > 0 && len(batch) < c.cfg.MaxRecords {
-			if batch = gather(ctx, claim.Messages(), batch, c.cfg.MaxRecords, wait); ctx.Err() != nil {
-				return nil
+		if c.cfg.CommitInterval > 0 {
+			if wait := c.cfg.CommitInterval - time.Since(lastStart); wait > 0 && len(batch) < c.cfg.MaxRecords {
+				if batch = gather(ctx, claim.Messages(), batch, c.cfg.MaxRecords, wait); ctx.Err() != nil {
+					return nil
+				}
 			}
+			lastStart = time.Now() // before the drain: a batch starts when its wait ends
 		}
 	drain:
 		for len(batch) < c.cfg.MaxRecords {
@@ -254,7 +257,6 @@ func (h batchClaimHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim 
 				break drain
 			}
 		}
-		lastStart = time.Now()
 		msgs, links := convertBatch(ctx, batch)
 		// One consumer span per batch, linked to the records' producer
 		// spans (OpenTelemetry's batch-receiving convention) and a child of
