@@ -40,6 +40,10 @@ const (
 // HTTP_HEALTH_ADDR, else HTTP_ADDR (or its default), for GET /readyz and returns ExitOK when it answers 200,
 // ExitFailed otherwise: container images without curl use it as their
 // health check.
+//
+// With DEBUG_ADDR set (host:port) the service also serves Go's runtime
+// profiles on that address, under /debug/pprof/ (see debugMux), until run
+// returns.
 func Main[C any](name string, cfg *C, level func(*C) string, run func(context.Context, C, *slog.Logger) error) int {
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
 		return healthcheck(cfg)
@@ -58,6 +62,7 @@ func Main[C any](name string, cfg *C, level func(*C) string, run func(context.Co
 		return ExitFailed
 	}
 	defer func() { _ = shutdown(context.Background()) }()
+	defer startDebug(ctx, os.Getenv(DebugAddrEnv), logger)()
 	if err := run(ctx, *cfg, logger); err != nil {
 		logger.Error(name+" failed", "error", err.Error())
 		return ExitFailed
