@@ -176,6 +176,9 @@ func decodeBinaryBatch(p []byte, buf []Event, shared bool) ([]Event, error) {
 		ss.shared = string(p) // one copy; fields index it by their position from the end
 	}
 	evs := buf[:0]
+	if n := countBatchEvents(p); cap(evs) < n {
+		evs = make([]Event, 0, n) // once, not grown by append
+	}
 	version := uint64(0)
 	for len(p) > 0 {
 		num, typ, n := protowire.ConsumeTag(p)
@@ -217,6 +220,33 @@ func decodeBinaryBatch(p []byte, buf []Event, shared bool) ([]Event, error) {
 		return nil, fmt.Errorf("batch version %d (this build reads 1 as JSON and 2 as binary)", version)
 	}
 	return evs, nil
+}
+
+// countBatchEvents returns how many events a v2 payload holds, counting up
+// to its first malformed field (decodeBinaryBatch reports that one). It
+// reads only the top-level tags and lengths (~1 % of a decode): a caller
+// without a buffer then gets an array of the right size at once, instead
+// of one grown by append, which allocated 7x the bytes and took 2.7x the
+// time of a decode into a buffer (BenchmarkDecodeBatch, 500 events). Every
+// events field is at least two bytes, so the count is at most len(p)/2,
+// as many events as the decode itself would append.
+func countBatchEvents(p []byte) int {
+	n := 0
+	for len(p) > 0 {
+		num, typ, m := protowire.ConsumeTag(p)
+		if m < 0 {
+			return n
+		}
+		p = p[m:]
+		if m = protowire.ConsumeFieldValue(num, typ, p); m < 0 {
+			return n
+		}
+		p = p[m:]
+		if num == fieldBatchEvents && typ == protowire.BytesType {
+			n++
+		}
+	}
+	return n
 }
 
 // decodeEvent fills e from one Event message. Tags under 128 (one byte:

@@ -157,6 +157,33 @@ func TestDecodeBatchIntoResetsReusedEvents(t *testing.T) {
 	require.Same(t, &buf[0], &out[0], "decoded into the buffer's array")
 }
 
+// TestDecodeBatchAllocatesOnce: without a buffer (as the detector and the
+// query service decode), or with one too small, the events are decoded
+// into one array of exactly their number, not one grown by append; a
+// large enough buffer is used as it is. Unknown batch fields do not count.
+func TestDecodeBatchAllocatesOnce(t *testing.T) {
+	t.Parallel()
+	in := benchBatch()[:300]
+	b, err := events.EncodeBatch(in)
+	require.NoError(t, err)
+	b = protowire.AppendTag(b, 7, protowire.BytesType) // a later build's batch field
+	b = protowire.AppendString(b, "not an event")
+	for name, decode := range map[string]func([]byte, []events.Event, func([]byte, any) error) ([]events.Event, error){
+		"into": events.DecodeBatchInto, "shared": events.DecodeBatchShared,
+	} {
+		for _, buf := range [][]events.Event{nil, make([]events.Event, 0, 10)} {
+			out, err := decode(b, buf, json.Unmarshal)
+			require.NoError(t, err, name)
+			require.Equal(t, in, out, name)
+			require.Equal(t, len(in), cap(out), "%s, buffer of %d: one array of the events' number", name, cap(buf))
+		}
+		buf := make([]events.Event, 0, 400)
+		out, err := decode(b, buf, json.Unmarshal)
+		require.NoError(t, err, name)
+		require.Same(t, &buf[:1][0], &out[0], "%s: decoded into the buffer's array", name)
+	}
+}
+
 // TestBinarySkipsUnknownFields: fields a later build adds (to the batch or
 // to an event) are skipped, as protobuf readers do.
 func TestBinarySkipsUnknownFields(t *testing.T) {
@@ -295,7 +322,9 @@ func protoValue(fd protoreflect.FieldDescriptor, v protoreflect.Value) any {
 }
 
 // BenchmarkDecodeBatch compares decoding one 500-event record of an
-// access-log/service/behaviour mix in both formats (encoding/json for v1).
+// access-log/service/behaviour mix in both formats (encoding/json for v1),
+// into a buffer of the right size and, as the detector and the query
+// service's projector decode (they keep each record's events), into none.
 func BenchmarkDecodeBatch(b *testing.B) {
 	evs := benchBatch()
 	bin, err := events.EncodeBatch(evs)
@@ -306,9 +335,14 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		name    string
 		payload []byte
 		decode  func([]byte, []events.Event, func([]byte, any) error) ([]events.Event, error)
-	}{{"binary", bin, events.DecodeBatchInto}, {"binary-shared", bin, events.DecodeBatchShared}, {"json", js, events.DecodeBatchInto}} {
+		nobuf   bool
+	}{{"binary", bin, events.DecodeBatchInto, false}, {"binary-shared", bin, events.DecodeBatchShared, false}, {"json", js, events.DecodeBatchInto, false},
+		{"binary-nobuf", bin, events.DecodeBatchInto, true}, {"binary-shared-nobuf", bin, events.DecodeBatchShared, true}} {
 		b.Run(f.name, func(b *testing.B) {
 			buf := make([]events.Event, 0, len(evs))
+			if f.nobuf {
+				buf = nil
+			}
 			b.SetBytes(int64(len(f.payload)))
 			b.ReportAllocs()
 			for b.Loop() {
