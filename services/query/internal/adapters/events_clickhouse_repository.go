@@ -98,13 +98,13 @@ func (r *ClickHouseEventRepository) WithSplitInserts(parts, minRows int) *ClickH
 	return &c
 }
 
-// InsertEvents writes evs in one ClickHouse insert (one block), together
-// with the events of concurrent calls (group commit): all or none. It
-// returns once that insert is done. A replayed event collapses with its
-// earlier copy on merge (the table is a ReplacingMergeTree ordered by
-// type, event_time, event_id).
-func (r *ClickHouseEventRepository) InsertEvents(ctx context.Context, evs []events.Event) error {
-	return r.group.Write(ctx, evs)
+// InsertEvents writes the events of every slice of parts in one ClickHouse
+// insert (one block), together with the events of concurrent calls (group
+// commit): all or none. It returns once that insert is done. A replayed
+// event collapses with its earlier copy on merge (the table is a
+// ReplacingMergeTree ordered by type, event_time, event_id).
+func (r *ClickHouseEventRepository) InsertEvents(ctx context.Context, parts ...[]events.Event) error {
+	return r.group.Write(ctx, parts...)
 }
 
 // insertBlock writes the events of every slice of groups as one insert.

@@ -66,22 +66,27 @@ func newGroupCommit[T any](cfg GroupCommitConfig, write func(ctx context.Context
 	return &groupCommit[T]{cfg: cfg, write: write}
 }
 
-// Write writes rows in one write, possibly together with the rows of
-// concurrent calls, and returns once that write is done: nil means rows are
-// durable. A caller whose ctx ends while it waits for another caller's
-// write gets ctx's error; its rows may still be written by that write
-// (writes must be idempotent). The caller leading a group writes it in any
-// case (the others wait for it) and returns the write's outcome.
-func (g *groupCommit[T]) Write(ctx context.Context, rows []T) error {
-	if len(rows) == 0 {
+// Write writes the rows of every slice of parts in one write, possibly
+// together with the rows of concurrent calls, and returns once that write
+// is done: nil means the rows are durable. A call's parts are never split
+// between writes. A caller whose ctx ends while it waits for another
+// caller's write gets ctx's error; its rows may still be written by that
+// write (writes must be idempotent). The caller leading a group writes it
+// in any case (the others wait for it) and returns the write's outcome.
+func (g *groupCommit[T]) Write(ctx context.Context, parts ...[]T) error {
+	n := 0
+	for _, rows := range parts {
+		n += len(rows)
+	}
+	if n == 0 {
 		return nil
 	}
-	if g.cfg.Idle <= 0 || len(rows) >= g.cfg.MaxRows {
-		return g.write(ctx, [][]T{rows})
+	if g.cfg.Idle <= 0 || n >= g.cfg.MaxRows {
+		return g.write(ctx, parts)
 	}
 	g.mu.Lock()
 	grp := g.open
-	if grp != nil && grp.n+len(rows) > g.cfg.MaxRows {
+	if grp != nil && grp.n+n > g.cfg.MaxRows {
 		g.closeLocked(grp)
 		grp = nil
 	}
@@ -90,8 +95,12 @@ func (g *groupCommit[T]) Write(ctx context.Context, rows []T) error {
 		grp = &commitGroup[T]{joined: make(chan struct{}, 1), closed: make(chan struct{}), done: make(chan struct{})}
 		g.open = grp
 	}
-	grp.rows = append(grp.rows, rows)
-	grp.n += len(rows)
+	for _, rows := range parts {
+		if len(rows) > 0 {
+			grp.rows = append(grp.rows, rows)
+		}
+	}
+	grp.n += n
 	if !leader {
 		select {
 		case grp.joined <- struct{}{}:

@@ -82,6 +82,35 @@ func TestGroupCommitNeverSplitsACallerAndBoundsTheBlock(t *testing.T) {
 	require.Equal(t, []int{1, 2, 3, 4, 5, 6, 7}, blocks[len(blocks)-1], "a call above MaxRows is written alone and whole")
 }
 
+// TestGroupCommitCountsACallsParts: a call's parts (one per record) count
+// together against MaxRows, are written in the same write in their order,
+// and are not split between writes.
+func TestGroupCommitCountsACallsParts(t *testing.T) {
+	t.Parallel()
+	w := &writes{}
+	g := newGroupCommit(GroupCommitConfig{MaxRows: 5, Idle: 50 * time.Millisecond, MaxDelay: time.Minute}, w.write)
+	require.NoError(t, g.Write(context.Background(), []int{1, 2}, nil, []int{3}))
+	require.NoError(t, g.Write(context.Background(), []int{4, 5, 6}, []int{7, 8, 9}))
+	require.NoError(t, g.Write(context.Background()))
+	require.Equal(t, [][]int{{1, 2, 3}, {4, 5, 6, 7, 8, 9}}, w.snapshot(), "3 rows in 3 parts grouped; 6 rows in 2 parts over MaxRows written alone and whole")
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range 3 {
+		wg.Go(func() { errs[i] = g.Write(context.Background(), []int{10 * i}, []int{10*i + 1}) })
+	}
+	wg.Wait()
+	total := 0
+	for _, b := range w.snapshot()[2:] {
+		require.LessOrEqual(t, len(b), 5, "the parts of the callers count against MaxRows: %v", b)
+		require.Zero(t, len(b)%2, "a caller's parts are not split: %v", b)
+		total += len(b)
+	}
+	require.Equal(t, 6, total)
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+}
+
 func TestGroupCommitHandsTheWriteErrorToEveryMember(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("clickhouse down")

@@ -133,7 +133,7 @@ func (p Projections) HandleMetricsWindow(msg *message.Message) error {
 // records are decoded and queued meanwhile. The live view is the live
 // projector's (LiveBatchHandler).
 func (p Projections) WindowsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) (func(context.Context) error, error) {
-	return batchHandler(dlq, logger, messaging.TopicMetricsWindows, WindowsProjector, decodeWindows, p.app.Commands.ProjectWindow.ApplyHistory)
+	return batchHandler(dlq, logger, messaging.TopicMetricsWindows, WindowsProjector, decodeWindows, flat(p.app.Commands.ProjectWindow.ApplyHistory))
 }
 
 // LiveBatchHandler returns the handler of the live projector's batch
@@ -156,9 +156,9 @@ func (p Projections) WindowsBatchHandler(dlq message.Publisher, logger *slog.Log
 // is dead-lettered by each, with its consumer group in the metadata.
 func (p Projections) LiveBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) (func(context.Context) error, error) {
 	return batchHandler(dlq, logger, messaging.TopicMetricsWindows, LiveProjector, decodeChangedWindows,
-		func(ctx context.Context, rs []metrics.Result) (func(context.Context) error, error) {
+		flat(func(ctx context.Context, rs []metrics.Result) (func(context.Context) error, error) {
 			return nil, p.app.Commands.ProjectWindow.UpdateLive(ctx, rs)
-		})
+		}))
 }
 
 // EventsBatchHandler returns the handler of the events projector's batch
@@ -168,31 +168,32 @@ func (p Projections) LiveBatchHandler(dlq message.Publisher, logger *slog.Logger
 // earlier builds), and a poison record (another schema, or a payload that
 // does not decode) goes to events.raw.dlq through dlq while the others go
 // on; then the events of all records are projected with one ProjectEvents
-// call, which the events repository's group commit merges with the
-// batches of the other partitions into one insert. It has the pipelined
+// call, a slice per record (not joined: the insert reads them where they
+// were decoded), which the events repository's group commit merges with
+// the batches of the other partitions into one insert. It has the pipelined
 // handler's shape, with a nil wait: it returns nil once every record is
 // inserted or dead-lettered; any other error is transient (the consumer
 // hands the same records again; the events table collapses replayed rows).
 func (p Projections) EventsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) (func(context.Context) error, error) {
 	return batchHandler(dlq, logger, messaging.TopicEventsRaw, EventsProjector, decodeEvents,
-		func(ctx context.Context, evs []events.Event) (func(context.Context) error, error) {
-			return nil, p.app.Commands.ProjectEvents.Handle(ctx, evs)
+		func(ctx context.Context, records [][]events.Event) (func(context.Context) error, error) {
+			return nil, p.app.Commands.ProjectEvents.Handle(ctx, records...)
 		})
 }
 
 // batchHandler decodes each record of a batch with decode, dead-letters the
 // records whose decode fails (a permanent error) to topic's .dlq as
-// consumer, and hands the items of the others to project in one call (none
-// when every record was poison), returning project's wait for durability
-// (nil: durable). An error publishing a dead letter or from project is
-// returned as is (transient).
+// consumer, and hands the items of the others to project in one call, one
+// slice per record in offset order (none when every record was poison),
+// returning project's wait for durability (nil: durable). An error
+// publishing a dead letter or from project is returned as is (transient).
+// A project that wants one slice is wrapped in flat.
 func batchHandler[T any](dlq message.Publisher, logger *slog.Logger, topic, consumer string,
-	decode func(*message.Message) ([]T, error), project func(context.Context, []T) (func(context.Context) error, error),
+	decode func(*message.Message) ([]T, error), project func(context.Context, [][]T) (func(context.Context) error, error),
 ) func(ctx context.Context, msgs []*message.Message) (func(context.Context) error, error) {
 	deadLetter := messaging.DeadLetter(dlq, topic, logger)
 	return func(ctx context.Context, msgs []*message.Message) (func(context.Context) error, error) {
 		parts := make([][]T, 0, len(msgs))
-		total := 0
 		for _, msg := range msgs {
 			msg.SetContext(messaging.ContextWithConsumer(msg.Context(), consumer)) // MetaConsumer of dead letters
 			var items []T
@@ -206,14 +207,26 @@ func batchHandler[T any](dlq message.Publisher, logger *slog.Logger, topic, cons
 			}
 			if len(items) > 0 {
 				parts = append(parts, items)
-				total += len(items)
 			}
 		}
-		switch len(parts) {
-		case 0:
+		if len(parts) == 0 {
 			return nil, nil
-		case 1:
-			return project(ctx, parts[0]) // one record: no copy
+		}
+		return project(ctx, parts)
+	}
+}
+
+// flat adapts a project function that takes one slice to batchHandler:
+// the records' items are joined into one slice (not copied when there is
+// one record).
+func flat[T any](project func(context.Context, []T) (func(context.Context) error, error)) func(context.Context, [][]T) (func(context.Context) error, error) {
+	return func(ctx context.Context, parts [][]T) (func(context.Context) error, error) {
+		if len(parts) == 1 {
+			return project(ctx, parts[0])
+		}
+		total := 0
+		for _, items := range parts {
+			total += len(items)
 		}
 		all := make([]T, 0, total) // one copy, not append's repeated growth
 		for _, items := range parts {
@@ -278,7 +291,7 @@ func (p Projections) HandleAlert(msg *message.Message) error {
 // insert is done. Alert bursts at minute boundaries were one ClickHouse
 // insert, and part, per alert.
 func (p Projections) AlertsBatchHandler(dlq message.Publisher, logger *slog.Logger) func(ctx context.Context, msgs []*message.Message) (func(context.Context) error, error) {
-	return batchHandler(dlq, logger, messaging.TopicAlerts, AlertsProjector, decodeAlert, p.app.Commands.ProjectAlert.Apply)
+	return batchHandler(dlq, logger, messaging.TopicAlerts, AlertsProjector, decodeAlert, flat(p.app.Commands.ProjectAlert.Apply))
 }
 
 // decodeAlert decodes and validates one alerts record (JSON alerts.Alert,
