@@ -50,9 +50,12 @@ func Main[C any](name string, cfg *C, level func(*C) string, run func(context.Co
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := config.Load(cfg); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
-		return ExitConfig
+	var debug debugConfig
+	for _, c := range []any{cfg, &debug} {
+		if err := config.Load(c); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+			return ExitConfig
+		}
 	}
 	logger := logging.New(os.Stdout, level(cfg), name)
 	setMemoryLimit(logger, memlimit.FromCgroup)
@@ -62,7 +65,7 @@ func Main[C any](name string, cfg *C, level func(*C) string, run func(context.Co
 		return ExitFailed
 	}
 	defer func() { _ = shutdown(context.Background()) }()
-	defer startDebug(ctx, os.Getenv(DebugAddrEnv), logger)()
+	defer startDebug(ctx, debug.Addr, logger)()
 	if err := run(ctx, *cfg, logger); err != nil {
 		logger.Error(name+" failed", "error", err.Error())
 		return ExitFailed

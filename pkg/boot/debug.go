@@ -12,9 +12,16 @@ import (
 )
 
 // DebugAddrEnv names the environment variable that turns on a service's
-// debug listener: host:port (port 0 picks a free one, logged as
-// "debug listener" with its address). Unset, nothing listens.
+// debug listener (debugConfig.Addr).
 const DebugAddrEnv = "DEBUG_ADDR"
+
+// debugConfig is the debug listener's configuration, read by Main with
+// config.Load for every service.
+type debugConfig struct {
+	// Addr is the listener's host:port (port 0 picks a free one, logged
+	// as "debug listener" with its address). Empty, nothing listens.
+	Addr string `env:"DEBUG_ADDR"`
+}
 
 // debugMux returns the handlers of the debug listener: Go's runtime
 // profiles under /debug/pprof/ as net/http/pprof serves them (index, cmdline,
