@@ -2,13 +2,13 @@ package boot
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/streamwatch/streamwatch/pkg/httpserver"
 )
 
 // DebugAddrEnv names the environment variable that turns on a service's
@@ -42,26 +42,14 @@ func debugMux() *http.ServeMux {
 
 // serveDebug serves debugMux on ln until ctx is done, then shuts the server
 // down, waiting up to 5 s for requests under way (a CPU profile of N seconds
-// is cut short). It returns nil after a shutdown, or the error that ended
-// serving. The listener is for operators only: it has no authentication, so
-// bind it to loopback or a network only they reach.
+// is cut short), as httpserver.ServeOn does for every service's API. It
+// returns nil after a shutdown, or the error that ended serving. The
+// listener is for operators only: it has no authentication, so bind it to
+// loopback or a network only they reach.
 func serveDebug(ctx context.Context, ln net.Listener, logger *slog.Logger) error {
 	srv := &http.Server{Handler: debugMux(), ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
 	logger.Info("debug listener", "addr", ln.Addr().String())
-	select {
-	case err := <-done:
-		return fmt.Errorf("debug listener %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if serr := <-done; !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
-	}
-	return err
+	return httpserver.ServeOn(ctx, srv, ln, 5*time.Second)
 }
 
 // startDebug starts the debug listener on addr (DEBUG_ADDR) in the

@@ -74,33 +74,40 @@ func Serve(ctx context.Context, h http.Handler, cfg config.HTTP) error {
 		lns = append(lns, ln)
 		handlers = append(handlers, a.h)
 	}
+	timeout := cfg.ShutdownTimeout
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for i, ln := range lns {
 		srv := newServer(handlers[i], cfg)
-		g.Go(func() error {
-			errc := make(chan error, 1)
-			go func() { errc <- srv.Serve(ln) }()
-			select {
-			case err := <-errc:
-				return fmt.Errorf("serve %s: %w", ln.Addr(), err)
-			case <-gctx.Done():
-			}
-			timeout := cfg.ShutdownTimeout
-			if timeout <= 0 {
-				timeout = DefaultShutdownTimeout
-			}
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), timeout)
-			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil {
-				return fmt.Errorf("shutdown http %s: %w", ln.Addr(), err)
-			}
-			if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("serve %s: %w", ln.Addr(), err)
-			}
-			return nil
-		})
+		g.Go(func() error { return ServeOn(gctx, srv, ln, timeout) })
 	}
 	return g.Wait()
+}
+
+// ServeOn serves srv on ln until ctx is done, then shuts srv down
+// gracefully, waiting up to timeout for requests under way. It returns nil
+// after a clean shutdown, or the error that ended serving or the shutdown.
+// Serve runs each of its listeners with it; a server built elsewhere (the
+// debug listener of pkg/boot) shares the same life cycle.
+func ServeOn(ctx context.Context, srv *http.Server, ln net.Listener, timeout time.Duration) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown http %s: %w", ln.Addr(), err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve %s: %w", ln.Addr(), err)
+	}
+	return nil
 }
 
 func newServer(h http.Handler, cfg config.HTTP) *http.Server {
